@@ -1,0 +1,215 @@
+// Package api serves the dcmgr 12.03 REST API: routes, parameter decoding,
+// ownership checks, list envelopes, JSON/YAML rendering, and the one place
+// where errors become HTTP responses.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/manager/cluster"
+	"github.com/vdc-project/vdc/manager/state"
+)
+
+// Prefix is where the 12.03 app is mounted.
+const Prefix = "/api/12.03"
+
+// Backend is what the API needs from the manager's cluster layer.
+type Backend interface {
+	Store() *state.Store
+	Apply(ctx context.Context, t state.CommandType, body any) (any, error)
+	IsLeader() bool
+	VerifyLeader(ctx context.Context) error
+	LeaderAPI() (string, error)
+	Members() []cluster.Member
+	Peers() ([]cluster.Peer, error)
+	Stats() map[string]string
+}
+
+// Config holds the dcmgr.conf settings the API uses (spec/agents.md §7).
+type Config struct {
+	// ServiceTypes are the configured service types; `service_type` params
+	// must name one of them.
+	ServiceTypes []string `json:"service_types"`
+	// DefaultServiceType is used when a create names none.
+	DefaultServiceType string `json:"default_service_type"`
+	// SkipQuotaEvaluation disables X-VDC-Account-Quota checks.
+	SkipQuotaEvaluation bool `json:"skip_quota_evaluation"`
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// StaleReadsOnly makes default reads local (no leader round trip); off by
+	// default so that a read after an acknowledged write always sees it.
+	StaleReadsOnly bool `json:"stale_reads_only"`
+	// RecentTerminatedPeriod is how long terminated/deleted resources stay in
+	// `alive_with_*` list filters.
+	RecentTerminatedPeriod time.Duration `json:"recent_terminated_period"`
+}
+
+// DefaultConfig mirrors dcmgr.conf's defaults.
+func DefaultConfig() Config {
+	return Config{
+		ServiceTypes:           []string{"std"},
+		DefaultServiceType:     "std",
+		MaxBodyBytes:           8 << 20,
+		RecentTerminatedPeriod: 900 * time.Second,
+	}
+}
+
+// API is the HTTP handler of the 12.03 API and the manager's internal routes.
+type API struct {
+	cfg    Config
+	b      Backend
+	logger *slog.Logger
+	now    func() time.Time
+	mux    *http.ServeMux
+	proxy  *forwarder
+}
+
+// New builds the API over a backend.
+func New(cfg Config, b Backend, logger *slog.Logger) *API {
+	d := DefaultConfig()
+	if len(cfg.ServiceTypes) == 0 {
+		cfg.ServiceTypes = d.ServiceTypes
+	}
+	if cfg.DefaultServiceType == "" {
+		cfg.DefaultServiceType = cfg.ServiceTypes[0]
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if cfg.RecentTerminatedPeriod <= 0 {
+		cfg.RecentTerminatedPeriod = d.RecentTerminatedPeriod
+	}
+	a := &API{
+		cfg:    cfg,
+		b:      b,
+		logger: logger.With("component", "api"),
+		now:    func() time.Time { return time.Now().UTC().Truncate(time.Second) },
+		mux:    http.NewServeMux(),
+	}
+	a.proxy = newForwarder(b)
+	a.routes()
+	return a
+}
+
+// access says whether a route reads or writes state.
+type access int
+
+const (
+	read access = iota
+	write
+)
+
+// handlerFunc is a route body: it returns the document to render or an error.
+type handlerFunc func(ctx context.Context, req *Request) (any, error)
+
+// route registers pattern ("GET /ssh_key_pairs/{id}") relative to Prefix.
+func (a *API) route(pattern string, acc access, h handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	a.mux.Handle(method+" "+Prefix+path, &endpoint{a: a, access: acc, h: h})
+}
+
+func newRequestID() string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ServeHTTP is the middleware chain of spec §1.1: request id and log, CORS,
+// format suffix, then the route.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := newRequestID()
+	w.Header().Set("X-VDC-Request-ID", rid)
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		a.logger.Info("request",
+			"request_id", rid,
+			"account_id", accountHeader(r.Header),
+			"login_id", r.Header.Get("X-VDC-Requester-Token"),
+			"method", r.Method,
+			"path", r.URL.Path,
+			"status", sw.status,
+			"ms", time.Since(start).Milliseconds())
+	}()
+
+	h := sw.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		h.Set("Access-Control-Allow-Headers", req)
+	} else {
+		h.Set("Access-Control-Allow-Headers", "*")
+	}
+	h.Set("Access-Control-Expose-Headers", "X-VDC-Request-ID")
+	if r.Method == http.MethodOptions {
+		sw.WriteHeader(http.StatusOK)
+		return
+	}
+
+	if strings.HasPrefix(r.URL.Path, "/internal/") {
+		a.serveInternal(sw, r)
+		return
+	}
+	format := stripFormat(r)
+	r = r.WithContext(context.WithValue(r.Context(), ctxRequestID{}, rid))
+	r = r.WithContext(context.WithValue(r.Context(), ctxFormat{}, format))
+	a.mux.ServeHTTP(sw, r)
+}
+
+type ctxRequestID struct{}
+type ctxFormat struct{}
+
+// stripFormat removes a trailing `.ext` from the path below the prefix and
+// returns the response format it selects (§1.2): yml/yaml → YAML, else JSON.
+func stripFormat(r *http.Request) string {
+	p := r.URL.Path
+	slash := strings.LastIndexByte(p, '/')
+	dot := strings.LastIndexByte(p, '.')
+	if dot <= slash || !strings.HasPrefix(p, Prefix+"/") {
+		return "json"
+	}
+	ext := p[dot+1:]
+	u := *r.URL
+	u.Path = p[:dot]
+	u.RawPath = ""
+	r.URL = &u
+	switch ext {
+	case "yml", "yaml":
+		return "yml"
+	}
+	return "json"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status = code
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets the forwarding proxy stream.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

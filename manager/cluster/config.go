@@ -1,0 +1,149 @@
+// Package cluster runs a manager's raft node and serf member: it bootstraps or
+// joins the raft cluster from serf membership, applies commands on the leader
+// and tells the API where the leader is.
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Config is what a manager's cluster layer needs. Zero durations take the
+// defaults of DefaultConfig.
+type Config struct {
+	// NodeName is unique per manager; raft server id and serf member name.
+	NodeName string
+	// DataDir holds raft.db, state.db and snapshots/.
+	DataDir string
+	// SerfAddr is host:port serf binds to (gossip, TCP and UDP).
+	SerfAddr string
+	// RaftAddr is host:port the raft transport binds to.
+	RaftAddr string
+	// AdvertiseHost replaces an unspecified bind host (0.0.0.0) in the
+	// addresses other nodes are told; empty means the first non-loopback address.
+	AdvertiseHost string
+	// APIAddr is the advertised host:port of this manager's HTTP API, so that
+	// followers can forward to the leader.
+	APIAddr string
+	// BootstrapExpect: 1 bootstraps a single manager by itself; N>1 waits for
+	// N managers in serf and bootstraps them together; 0 never bootstraps
+	// (the node only joins an existing cluster).
+	BootstrapExpect int
+	// Join lists serf addresses of other members to join at start.
+	Join []string
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries stay in the log after a snapshot.
+	TrailingLogs uint64
+	// ApplyTimeout bounds how long one write waits for raft.
+	ApplyTimeout time.Duration
+	// ReconcileInterval is how often the leader re-checks raft membership
+	// against serf (events trigger it too).
+	ReconcileInterval time.Duration
+	// FastGossip selects tight serf timers (loopback clusters and tests).
+	FastGossip bool
+	// RaftLogLevel is hclog's level for raft's own messages.
+	RaftLogLevel string
+}
+
+// DefaultConfig is a single manager on this host with the shipped timeouts.
+// The raft timeouts are tighter than raft's 1 s defaults: a leader failure is
+// noticed in about half a second, which keeps failover under 1.5 s.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName:           host,
+		DataDir:            "var/dcmgr",
+		SerfAddr:           "0.0.0.0:9010",
+		RaftAddr:           "0.0.0.0:9011",
+		APIAddr:            "127.0.0.1:9001",
+		BootstrapExpect:    1,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		SnapshotThreshold:  16384,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		ApplyTimeout:       10 * time.Second,
+		ReconcileInterval:  5 * time.Second,
+		RaftLogLevel:       "warn",
+	}
+}
+
+// Validate checks the config and fills zero values with defaults.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	if c.NodeName == "" {
+		return fmt.Errorf("node name is empty")
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("data dir is empty")
+	}
+	for _, a := range []struct{ name, v string }{{"serf", c.SerfAddr}, {"raft", c.RaftAddr}, {"api", c.APIAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("%s address %q: %w", a.name, a.v, err)
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("bootstrap expect %d < 0", c.BootstrapExpect)
+	}
+	fill := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	fill(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	fill(&c.ElectionTimeout, d.ElectionTimeout)
+	fill(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	fill(&c.CommitTimeout, d.CommitTimeout)
+	fill(&c.SnapshotInterval, d.SnapshotInterval)
+	fill(&c.ApplyTimeout, d.ApplyTimeout)
+	fill(&c.ReconcileInterval, d.ReconcileInterval)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.RaftLogLevel == "" {
+		c.RaftLogLevel = d.RaftLogLevel
+	}
+	return nil
+}
+
+// advertise turns a bind address into one other hosts can reach.
+func advertise(bind, host string) (string, error) {
+	h, p, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", err
+	}
+	ip := net.ParseIP(h)
+	if h != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bind, nil
+	}
+	if host == "" {
+		host = firstAddress()
+	}
+	return net.JoinHostPort(host, p), nil
+}
+
+func firstAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

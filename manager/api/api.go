@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/state"
 )
@@ -94,6 +95,11 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	}
 	a.proxy = newForwarder(b)
 	a.routes()
+	// Unknown routes get an error document too, not net/http's plain text.
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		f, _ := r.Context().Value(ctxFormat{}).(string)
+		a.writeError(w, f, errs.New(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
 	return a
 }
 

@@ -131,12 +131,14 @@ func advertise(bind, host string) (string, error) {
 		return bind, nil
 	}
 	if host == "" {
-		host = firstAddress()
+		host = DefaultAdvertiseHost()
 	}
 	return net.JoinHostPort(host, p), nil
 }
 
-func firstAddress() string {
+// DefaultAdvertiseHost is the first non-loopback IPv4 address of this host,
+// or 127.0.0.1 when it has none.
+func DefaultAdvertiseHost() string {
 	addrs, err := net.InterfaceAddrs()
 	if err == nil {
 		for _, a := range addrs {

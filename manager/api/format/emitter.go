@@ -27,9 +27,9 @@ type emitter struct {
 	// written in flow style, so no scalar is ever emitted inside one and
 	// the flow-only branches of emitter.c are left out.
 
-	// Context of the node being emitted (yaml_emitter_emit_node's flags).
+	// Context of the node being emitted (yaml_emitter_emit_node's flags;
+	// sequence_context is left out because libyaml never reads it).
 	rootContext      bool
-	sequenceContext  bool
 	mappingContext   bool
 	simpleKeyContext bool
 }
@@ -38,7 +38,7 @@ type emitter struct {
 type scalarAnalysis struct {
 	length              int
 	multiline           bool
-	flowPlainAllowed    bool
+	flowPlainAllowed    bool // unused while flow_level is 0; kept to mirror emitter.c
 	blockPlainAllowed   bool
 	singleQuotedAllowed bool
 	blockAllowed        bool
@@ -192,7 +192,7 @@ func (e *emitter) document(root any) error {
 	// Psych starts every document explicitly and ends it implicitly.
 	e.writeIndent()
 	e.writeIndicator("---", true, false, false)
-	if err := e.emitNode(root, true, false, false, false); err != nil {
+	if err := e.emitNode(root, true, false, false); err != nil {
 		return err
 	}
 	e.writeIndent()
@@ -205,9 +205,8 @@ func (e *emitter) document(root any) error {
 	return nil
 }
 
-func (e *emitter) setContext(root, sequence, mapping, simpleKey bool) {
+func (e *emitter) setContext(root, mapping, simpleKey bool) {
 	e.rootContext = root
-	e.sequenceContext = sequence
 	e.mappingContext = mapping
 	e.simpleKeyContext = simpleKey
 }
@@ -232,17 +231,17 @@ func (e *emitter) emitMapping(keys []string, vals []any) error {
 		an := analyzeScalar(key.value)
 		e.writeIndent()
 		if checkSimpleKey(an) {
-			e.setContext(false, false, true, true)
+			e.setContext(false, true, true)
 			e.emitScalar(key, an)
 			e.writeIndicator(":", false, false, false)
 		} else {
 			e.writeIndicator("?", true, false, true)
-			e.setContext(false, false, true, false)
+			e.setContext(false, true, false)
 			e.emitScalar(key, an)
 			e.writeIndent()
 			e.writeIndicator(":", true, false, true)
 		}
-		if err := e.emitNode(vals[i], false, false, true, false); err != nil {
+		if err := e.emitNode(vals[i], false, true, false); err != nil {
 			return err
 		}
 	}
@@ -263,7 +262,7 @@ func emitSequence[T any](e *emitter, items []T) error {
 	for _, item := range items {
 		e.writeIndent()
 		e.writeIndicator("-", true, false, true)
-		if err := e.emitNode(any(item), false, true, false, false); err != nil {
+		if err := e.emitNode(any(item), false, false, false); err != nil {
 			return err
 		}
 	}
@@ -307,7 +306,7 @@ func analyzeTag(tag string) (handle, suffix string) {
 		return "!", tag[1:]
 	}
 	if len(tag) > len(yamlTagPrefix) && tag[:len(yamlTagPrefix)] == yamlTagPrefix {
-		return secondaryTagHd, tag[len(yamlTagPrefix):]
+		return tagHandleSecondary, tag[len(yamlTagPrefix):]
 	}
 	return "", tag
 }
@@ -369,8 +368,15 @@ func (e *emitter) processTag(handle, suffix string) {
 	e.indention = false
 }
 
-// analyzeScalar is yaml_emitter_analyze_scalar.
 func analyzeScalar(s string) scalarAnalysis {
+	if an, ok := analyzeSimpleScalar(s); ok {
+		return an
+	}
+	return analyzeScalarFull(s)
+}
+
+// analyzeScalarFull is yaml_emitter_analyze_scalar.
+func analyzeScalarFull(s string) scalarAnalysis {
 	an := scalarAnalysis{length: len(s)}
 	if s == "" {
 		an.blockPlainAllowed = true
@@ -503,6 +509,59 @@ func analyzeScalar(s string) scalarAnalysis {
 	return an
 }
 
+// analyzeSimpleScalar is a shortcut for the common case, identifiers,
+// addresses, times and symbol keys: printable ASCII with no block indicator
+// (": ", " #", a leading "- " and the like), no leading or trailing space,
+// and a first character that is at most a flow indicator. It gives the same
+// result as the full analysis and reports false for anything else.
+func analyzeSimpleScalar(s string) (scalarAnalysis, bool) {
+	n := len(s)
+	if n == 0 {
+		return scalarAnalysis{}, false
+	}
+	flowPlain := true
+	for i := 1; i < n; i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7E:
+			return scalarAnalysis{}, false
+		case c == ',' || c == '?' || c == '[' || c == ']' || c == '{' || c == '}':
+			flowPlain = false
+		case c == ':':
+			if i == n-1 || s[i+1] == ' ' {
+				return scalarAnalysis{}, false
+			}
+			flowPlain = false
+		case c == '#' && s[i-1] == ' ':
+			return scalarAnalysis{}, false
+		case c == ' ' && i == n-1:
+			return scalarAnalysis{}, false
+		}
+	}
+	switch c := s[0]; {
+	case ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9'):
+	case c == '_' || c == '/' || c == '+' || c == '=' || c == '(' || c == ')' ||
+		c == ';' || c == '$' || c == '^' || c == '~' || c == '<' || c == '\\':
+	case c == '.':
+		if n >= 3 && s[1] == '.' && s[2] == '.' {
+			return scalarAnalysis{}, false
+		}
+	case c == '-' || c == ':':
+		if n == 1 || s[1] == ' ' || (c == '-' && n >= 3 && s[1] == '-' && s[2] == '-') {
+			return scalarAnalysis{}, false
+		}
+		flowPlain = flowPlain && c != ':'
+	default:
+		return scalarAnalysis{}, false
+	}
+	return scalarAnalysis{
+		length:              n,
+		flowPlainAllowed:    flowPlain,
+		blockPlainAllowed:   true,
+		singleQuotedAllowed: true,
+		blockAllowed:        true,
+	}, true
+}
+
 func (e *emitter) writePlain(s string, allowBreaks bool) {
 	// libyaml avoids a trailing space for an empty value ("key:").
 	if !e.whitespace && s != "" {
@@ -530,7 +589,15 @@ func (e *emitter) writePlain(s string, allowBreaks bool) {
 			if breaks {
 				e.writeIndent()
 			}
-			i = e.write(s, i)
+			// Copy the run up to the next space or break in one go; only
+			// spaces and breaks need the per-character logic above.
+			j := i + 1
+			for j < len(s) && s[j] != ' ' && s[j] != '\n' && s[j] != '\r' && s[j] != 0xC2 && s[j] != 0xE2 {
+				j++
+			}
+			e.buf = append(e.buf, s[i:j]...)
+			e.column += utf8.RuneCountInString(s[i:j])
+			i = j
 			e.indention = false
 			spaces = false
 			breaks = false

@@ -31,10 +31,10 @@ type scalar struct {
 
 // Tags Psych attaches when it cannot leave a scalar implicit.
 const (
-	tagStr         = "tag:yaml.org,2002:str"
-	tagRubySymbol  = "!ruby/symbol"
-	yamlTagPrefix  = "tag:yaml.org,2002:"
-	secondaryTagHd = "!!"
+	tagStr             = "tag:yaml.org,2002:str"
+	tagRubySymbol      = "!ruby/symbol"
+	yamlTagPrefix      = "tag:yaml.org,2002:"
+	tagHandleSecondary = "!!"
 )
 
 // keyScalar is YAMLTree#visit_Symbol: a symbol key is written as ":name" and

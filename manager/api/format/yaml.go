@@ -24,8 +24,8 @@ func YAML(v any) ([]byte, error) {
 
 // emitNode is yaml_emitter_emit_node plus the Psych visitor for the value's
 // Go type.
-func (e *emitter) emitNode(v any, root, sequence, mapping, simpleKey bool) error {
-	e.setContext(root, sequence, mapping, simpleKey)
+func (e *emitter) emitNode(v any, root, mapping, simpleKey bool) error {
+	e.setContext(root, mapping, simpleKey)
 	switch x := v.(type) {
 	case nil:
 		return e.emitPlainValue("")
@@ -67,7 +67,7 @@ func (e *emitter) emitNode(v any, root, sequence, mapping, simpleKey bool) error
 		if err != nil {
 			return err
 		}
-		return e.emitNode(n, root, sequence, mapping, simpleKey)
+		return e.emitNode(n, root, mapping, simpleKey)
 	case time.Time:
 		return e.emitPlainValue(psychTime(x))
 	case *time.Time:
@@ -140,7 +140,7 @@ func (e *emitter) emitNode(v any, root, sequence, mapping, simpleKey bool) error
 		if err != nil {
 			return err
 		}
-		return e.emitNode(d, root, sequence, mapping, simpleKey)
+		return e.emitNode(d, root, mapping, simpleKey)
 	default:
 		// Render what the value looks like as JSON, so structs and other
 		// types come out as the document a Ruby client would have parsed.
@@ -154,7 +154,7 @@ func (e *emitter) emitNode(v any, root, sequence, mapping, simpleKey bool) error
 		if err != nil {
 			return err
 		}
-		return e.emitNode(d, root, sequence, mapping, simpleKey)
+		return e.emitNode(d, root, mapping, simpleKey)
 	}
 }
 

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/manager/api"
+	"github.com/vdc-project/vdc/manager/cluster"
+)
+
+// Config is dcmgr's configuration: defaults, then a JSON file, then flags.
+type Config struct {
+	NodeName        string   `json:"node_name"`
+	DataDir         string   `json:"data_dir"`
+	APIAddr         string   `json:"api_addr"`
+	SerfAddr        string   `json:"serf_addr"`
+	RaftAddr        string   `json:"raft_addr"`
+	AdvertiseHost   string   `json:"advertise_host"`
+	BootstrapExpect int      `json:"bootstrap_expect"`
+	Join            []string `json:"join"`
+	FastGossip      bool     `json:"fast_gossip"`
+	LeaveOnTerm     bool     `json:"leave_on_terminate"`
+	LogLevel        string   `json:"log_level"`
+	LogFormat       string   `json:"log_format"`
+
+	HeartbeatTimeoutMS   int    `json:"raft_heartbeat_timeout_ms"`
+	ElectionTimeoutMS    int    `json:"raft_election_timeout_ms"`
+	LeaderLeaseTimeoutMS int    `json:"raft_leader_lease_timeout_ms"`
+	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
+
+	API api.Config `json:"api"`
+}
+
+// DefaultConfig is a single manager answering on 0.0.0.0:9001, the port
+// existing 12.03 clients use.
+func DefaultConfig() Config {
+	c := cluster.DefaultConfig()
+	return Config{
+		NodeName:             c.NodeName,
+		DataDir:              "var/dcmgr",
+		APIAddr:              "0.0.0.0:9001",
+		SerfAddr:             c.SerfAddr,
+		RaftAddr:             c.RaftAddr,
+		BootstrapExpect:      1,
+		LogLevel:             "info",
+		LogFormat:            "text",
+		HeartbeatTimeoutMS:   int(c.HeartbeatTimeout / time.Millisecond),
+		ElectionTimeoutMS:    int(c.ElectionTimeout / time.Millisecond),
+		LeaderLeaseTimeoutMS: int(c.LeaderLeaseTimeout / time.Millisecond),
+		SnapshotThreshold:    c.SnapshotThreshold,
+		API:                  api.DefaultConfig(),
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// loadConfig builds the config from args: -config FILE is read first, then
+// the other flags override it.
+func loadConfig(args []string, stderr io.Writer) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("dcmgr", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "JSON config file (flags override it)")
+	node := fs.String("node", "", "node name, unique per manager (default: host name)")
+	dataDir := fs.String("data-dir", "", "data directory (raft.db, state.db, snapshots)")
+	apiAddr := fs.String("api", "", "API listen address (default 0.0.0.0:9001)")
+	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9010)")
+	raftAddr := fs.String("raft", "", "raft transport address (default 0.0.0.0:9011)")
+	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
+	expect := fs.Int("bootstrap-expect", -1, "managers to wait for before bootstrapping (1 = alone, 0 = join only)")
+	var join listFlag
+	fs.Var(&join, "join", "serf address of a member to join (repeatable)")
+	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
+	leave := fs.Bool("leave-on-terminate", false, "leave the cluster (give up the raft seat) on SIGTERM")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "", "text or json")
+	serviceTypes := fs.String("service-types", "", "comma-separated service types (default std)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.NodeName, *node)
+	set(&c.DataDir, *dataDir)
+	set(&c.APIAddr, *apiAddr)
+	set(&c.SerfAddr, *serfAddr)
+	set(&c.RaftAddr, *raftAddr)
+	set(&c.AdvertiseHost, *adv)
+	set(&c.LogLevel, *logLevel)
+	set(&c.LogFormat, *logFormat)
+	if *expect >= 0 {
+		c.BootstrapExpect = *expect
+	}
+	if len(join) > 0 {
+		c.Join = join
+	}
+	c.FastGossip = c.FastGossip || *fast
+	c.LeaveOnTerm = c.LeaveOnTerm || *leave
+	if *serviceTypes != "" {
+		c.API.ServiceTypes = strings.Split(*serviceTypes, ",")
+		c.API.DefaultServiceType = c.API.ServiceTypes[0]
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what the libraries would otherwise reject late.
+func (c *Config) Validate() error {
+	if c.NodeName == "" {
+		return errors.New("node name is empty (set -node)")
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is empty")
+	}
+	if c.BootstrapExpect < 0 {
+		return errors.New("bootstrap_expect must be >= 0")
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
+	}
+	return nil
+}
+
+// clusterConfig maps to the cluster layer's config.
+func (c *Config) clusterConfig(apiAdvertise string) cluster.Config {
+	cc := cluster.DefaultConfig()
+	cc.NodeName = c.NodeName
+	cc.DataDir = c.DataDir
+	cc.SerfAddr = c.SerfAddr
+	cc.RaftAddr = c.RaftAddr
+	cc.AdvertiseHost = c.AdvertiseHost
+	cc.APIAddr = apiAdvertise
+	cc.BootstrapExpect = c.BootstrapExpect
+	cc.Join = c.Join
+	cc.FastGossip = c.FastGossip
+	cc.HeartbeatTimeout = time.Duration(c.HeartbeatTimeoutMS) * time.Millisecond
+	cc.ElectionTimeout = time.Duration(c.ElectionTimeoutMS) * time.Millisecond
+	cc.LeaderLeaseTimeout = time.Duration(c.LeaderLeaseTimeoutMS) * time.Millisecond
+	cc.SnapshotThreshold = c.SnapshotThreshold
+	return cc
+}

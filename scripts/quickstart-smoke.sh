@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the quick start twice in a scratch data dir and checks that the demo
+# data is there and was seeded once: what `make run` promises a new user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -s build
+export VDC_DATA
+VDC_DATA=$(mktemp -d /tmp/vdc-smoke.XXXXXX)
+API=http://127.0.0.1:${VDC_API_PORT:-9001}/api/12.03
+H='X_VDC_ACCOUNT_UUID: a-shpoolxx'
+trap 'rm -rf "$VDC_DATA"' EXIT
+
+run_once() {
+	local out="$VDC_DATA/quickstart.out"
+	./scripts/quickstart.sh >"$out" 2>&1 &
+	local pid=$!
+	for _ in $(seq 200); do
+		grep -q "vdc is running" "$out" && break
+		kill -0 "$pid" 2>/dev/null || { cat "$out"; echo "quick start exited early" >&2; return 1; }
+		sleep 0.1
+	done
+	grep -q "vdc is running" "$out" || { cat "$out"; echo "quick start did not come up" >&2; return 1; }
+	curl -fsS -H "$H" "$API/networks/nw-demo1.yml" | grep -q '^:id: nw-demo1$'
+	curl -fsS -H "$H" "$API/images/wmi-demo1.json" | grep -q '"state":"available"'
+	local hosts
+	hosts=$(curl -fsS "$API/host_nodes.json" | grep -o '"total":[0-9]*')
+	[ "$hosts" = '"total":1' ] || { echo "host nodes after seeding: $hosts" >&2; return 1; }
+	kill -TERM "$pid"
+	wait "$pid" || true
+}
+run_once
+run_once
+echo "quick start smoke: ok (ran twice, seeded once)"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Quick start: one manager on this machine with demo data, in the foreground.
+# Data lives in ./var/quickstart; running it again keeps the data and seeds
+# nothing twice. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+DATA=${VDC_DATA:-var/quickstart}
+API_PORT=${VDC_API_PORT:-9001}
+API=http://127.0.0.1:${API_PORT}
+export VDC_API=$API
+ACCOUNT=a-shpoolxx
+
+for b in dcmgr vdc-manage; do
+	[ -x "$BIN/$b" ] || { echo "missing $BIN/$b: run 'make build' first" >&2; exit 1; }
+done
+mkdir -p "$DATA/backups" "$DATA/log"
+
+"$BIN/dcmgr" -node demo -data-dir "$DATA/dcmgr" -api "0.0.0.0:${API_PORT}" \
+	-serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
+	>>"$DATA/log/dcmgr.log" 2>&1 &
+DCMGR=$!
+stop() {
+	trap - INT TERM EXIT
+	echo; echo "stopping dcmgr (pid $DCMGR)"
+	kill -TERM "$DCMGR" 2>/dev/null || true
+	wait "$DCMGR" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+# Wait for the API (the manager elects itself leader within a second).
+for _ in $(seq 100); do
+	if curl -fsS "$API/api/12.03/host_nodes.json" >/dev/null 2>&1; then break; fi
+	kill -0 "$DCMGR" 2>/dev/null || { echo "dcmgr exited; see $DATA/log/dcmgr.log" >&2; tail -20 "$DATA/log/dcmgr.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+m() { "$BIN/vdc-manage" --if-missing "$@" >/dev/null; }
+# The demo account exists as soon as it is named in the account header.
+curl -fsS -H "X_VDC_ACCOUNT_UUID: $ACCOUNT" "$API/api/12.03/ssh_key_pairs.json" >/dev/null
+m group add host shhost --uuid hng-shhost
+m group add storage shstor --uuid sng-shstor
+m group add network shnet --uuid nwg-shnet
+m dcnetwork add public --uuid dcn-demo1 --description "demo DC network" \
+	--allow-new-networks --mode securitygroup,passthrough
+m network add --uuid nw-demo1 --dc-network dcn-demo1 --ipv4-network 10.0.2.0 --prefix 24 \
+	--gw 10.0.2.1 --network-mode securitygroup --dhcp-range default --display-name demo1 \
+	--account-id "$ACCOUNT"
+m host add hva.demo1 --uuid hn-demo1 --hypervisor dummy --arch x86_64 \
+	--cpu-cores 16 --memory-size 32768 --disk-space 102400 --display-name demo1
+m storage add sta.demo1 --uuid sn-demo1 --storage-type iscsi --ip-address 127.0.0.1 \
+	--disk-space 102400 --display-name demo1
+m backupstorage add --uuid bkst-demo1 --storage-type local \
+	--base-uri "file://$(pwd)/$DATA/backups/" --display-name "local backups"
+m backupobject add --uuid bo-demo1 --backup-storage-id bkst-demo1 --object-key demo1.raw \
+	--size 33554432 --checksum 0 --display-name "demo image disk" --state available --account-id "$ACCOUNT"
+m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-dev-type local \
+	--display-name "demo image" --is-public --state available --account-id "$ACCOUNT"
+
+cat <<MSG
+
+vdc is running: the 12.03 API is at $API/api/12.03 (data in $DATA, log in $DATA/log/dcmgr.log).
+Demo data: account $ACCOUNT, DC network dcn-demo1, network nw-demo1 (10.0.2.0/24, DHCP range),
+host node hn-demo1 (hva.demo1), storage node sn-demo1 (sta.demo1), backup storage bkst-demo1,
+backup object bo-demo1, image wmi-demo1, groups hng-shhost / sng-shstor / nwg-shnet.
+
+Try:
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' $API/api/12.03/networks.yml
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST --data-urlencode display_name=mykey $API/api/12.03/ssh_key_pairs.json
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST --data-urlencode 'rule=tcp:22,22,ip4:0.0.0.0' $API/api/12.03/security_groups.yml
+  $BIN/vdc-manage host list
+  $BIN/vdc-manage cluster peers
+
+Ctrl-C stops it.
+MSG
+wait "$DCMGR"

@@ -90,11 +90,32 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	go s.leaderLoop()
 	go s.reconcileLoop()
 	if len(cfg.Join) > 0 {
-		if _, err := s.serf.Join(cfg.Join, true); err != nil {
-			s.logger.Warn("join failed; will wait for others to join us", "addrs", cfg.Join, "error", err)
-		}
+		s.wg.Add(1)
+		go s.retryJoin(cfg.Join)
 	}
 	return s, nil
+}
+
+// retryJoin joins the given members, retrying until one answers: managers
+// started together must not depend on their start order.
+func (s *Server) retryJoin(addrs []string) {
+	defer s.wg.Done()
+	delay := 100 * time.Millisecond
+	for {
+		n, err := s.serf.Join(addrs, true)
+		if err == nil || n > 0 {
+			return
+		}
+		s.logger.Warn("join failed; retrying", "addrs", addrs, "error", err, "retry_in", delay)
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-time.After(delay):
+		}
+		if delay < 5*time.Second {
+			delay *= 2
+		}
+	}
 }
 
 func (s *Server) setupRaft() error {

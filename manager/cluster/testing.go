@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,7 +11,13 @@ import (
 	"github.com/vdc-project/vdc/common/logging"
 )
 
-var testNodeSeq atomic.Int64
+var (
+	testNodeSeq atomic.Int64
+	// portsMu/portsGiven: FreePort never hands out the same port twice in one
+	// test binary, since a just-closed port is often what the kernel offers next.
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // TestConfig is a loopback manager with short timeouts in a temp dir.
 func TestConfig(t testing.TB) Config {
@@ -18,8 +25,8 @@ func TestConfig(t testing.TB) Config {
 	c := DefaultConfig()
 	c.NodeName = fmt.Sprintf("m%d", testNodeSeq.Add(1))
 	c.DataDir = t.TempDir()
-	c.SerfAddr = "127.0.0.1:" + freePort(t)
-	c.RaftAddr = "127.0.0.1:" + freePort(t)
+	c.SerfAddr = "127.0.0.1:" + FreePort(t)
+	c.RaftAddr = "127.0.0.1:" + FreePort(t)
 	c.APIAddr = "127.0.0.1:0"
 	c.HeartbeatTimeout = 200 * time.Millisecond
 	c.ElectionTimeout = 200 * time.Millisecond
@@ -66,17 +73,24 @@ func WaitForLeader(t testing.TB, servers ...*Server) *Server {
 	return nil
 }
 
-// freePort returns a port that was free a moment ago. serf needs a known
+// FreePort returns a port that was free a moment ago. serf needs a known
 // port before it starts (memberlist binds TCP and UDP to the same one).
-func freePort(t testing.TB) string {
+func FreePort(t testing.TB) string {
 	t.Helper()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 100; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("free port: %v", err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		portsMu.Lock()
+		given := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if given {
+			continue
+		}
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue

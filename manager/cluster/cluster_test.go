@@ -286,3 +286,46 @@ func TestLeftManagerRejoins(t *testing.T) {
 		return nil
 	})
 }
+
+func TestVerifyLeaderNeedsQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	servers := threeManagers(t, nil)
+	leader := leaderOf(servers)
+	var wg sync.WaitGroup
+	errCh := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errCh <- leader.VerifyLeader(context.Background())
+		}()
+	}
+	wg.Wait()
+	close(errCh)
+	for err := range errCh {
+		if err != nil {
+			t.Fatalf("verify on a healthy leader: %v", err)
+		}
+	}
+	for _, s := range servers {
+		if s != leader {
+			if err := s.VerifyLeader(context.Background()); !errs.Is(err, errs.NoLeader) {
+				t.Fatalf("verify on a follower = %v, want NoLeader", err)
+			}
+		}
+	}
+	// A leader cut off from both followers must not confirm itself: it would
+	// otherwise serve reads that a new majority has already overtaken.
+	for _, s := range servers {
+		if s != leader {
+			s.Shutdown()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.VerifyLeader(ctx); err == nil {
+		t.Fatal("a leader without a quorum confirmed its leadership")
+	}
+}

@@ -58,6 +58,10 @@ type Server struct {
 	ready        atomic.Bool // leader with a committed barrier
 	bootstrapped atomic.Bool
 
+	verifyMu      sync.Mutex
+	verifyWaiters []chan error
+	verifyRunning bool
+
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
 	shutdown    sync.Once
@@ -525,10 +529,48 @@ func (s *Server) IsLeader() bool {
 
 // VerifyLeader confirms with a quorum that this manager still leads, so a
 // deposed leader in a partition cannot serve a stale read as current.
+// Concurrent callers share one round: a caller joins the next round that
+// starts after it arrived, which keeps reads linearizable at one heartbeat
+// round per batch instead of one per read.
 func (s *Server) VerifyLeader(ctx context.Context) error {
 	if !s.IsLeader() {
 		return errs.New(errs.NoLeader, "this manager is not the leader")
 	}
+	ch := make(chan error, 1)
+	s.verifyMu.Lock()
+	s.verifyWaiters = append(s.verifyWaiters, ch)
+	if !s.verifyRunning {
+		s.verifyRunning = true
+		go s.verifyRounds()
+	}
+	s.verifyMu.Unlock()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return errs.Wrap(errs.Timeout, ctx.Err(), "request cancelled")
+	}
+}
+
+func (s *Server) verifyRounds() {
+	for {
+		s.verifyMu.Lock()
+		batch := s.verifyWaiters
+		s.verifyWaiters = nil
+		if len(batch) == 0 {
+			s.verifyRunning = false
+			s.verifyMu.Unlock()
+			return
+		}
+		s.verifyMu.Unlock()
+		err := s.verifyOnce()
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}
+
+func (s *Server) verifyOnce() error {
 	f := s.raft.VerifyLeader()
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -540,8 +582,8 @@ func (s *Server) VerifyLeader(ctx context.Context) error {
 		return nil
 	case <-time.After(s.cfg.ApplyTimeout):
 		return errs.New(errs.NoLeader, "leadership could not be confirmed in time")
-	case <-ctx.Done():
-		return errs.Wrap(errs.Timeout, ctx.Err(), "request cancelled")
+	case <-s.shutdownCh:
+		return errs.New(errs.NoLeader, "manager is shutting down")
 	}
 }
 

@@ -129,7 +129,7 @@ func TestYAMLStringQuoting(t *testing.T) {
 		{"nul\u0000x", "---\n:k: \"nul\\0x\"\n"},
 		{"bell\u0007", "---\n:k: \"bell\\a\"\n"},
 		{"esc\u001b[0m", "---\n:k: \"esc\\e[0m\"\n"},
-		{"del", "---\n:k: \"del\\x7F\"\n"},
+		{"del\x7f", "---\n:k: \"del\\x7F\"\n"},
 		{"nbsp\u00a0x", "---\n:k: nbsp\u00a0x\n"},
 		{"bom\ufeffx", "---\n:k: \"bom\\uFEFFx\"\n"},
 		{"c1\u0085x", "---\n:k: \"c1\\Nx\"\n"},

@@ -4,4 +4,8 @@ package api
 // has one register function; instances and volumes arrive with their issues.
 func (a *API) routes() {
 	a.registerBackupStorages()
+	a.registerBackupObjects()
+	a.registerImages()
+	a.registerSecurityGroups()
+	a.registerSshKeyPairs()
 }

@@ -44,16 +44,7 @@ func TestSecurityGroupRules(t *testing.T) {
 		t.Fatalf("rules =\n%v\nwant\n%v", got, want)
 	}
 	// Key order of the document and of a rule, as in §2.6.
-	var keys []string
-	dec := json.NewDecoder(strings.NewReader(string(created.body)))
-	dec.Token()
-	for dec.More() {
-		k, _ := dec.Token()
-		keys = append(keys, k.(string))
-		var skip any
-		dec.Decode(&skip)
-	}
-	if got := strings.Join(keys, ","); got != "id,account_id,uuid,created_at,updated_at,description,rule,service_type,display_name,rules,labels" {
+	if got := docKeys(t, created.body); got != "id,account_id,uuid,created_at,updated_at,description,rule,service_type,display_name,rules,labels" {
 		t.Fatalf("document keys = %s", got)
 	}
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,15 +116,6 @@ func parseFlag(key, s string) (bool, error) {
 		return false, nil
 	}
 	return false, invalidColumn("%s must be true or false, got %q", key, s)
-}
-
-func oneOf(s string, set []string) bool {
-	for _, v := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // nodeStatus is online when the agent's node record says so, else offline
@@ -288,10 +280,10 @@ func validateHostNode(v *proto.HostNode) error {
 	if !strings.HasPrefix(v.NodeID, "hva-") && !strings.HasPrefix(v.NodeID, "hva.") {
 		return invalidColumn("node_id is invalid ID: %q", v.NodeID)
 	}
-	if !oneOf(v.Arch, hostNodeArchs) {
+	if !slices.Contains(hostNodeArchs, v.Arch) {
 		return invalidColumn("arch unknown architecture type: %q", v.Arch)
 	}
-	if !oneOf(v.Hypervisor, hostNodeHypervisors) {
+	if !slices.Contains(hostNodeHypervisors, v.Hypervisor) {
 		return invalidColumn("hypervisor unknown hypervisor type: %q", v.Hypervisor)
 	}
 	return nil

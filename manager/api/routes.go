@@ -3,10 +3,14 @@ package api
 // routes registers every 12.03 route this manager serves. Each resource file
 // has one register function; instances and volumes arrive with their issues.
 func (a *API) routes() {
-	a.registerBackupStorages()
-	a.registerHostNodes()
-	a.registerStorageNodes()
-	a.registerGroups()
 	a.registerAccounts()
+	a.registerBackupObjects()
+	a.registerBackupStorages()
+	a.registerGroups()
+	a.registerHostNodes()
+	a.registerImages()
 	a.registerJobs()
+	a.registerSecurityGroups()
+	a.registerSshKeyPairs()
+	a.registerStorageNodes()
 }

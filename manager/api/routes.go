@@ -4,4 +4,9 @@ package api
 // has one register function; instances and volumes arrive with their issues.
 func (a *API) routes() {
 	a.registerBackupStorages()
+	a.registerDcNetworks()
+	a.registerNetworks()
+	a.registerNetworkVifs()
+	a.registerIPPools()
+	a.registerIPHandles()
 }

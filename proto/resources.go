@@ -26,6 +26,7 @@ const (
 	KindJob            = "jobs"
 	KindNodeState      = "node_states"
 	KindUniqueName     = "unique_names" // uniqueness claims: "<scope>/<value>" -> owner id
+	KindNetworkRoute   = "network_routes"
 )
 
 // Uuid prefixes (spec §1.9).
@@ -211,6 +212,34 @@ type IPLease struct {
 	Type         string  `json:"type"` // vif | reserved | service | handle
 	NetworkVifID *string `json:"network_vif_id"`
 	IPHandleID   *string `json:"ip_handle_id"`
+	// Auto is set when the IP scheduler chose the address (upstream
+	// alloc_type AUTO); the Incremental scheduler continues after the
+	// newest auto lease.
+	Auto bool `json:"auto"`
+}
+
+// IP lease types.
+const (
+	LeaseVif      = "vif"
+	LeaseReserved = "reserved"
+	LeaseService  = "service"
+	LeaseHandle   = "handle"
+)
+
+// NetworkRoute is a NAT route between two addresses (spec §2.8 routes,
+// §2.9 external_ip), keyed "<route_type>/<outer lease id>" so that an outer
+// address carries at most one route.
+type NetworkRoute struct {
+	ID string `json:"id"`
+	Timestamps
+	RouteType      string  `json:"route_type"` // external-ip
+	OuterNetworkID string  `json:"outer_network_id"`
+	OuterVifID     *string `json:"outer_network_vif_id"`
+	OuterIPv4      string  `json:"outer_ipv4"`
+	InnerNetworkID string  `json:"inner_network_id"`
+	InnerVifID     *string `json:"inner_network_vif_id"`
+	InnerIPv4      string  `json:"inner_ipv4"`
+	IPHandleID     *string `json:"ip_handle_id"`
 }
 
 // IPPool groups DC networks from which external addresses are handed out.

@@ -163,10 +163,16 @@ func optInt(req *Request, key string) (int64, bool, error) {
 // progress to 100.
 func (a *API) createBackupObject(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
-	id := newID(proto.PrefixBackupObject)
+	id, err := createID(p, proto.PrefixBackupObject)
+	if err != nil {
+		return nil, err
+	}
 	now := a.now()
 	owner := req.Owner()
 	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+		if tx.Exists(proto.KindBackupObject, id) {
+			return nil, errs.New(errs.DatabaseError, "Sequel::UniqueConstraintViolation: duplicate uuid %s", id)
+		}
 		size, hasSize, err := optInt(req, "size")
 		if err != nil {
 			return nil, err

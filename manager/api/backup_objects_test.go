@@ -261,3 +261,15 @@ func TestBackupObjectRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestBackupObjectChosenUUID(t *testing.T) {
+	e := newEnv(t)
+	e.post("/backup_storages.json", url.Values{"uuid": {"bkst-c1"}, "storage_type": {"local"}, "base_uri": {"file:///c/"}}).ok()
+	form := url.Values{"uuid": {"bo-chosen1"}, "backup_storage_id": {"bkst-c1"}, "size": {"1024"}, "state": {"available"}}
+	if id := e.post("/backup_objects.json", form).ok().obj()["id"]; id != "bo-chosen1" {
+		t.Fatalf("id = %v, want the chosen uuid", id)
+	}
+	e.rejects(400, "110", req{method: "POST", path: "/backup_objects.json", form: form})
+	bad := url.Values{"uuid": {"bo-NOT_OK"}, "backup_storage_id": {"bkst-c1"}, "size": {"1"}}
+	e.rejects(400, "110", req{method: "POST", path: "/backup_objects.json", form: bad})
+}

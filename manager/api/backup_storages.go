@@ -69,12 +69,9 @@ func backupStorageFields(req *Request, v *proto.BackupStorage) {
 }
 
 func (a *API) createBackupStorage(ctx context.Context, req *Request) (any, error) {
-	id := newID(proto.PrefixBackupStorage)
-	if u := req.Params.Str("uuid"); u != "" {
-		var err error
-		if id, err = chosenUUID(proto.PrefixBackupStorage, u); err != nil {
-			return nil, err
-		}
+	id, err := createID(req.Params, proto.PrefixBackupStorage)
+	if err != nil {
+		return nil, err
 	}
 	v := proto.BackupStorage{ID: id}
 	backupStorageFields(req, &v)

@@ -101,12 +101,9 @@ func claimDcNetworkName(tx *state.Tx, b *state.Builder, name, owner string) erro
 
 func (a *API) createDcNetwork(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
-	id := newID(proto.PrefixDcNetwork)
-	if u := p.Str("uuid"); u != "" {
-		var err error
-		if id, err = chosenUUID(proto.PrefixDcNetwork, u); err != nil {
-			return nil, err
-		}
+	id, err := createID(p, proto.PrefixDcNetwork)
+	if err != nil {
+		return nil, err
 	}
 	name, _ := p.StrOK("name")
 	if err := checkDcNetworkName(name); err != nil {

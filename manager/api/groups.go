@@ -144,13 +144,9 @@ func (a *API) createGroup(ctx context.Context, req *Request, g groupKind) (any, 
 	}
 	// A caller-chosen uuid (not in the original route) lets vdc-manage create
 	// the well-known seed groups such as hng-shhost.
-	id := newID(g.prefix)
-	if u, _, err := columnValue(p, "uuid"); err != nil {
+	id, err := createID(p, g.prefix)
+	if err != nil {
 		return nil, err
-	} else if u != "" {
-		if id, err = chosenUUID(g.prefix, u); err != nil {
-			return nil, err
-		}
 	}
 	now := a.now()
 	v := proto.Tag{

@@ -314,18 +314,6 @@ func claimNodeID(tx *state.Tx, b *state.Builder, scope, nodeID, owner string) er
 	return nil
 }
 
-// createdNodeID turns the optional `uuid` parameter into the new record's id.
-func createdNodeID(p params.Params, prefix string) (string, error) {
-	u, _, err := columnValue(p, "uuid")
-	if err != nil {
-		return "", err
-	}
-	if u == "" {
-		return newID(prefix), nil
-	}
-	return chosenUUID(prefix, u)
-}
-
 // keepUUID refuses a PUT that would change the uuid: other records refer to
 // nodes by it. Upstream would have rewritten the column.
 func keepUUID(p params.Params, prefix, id string) error {
@@ -344,7 +332,7 @@ func (a *API) createHostNode(ctx context.Context, req *Request) (any, error) {
 	if err := checkColumns(p, hostNodeColumns); err != nil {
 		return nil, err
 	}
-	id, err := createdNodeID(p, proto.PrefixHostNode)
+	id, err := createID(p, proto.PrefixHostNode)
 	if err != nil {
 		return nil, err
 	}

@@ -282,12 +282,9 @@ func (a *API) createImage(ctx context.Context, req *Request) (any, error) {
 		return nil, errs.New(errs.OperationNotPermitted, "images are registered by the operator")
 	}
 	p := req.Params
-	id := newID(proto.PrefixImage)
-	if u := p.Str("uuid"); u != "" {
-		var err error
-		if id, err = chosenUUID(proto.PrefixImage, u); err != nil {
-			return nil, err
-		}
+	id, err := createID(p, proto.PrefixImage)
+	if err != nil {
+		return nil, err
 	}
 	owner := req.Owner()
 	if err := checkUUID(owner, proto.PrefixAccount); err != nil {

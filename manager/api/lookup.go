@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/manager/api/params"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -66,6 +67,22 @@ func chosenUUID(prefix, v string) (string, error) {
 		return "", errs.New(errs.DatabaseError, "Sequel::ValidationFailed: uuid %q is invalid", v)
 	}
 	return prefix + "-" + part, nil
+}
+
+// createID is the id of a record being created: the caller's `uuid`
+// parameter when given (§1.9: with or without prefix), else a fresh one.
+func createID(p params.Params, prefix string) (string, error) {
+	if !p.Has("uuid") || p.Get("uuid") == nil {
+		return newID(prefix), nil
+	}
+	u, ok := p.StrOK("uuid")
+	if !ok {
+		return "", errs.New(errs.InvalidParameter, "uuid")
+	}
+	if u == "" {
+		return newID(prefix), nil
+	}
+	return chosenUUID(prefix, u)
 }
 
 // getPub looks a record up with the syntax and existence checks only

@@ -320,12 +320,9 @@ func networkFromParams(req *Request, id, dcnID, serviceType string, now time.Tim
 
 func (a *API) createNetwork(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
-	id := newID(proto.PrefixNetwork)
-	if u := p.Str("uuid"); u != "" {
-		var err error
-		if id, err = chosenUUID(proto.PrefixNetwork, u); err != nil {
-			return nil, err
-		}
+	id, err := createID(p, proto.PrefixNetwork)
+	if err != nil {
+		return nil, err
 	}
 	dcnID := p.Str("dc_network")
 	if checkUUID(dcnID, proto.PrefixDcNetwork) != nil {

@@ -135,7 +135,7 @@ func (a *API) createStorageNode(ctx context.Context, req *Request) (any, error) 
 	if err := checkColumns(p, storageNodeColumns); err != nil {
 		return nil, err
 	}
-	id, err := createdNodeID(p, proto.PrefixStorageNode)
+	id, err := createID(p, proto.PrefixStorageNode)
 	if err != nil {
 		return nil, err
 	}

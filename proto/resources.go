@@ -26,7 +26,13 @@ const (
 	KindJob            = "jobs"
 	KindNodeState      = "node_states"
 	KindUniqueName     = "unique_names" // uniqueness claims: "<scope>/<value>" -> owner id
-	KindNetworkRoute   = "network_routes"
+
+	// Kinds of later issues, named here because catalog routes already look
+	// at them (quotas, "in use" checks).
+	KindInstance     = "instances"
+	KindVolume       = "volumes"
+	KindLoadBalancer = "load_balancers"
+	KindNetworkRoute = "network_routes"
 )
 
 // Uuid prefixes (spec §1.9).

@@ -32,10 +32,6 @@ const macClaimScope = "mac/"
 // Upstream's reserved lease/route type names.
 const routeExternalIP = "external-ip"
 
-// kindInstance is the instances bucket; the instances resource arrives with
-// its own issue and will add the constant to proto.
-const kindInstance = "instances"
-
 // contendedRounds bounds how often a request that lost the race for an
 // address re-runs commit (each round is maxCommitAttempts plans). Every lost
 // attempt means another request's claim committed, so with finite addresses
@@ -212,14 +208,6 @@ func (al *allocator) leases(networkID string) ([]leaseEntry, error) {
 	}
 	al.leass[networkID] = ls
 	return ls, nil
-}
-
-// taken reports whether ip is leased on the network or claimed in this txn.
-func (al *allocator) taken(networkID string, ip uint32) bool {
-	if al.ips[networkID][ip] {
-		return true
-	}
-	return al.tx.Exists(proto.KindIPLease, leaseID(networkID, ipString(ip)))
 }
 
 func (al *allocator) claim(networkID string, ip uint32) {

@@ -84,9 +84,9 @@ func quotaUsage(tx *state.Tx, account, serviceType, key string, now time.Time) (
 	sum := func(r *usageRecord) float64 { return 1 }
 	switch key {
 	case QuotaInstanceCount:
-		kind = "instances"
+		kind = proto.KindInstance
 	case QuotaInstanceWeight:
-		kind = "instances"
+		kind = proto.KindInstance
 		sum = func(r *usageRecord) float64 {
 			if r.QuotaWeight == nil {
 				return 0
@@ -94,9 +94,9 @@ func quotaUsage(tx *state.Tx, account, serviceType, key string, now time.Time) (
 			return *r.QuotaWeight
 		}
 	case QuotaVolumeCount:
-		kind = "volumes"
+		kind = proto.KindVolume
 	case QuotaVolumeSizeMB:
-		kind = "volumes"
+		kind = proto.KindVolume
 		sum = func(r *usageRecord) float64 { return float64(r.Size) }
 	case QuotaImageCount, QuotaInstanceBackupsPerHour:
 		kind = proto.KindImage
@@ -110,7 +110,7 @@ func quotaUsage(tx *state.Tx, account, serviceType, key string, now time.Time) (
 	case QuotaSshKeyPairCount:
 		kind = proto.KindSshKeyPair
 	case QuotaLoadBalancerCount:
-		kind, serviceType = "load_balancers", ""
+		kind, serviceType = proto.KindLoadBalancer, ""
 	case QuotaNetworkCount:
 		kind, alive = proto.KindNetwork, false
 	default:

@@ -18,10 +18,6 @@ import (
 	"github.com/vdc-project/vdc/proto"
 )
 
-// kindInstances is the instances bucket; proto gets its constant with the
-// instances issue. Key pair deletion reads these records generically.
-const kindInstances = "instances"
-
 // sshKeyBits is the size of server-generated keys (ssh-keygen -t rsa's default).
 const sshKeyBits = 2048
 
@@ -232,9 +228,9 @@ func (a *API) deleteSshKeyPair(ctx context.Context, req *Request) (any, error) {
 			return done, nil
 		}
 		if !req.Params.IsTrue("force") {
-			idx := tx.KindIndex(kindInstances)
+			idx := tx.KindIndex(proto.KindInstance)
 			var user string
-			err := tx.Each(kindInstances, false, func(e state.Entry) error {
+			err := tx.Each(proto.KindInstance, false, func(e state.Entry) error {
 				var inst instanceKeyRef
 				if err := decodeInto(e, &inst); err != nil {
 					return fmt.Errorf("decode instance: %w", err)
@@ -252,7 +248,7 @@ func (a *API) deleteSshKeyPair(ctx context.Context, req *Request) (any, error) {
 			if user != "" {
 				return nil, errs.New(errs.ExistsRegisteredInstance, "%s is used by %s", v.ID, user)
 			}
-			b.CheckKind(kindInstances, idx)
+			b.CheckKind(proto.KindInstance, idx)
 		}
 		v.DeletedAt = &now
 		v.UpdatedAt = now

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vdc-project/vdc/proto"
 )
 
 // testPublicKey returns a fresh ed25519 public key as an authorized_keys line.
@@ -160,8 +162,8 @@ func TestSshKeyPairRoutes(t *testing.T) {
 	}
 
 	// In use by an alive instance: 400/158 unless force=true.
-	e.putRecord(kindInstances, "i-user0001", map[string]any{"id": "i-user0001", "ssh_key_pair_id": id, "state": "running", "terminated_at": nil})
-	e.putRecord(kindInstances, "i-dead0001", map[string]any{"id": "i-dead0001", "ssh_key_pair_id": second, "state": "terminated", "terminated_at": "2024-01-01T00:00:00Z"})
+	e.putRecord(proto.KindInstance, "i-user0001", map[string]any{"id": "i-user0001", "ssh_key_pair_id": id, "state": "running", "terminated_at": nil})
+	e.putRecord(proto.KindInstance, "i-dead0001", map[string]any{"id": "i-dead0001", "ssh_key_pair_id": second, "state": "terminated", "terminated_at": "2024-01-01T00:00:00Z"})
 	m := e.do(req{method: "DELETE", path: "/ssh_key_pairs/" + id + ".json"}).apiError(400, "158")
 	if !strings.Contains(m["message"].(string), "i-user0001") {
 		t.Fatalf("158 message = %v", m["message"])

@@ -30,6 +30,11 @@ const (
 	TooLarge
 	// NotFound is a plain not-found for internal interfaces (RPC, state reads).
 	NotFound
+	// Unavailable: the peer could not be reached or is shutting down (503);
+	// the call may or may not have been delivered, so callers retry it.
+	Unavailable
+	// Unauthorized: the RPC caller presented no or a wrong credential (401).
+	Unauthorized
 )
 
 // 12.03 API kinds; the value is the API code.
@@ -199,13 +204,15 @@ var apiKinds = map[Kind]kindInfo{
 }
 
 var internalKinds = map[Kind]kindInfo{
-	Internal:    {"InternalError", http.StatusInternalServerError},
-	NoLeader:    {"NoLeader", http.StatusServiceUnavailable},
-	Conflict:    {"Conflict", http.StatusConflict},
-	Timeout:     {"Timeout", http.StatusGatewayTimeout},
-	InvalidBody: {"InvalidBody", http.StatusBadRequest},
-	TooLarge:    {"RequestTooLarge", http.StatusRequestEntityTooLarge},
-	NotFound:    {"NotFound", http.StatusNotFound},
+	Internal:     {"InternalError", http.StatusInternalServerError},
+	NoLeader:     {"NoLeader", http.StatusServiceUnavailable},
+	Conflict:     {"Conflict", http.StatusConflict},
+	Timeout:      {"Timeout", http.StatusGatewayTimeout},
+	InvalidBody:  {"InvalidBody", http.StatusBadRequest},
+	TooLarge:     {"RequestTooLarge", http.StatusRequestEntityTooLarge},
+	NotFound:     {"NotFound", http.StatusNotFound},
+	Unavailable:  {"Unavailable", http.StatusServiceUnavailable},
+	Unauthorized: {"Unauthorized", http.StatusUnauthorized},
 }
 
 func (k Kind) info() kindInfo {
@@ -241,11 +248,29 @@ func (k Kind) Code() string {
 		return "904"
 	case NotFound:
 		return "100"
+	case Unavailable:
+		return "905"
+	case Unauthorized:
+		return "906"
 	}
 	return "900"
 }
 
-// KindFromCode returns the kind whose Code is c (used when errors cross RPC).
+// WireCode is the code that identifies k exactly when an error crosses RPC.
+// It is Code, except for the kinds that render with another kind's code
+// (NotFound as 100, InvalidBody as 900): those get codes of their own.
+func (k Kind) WireCode() string {
+	switch k {
+	case NotFound:
+		return "907"
+	case InvalidBody:
+		return "908"
+	}
+	return k.Code()
+}
+
+// KindFromCode returns the kind whose WireCode (or Code) is c; it is how an
+// error's kind comes back after crossing RPC. Unknown codes are Internal.
 func KindFromCode(c string) Kind {
 	n, err := strconv.Atoi(c)
 	if err == nil {
@@ -254,7 +279,7 @@ func KindFromCode(c string) Kind {
 		}
 	}
 	for k := range internalKinds {
-		if k.Code() == c && k != NotFound {
+		if k.WireCode() == c {
 			return k
 		}
 	}

@@ -1,0 +1,364 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/testutil"
+	"github.com/vdc-project/vdc/proto"
+)
+
+// concurrently runs fn(i) for i in [0,n) at once and waits for all.
+func concurrently(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+func TestDedupConcurrentDeliveries(t *testing.T) {
+	ep := proto.LocalStoreHandle("hva.d")
+	var runs atomic.Int64
+	release := make(chan struct{})
+	var reported atomic.Int64
+	cfg := testConfig(t, proto.RoleHva, "hva.d")
+	cfg.OnJobFinished = func(ctx context.Context, res proto.JobResult) { reported.Add(1) }
+	a := startAgent(t, cfg, func(a *Agent) {
+		a.HandleJob(ep, proto.VerbRunLocalStore, JobFunc(func(ctx context.Context, req proto.LocalStoreRunLocalStoreRequest) (map[string]any, error) {
+			n := runs.Add(1)
+			<-release
+			return map[string]any{"instance": req.InstanceID, "run": n}, nil
+		}))
+	})
+	job := proto.JobEnvelope{
+		ID: "job-dedup", Endpoint: ep, Verb: proto.VerbRunLocalStore,
+		Args: mustJSON(t, proto.LocalStoreRunLocalStoreRequest{InstanceID: "i-1"}),
+	}
+	c := a.Client()
+
+	// Five racing first deliveries of a new job: one run, all see it in progress.
+	concurrently(5, func(i int) {
+		j := job
+		j.Attempt = i + 1
+		res, err := DeliverJob(context.Background(), c, a.RPCAddr(), j, 0)
+		if err != nil || res.Status != proto.JobRunning || res.JobID != job.ID {
+			t.Errorf("delivery %d while running = %+v, %v; want running", i, res, err)
+		}
+	})
+	testutil.WaitFor(t, waitLong, func() error {
+		if got := runs.Load(); got != 1 {
+			return fmt.Errorf("handler ran %d times, want 1", got)
+		}
+		return nil
+	})
+
+	// Five more waiting deliveries: all get the one result.
+	results := make([]proto.JobResult, 5)
+	close(release)
+	concurrently(5, func(i int) {
+		res, err := DeliverJob(context.Background(), c, a.RPCAddr(), job, waitLong)
+		if err != nil {
+			t.Errorf("waiting delivery %d = %v", i, err)
+		}
+		results[i] = res
+	})
+	for i, res := range results {
+		if res.Status != proto.JobSucceeded || string(res.Result) != `{"instance":"i-1","run":1}` {
+			t.Errorf("delivery %d = %+v (result %s), want succeeded run 1", i, res, res.Result)
+		}
+	}
+	// A later redelivery gets the remembered result at once.
+	res, err := DeliverJob(context.Background(), c, a.RPCAddr(), job, 0)
+	if err != nil || res.Status != proto.JobSucceeded || string(res.Result) != string(results[0].Result) {
+		t.Errorf("redelivery = %+v, %v", res, err)
+	}
+	if got := runs.Load(); got != 1 {
+		t.Errorf("handler ran %d times, want 1", got)
+	}
+	testutil.WaitFor(t, waitLong, func() error {
+		if got := reported.Load(); got != 1 {
+			return fmt.Errorf("OnJobFinished called %d times, want 1", got)
+		}
+		return nil
+	})
+}
+
+func TestDedupCacheIsBounded(t *testing.T) {
+	ep := proto.StaHandle("sta.b")
+	var mu sync.Mutex
+	runs := map[string]int{}
+	cfg := testConfig(t, proto.RoleSta, "sta.b")
+	cfg.DedupSize = 2
+	a := startAgent(t, cfg, func(a *Agent) {
+		a.HandleJob(ep, proto.VerbDeleteVolume, func(ctx context.Context, job proto.JobEnvelope) (any, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			runs[job.ID]++
+			return nil, nil
+		})
+	})
+	deliver := func(id string) {
+		t.Helper()
+		res, err := a.Deliver(context.Background(), proto.JobEnvelope{ID: id, Endpoint: ep, Verb: proto.VerbDeleteVolume}, waitLong)
+		if err != nil || res.Status != proto.JobSucceeded {
+			t.Fatalf("Deliver(%s) = %+v, %v", id, res, err)
+		}
+	}
+	for _, id := range []string{"j1", "j2", "j3", "j3", "j1"} {
+		deliver(id)
+	}
+	// j1 was forgotten when j3 finished (cache of 2), so it ran again; j3 was
+	// remembered. Then j1's rerun pushed out j2, the least recently used.
+	mu.Lock()
+	got := fmt.Sprint(runs)
+	mu.Unlock()
+	if want := "map[j1:2 j2:1 j3:1]"; got != want {
+		t.Errorf("runs = %s, want %s", got, want)
+	}
+	if _, err := a.Status("j2"); !errs.Is(err, errs.NotFound) {
+		t.Errorf("Status(j2) = %v, want NotFound (evicted)", err)
+	}
+	if res, err := a.Status("j3"); err != nil || res.Status != proto.JobSucceeded {
+		t.Errorf("Status(j3) = %+v, %v", res, err)
+	}
+}
+
+// gate is a job handler whose calls block until released one by one.
+type gate struct {
+	mu      sync.Mutex
+	active  int
+	max     int
+	order   []string
+	release chan struct{}
+}
+
+func newGate() *gate { return &gate{release: make(chan struct{}, 100)} }
+
+func (g *gate) handler(ctx context.Context, job proto.JobEnvelope) (any, error) {
+	g.mu.Lock()
+	g.active++
+	g.max = max(g.max, g.active)
+	g.order = append(g.order, job.ID)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.active--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.release:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (g *gate) state() (active, maxActive int, order []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.active, g.max, append([]string(nil), g.order...)
+}
+
+func (g *gate) waitStarted(t *testing.T, n int) {
+	t.Helper()
+	testutil.WaitFor(t, waitLong, func() error {
+		if _, _, order := g.state(); len(order) != n {
+			return fmt.Errorf("%d jobs started, want %d", len(order), n)
+		}
+		return nil
+	})
+}
+
+func statuses(t *testing.T, a *Agent, ids ...string) string {
+	t.Helper()
+	var out []proto.JobStatus
+	for _, id := range ids {
+		res, err := a.Status(id)
+		if err != nil {
+			t.Fatalf("Status(%s) = %v", id, err)
+		}
+		out = append(out, res.Status)
+	}
+	return fmt.Sprint(out)
+}
+
+func TestConcurrencyLimits(t *testing.T) {
+	node := "hva.lim"
+	store, hva := newGate(), newGate()
+	cfg := testConfig(t, proto.RoleHva, node)
+	cfg.Concurrency = map[string]int{proto.EndpointLocalStoreHandle: 2}
+	a := startAgent(t, cfg, func(a *Agent) {
+		a.HandleJob(proto.LocalStoreHandle(node), proto.VerbBackupVolume, store.handler)
+		a.HandleJob(proto.HvaHandle(node), proto.VerbPoweroff, hva.handler)
+	})
+	deliver := func(ep, verb, id string) {
+		t.Helper()
+		res, err := a.Deliver(context.Background(), proto.JobEnvelope{ID: id, Endpoint: ep, Verb: verb}, 0)
+		if err != nil || res.Status.Final() {
+			t.Fatalf("Deliver(%s) = %+v, %v", id, res, err)
+		}
+	}
+	ids := []string{"s0", "s1", "s2", "s3", "s4"}
+	for _, id := range ids {
+		deliver(proto.LocalStoreHandle(node), proto.VerbBackupVolume, id)
+	}
+	deliver(proto.HvaHandle(node), proto.VerbPoweroff, "h0")
+	deliver(proto.HvaHandle(node), proto.VerbPoweroff, "h1")
+
+	store.waitStarted(t, 2)
+	hva.waitStarted(t, 1)
+	if got, want := statuses(t, a, ids...), "[running running queued queued queued]"; got != want {
+		t.Errorf("local-store statuses = %s, want %s", got, want)
+	}
+	if got, want := statuses(t, a, "h0", "h1"), "[running queued]"; got != want {
+		t.Errorf("hva-handle statuses = %s, want %s", got, want)
+	}
+
+	// Finishing one job starts the next queued one, in arrival order.
+	store.release <- struct{}{}
+	store.waitStarted(t, 3)
+	for range 4 {
+		store.release <- struct{}{}
+	}
+	hva.release <- struct{}{}
+	hva.release <- struct{}{}
+	testutil.WaitFor(t, waitLong, func() error {
+		got := statuses(t, a, append(ids, "h0", "h1")...)
+		if want := "[succeeded succeeded succeeded succeeded succeeded succeeded succeeded]"; got != want {
+			return fmt.Errorf("statuses = %s", got)
+		}
+		return nil
+	})
+	_, maxStore, order := store.state()
+	if maxStore != 2 {
+		t.Errorf("local-store-handle ran %d jobs at once, want at most 2", maxStore)
+	}
+	// s0 and s1 start together; s2 took the first free slot; s3 and s4 the next two.
+	slices.Sort(order[:2])
+	slices.Sort(order[3:])
+	if fmt.Sprint(order) != fmt.Sprint(ids) {
+		t.Errorf("local-store start order = %v, want %v", order, ids)
+	}
+	if _, maxHva, _ := hva.state(); maxHva != 1 {
+		t.Errorf("hva-handle ran %d jobs at once, want 1", maxHva)
+	}
+}
+
+func TestShutdownWaitsForRunningJob(t *testing.T) {
+	node := "hva.sd"
+	ep := proto.HvaHandle(node)
+	g := newGate()
+	a := startAgent(t, testConfig(t, proto.RoleHva, node), func(a *Agent) {
+		a.HandleJob(ep, proto.VerbTerminate, g.handler)
+	})
+	peerCfg := testConfig(t, proto.RoleSta, "sta.peer")
+	peerCfg.Join = []string{a.SerfAddr()}
+	peer := startAgent(t, peerCfg, nil)
+	waitMember(t, peer, node, "alive")
+
+	for _, id := range []string{"running", "queued"} {
+		if _, err := a.Deliver(context.Background(), proto.JobEnvelope{ID: id, Endpoint: ep, Verb: proto.VerbTerminate}, 0); err != nil {
+			t.Fatalf("Deliver(%s) = %v", id, err)
+		}
+	}
+	g.waitStarted(t, 1)
+	// A delivery waiting for the queued job learns it was interrupted.
+	queuedWaiter := make(chan error, 1)
+	go func() {
+		_, err := DeliverJob(context.Background(), peer.Client(), a.RPCAddr(),
+			proto.JobEnvelope{ID: "queued", Endpoint: ep, Verb: proto.VerbTerminate}, waitLong)
+		queuedWaiter <- err
+	}()
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		stopped <- a.Shutdown(ctx)
+	}()
+	// New jobs are refused while the running one finishes.
+	testutil.WaitFor(t, waitLong, func() error {
+		_, err := DeliverJob(context.Background(), peer.Client(), a.RPCAddr(),
+			proto.JobEnvelope{ID: "new", Endpoint: ep, Verb: proto.VerbTerminate}, 0)
+		if !errs.Is(err, errs.Unavailable) {
+			return fmt.Errorf("delivery during shutdown = %v, want Unavailable", err)
+		}
+		return nil
+	})
+	if err := <-queuedWaiter; !errs.Is(err, errs.Unavailable) {
+		t.Errorf("waiting delivery of the queued job = %v, want Unavailable", err)
+	}
+	if _, err := a.Status("queued"); !errs.Is(err, errs.NotFound) {
+		t.Errorf("Status(queued) during shutdown = %v, want NotFound (dropped)", err)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned (%v) while a job was running", err)
+	default:
+	}
+	if res, err := a.Status("running"); err != nil || res.Status != proto.JobRunning {
+		t.Errorf("Status(running) = %+v, %v", res, err)
+	}
+
+	g.release <- struct{}{}
+	if err := <-stopped; err != nil {
+		t.Errorf("Shutdown() = %v", err)
+	}
+	if res, err := a.Status("running"); err != nil || res.Status != proto.JobSucceeded {
+		t.Errorf("Status(running) after shutdown = %+v, %v; want succeeded", res, err)
+	}
+	if _, _, order := g.state(); len(order) != 1 {
+		t.Errorf("jobs started = %v, want only the running one", order)
+	}
+	waitMember(t, peer, node, "left")
+}
+
+func TestShutdownTimeoutInterruptsJobs(t *testing.T) {
+	ep := proto.StaHandle("sta.to")
+	g := newGate()
+	a := startAgent(t, testConfig(t, proto.RoleSta, "sta.to"), func(a *Agent) {
+		a.HandleJob(ep, proto.VerbBackupVolume, g.handler)
+	})
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := a.Deliver(context.Background(), proto.JobEnvelope{ID: "long", Endpoint: ep, Verb: proto.VerbBackupVolume}, waitLong)
+		waiter <- err
+	}()
+	g.waitStarted(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := a.Shutdown(ctx); !errs.Is(err, errs.Timeout) {
+		t.Errorf("Shutdown() = %v, want Timeout", err)
+	}
+	// The job's context was cancelled; it is not final, so the dispatcher
+	// redelivers it (to this node once it is back).
+	if err := <-waiter; !errs.Is(err, errs.Unavailable) {
+		t.Errorf("waiting delivery = %v, want Unavailable", err)
+	}
+	testutil.WaitFor(t, waitLong, func() error {
+		if active, _, _ := g.state(); active != 0 {
+			return fmt.Errorf("handler still running")
+		}
+		return nil
+	})
+	if _, err := a.Status("long"); !errs.Is(err, errs.NotFound) {
+		t.Errorf("Status(long) = %v, want NotFound", err)
+	}
+	if err := a.Shutdown(context.Background()); !errs.Is(err, errs.Timeout) {
+		t.Errorf("second Shutdown() = %v, want the first result", err)
+	}
+}

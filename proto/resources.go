@@ -360,7 +360,22 @@ type BackupObject struct {
 	Labels          []Label    `json:"labels"`
 }
 
-// Job is a durable unit of work for an agent (spec §2.14 shape).
+// KindJobQueue holds one entry per unfinished job (id -> JobQueueEntry), so
+// the leader's dispatcher finds the work left without scanning finished jobs.
+// It is written in the same raft transaction as the job's state changes.
+const KindJobQueue = "job_queue"
+
+// JobQueueEntry marks an unfinished job.
+type JobQueueEntry struct {
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"`
+}
+
+// Job is a durable unit of work (spec §2.14 shape). Two kinds share it: the
+// 12.03 queue jobs (copy_to, QueueName = queue, popped by a worker) and agent
+// jobs (QueueName = endpoint such as "hva-handle.hva.demo1", Verb set, Params =
+// the verb's request), which the leader's dispatcher delivers. A job is
+// created in the same raft transaction as the state change that needs it.
 type Job struct {
 	ID string `json:"id"`
 	Timestamps
@@ -376,6 +391,10 @@ type Job struct {
 	FinishMessage map[string]any `json:"finish_message"`
 	FinishedAt    *time.Time     `json:"finished_at"`
 	StartedAt     *time.Time     `json:"started_at"`
+	// Agent jobs only.
+	Verb     string         `json:"verb,omitempty"`
+	Deadline *time.Time     `json:"deadline,omitempty"`
+	Result   map[string]any `json:"result,omitempty"`
 }
 
 // UniqueName claims a unique value (a host node's node_id, a DC network's

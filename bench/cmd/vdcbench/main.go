@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials (smoke run)")
 	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
+	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	timeout := fs.Duration("timeout", time.Hour, "stop everything after this long")
 	prefix := func(name string) string { return "" }
@@ -131,6 +133,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if *tracePath != "" {
+		f, err := os.Create(*tracePath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 
 	dir, err := os.MkdirTemp("", "vdcbench-")

@@ -43,14 +43,15 @@ func (l Load) Run(ctx context.Context) ([]Rep, error) {
 	// phase is -1 during warm-up and after the last window, else the window.
 	var phase atomic.Int64
 	phase.Store(-1)
-	type log struct {
+	// Each worker records into its own log; they are merged after the run.
+	type workerLog struct {
 		lat  [][]time.Duration
 		errs []int
 	}
-	logs := make([]log, l.Workers)
+	logs := make([]workerLog, l.Workers)
 	var wg sync.WaitGroup
 	for w := range l.Workers {
-		logs[w] = log{lat: make([][]time.Duration, l.Reps), errs: make([]int, l.Reps)}
+		logs[w] = workerLog{lat: make([][]time.Duration, l.Reps), errs: make([]int, l.Reps)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

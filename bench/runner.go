@@ -126,7 +126,8 @@ type Machine struct {
 	GitCommit string `json:"git_commit"`
 	Date      string `json:"date"`
 	// LoadAvg is /proc/loadavg's 1/5/15-minute loads at start and at the end:
-	// other processes on the machine skew every figure.
+	// other processes on the machine skew every figure. The end value
+	// includes the benchmark's own load (1–2 on 2 cores).
 	LoadAvgStart string `json:"loadavg_start"`
 	LoadAvgEnd   string `json:"loadavg_end"`
 }
@@ -151,7 +152,7 @@ func (m *Machine) Finish() { m.LoadAvgEnd = loadAvg() }
 func (m Machine) WriteTable(w io.Writer) {
 	fmt.Fprintln(w, "## machine")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| cores | CPU | Go | kernel | commit | date (UTC) | loadavg start → end |")
+	fmt.Fprintln(w, "| cores | CPU | Go | kernel | commit | date (UTC) | loadavg start → end (end includes this run) |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s → %s |\n\n",
 		m.Cores, m.CPUModel, m.GoVersion, m.Kernel, m.GitCommit, m.Date, m.LoadAvgStart, m.LoadAvgEnd)

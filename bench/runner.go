@@ -61,6 +61,11 @@ type Report struct {
 	FailoverMedianMs       *float64 `json:"failover_median_ms,omitempty"`
 	LostAcknowledgedWrites *int     `json:"lost_acknowledged_writes,omitempty"`
 
+	// CPU is the average CPU use while each benchmark ran: its own and
+	// everybody else's on the machine (other_cores well above 0 means the
+	// figures were taken on a busy machine).
+	CPU map[string]cpuUse `json:"cpu,omitempty"`
+
 	Raft     *RaftResult     `json:"raft,omitempty"`
 	API      *APIResult      `json:"api,omitempty"`
 	Failover *FailoverResult `json:"failover,omitempty"`
@@ -93,6 +98,15 @@ func (rep *Report) Fill() {
 // WriteTables prints the machine and every table present.
 func (rep *Report) WriteTables(w io.Writer) {
 	rep.Machine.WriteTable(w)
+	if len(rep.CPU) > 0 {
+		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
+		for _, name := range []string{"raft", "api", "failover"} {
+			if u, ok := rep.CPU[name]; ok {
+				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
+			}
+		}
+		fmt.Fprint(w, "\n\n")
+	}
 	if rep.Short {
 		fmt.Fprintln(w, "**--short run: windows of ~0.2 s, figures are a smoke test, not measurements.**")
 		fmt.Fprintln(w)
@@ -214,6 +228,7 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 	defer func() { rep.Machine.Finish(); rep.Fill() }()
 	for _, name := range which {
 		var err error
+		before := sampleCPU()
 		switch name {
 		case "raft":
 			rep.Raft, err = r.Raft(ctx, o.Raft)
@@ -223,6 +238,12 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 			rep.Failover, err = r.Failover(ctx, o.Failover)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
+		}
+		if u, ok := cpuSince(before); ok && err == nil {
+			if rep.CPU == nil {
+				rep.CPU = map[string]cpuUse{}
+			}
+			rep.CPU[name] = u
 		}
 		if err != nil {
 			return rep, err

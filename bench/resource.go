@@ -19,7 +19,7 @@ import (
 
 // Account is the account header every benchmark request carries. The brief
 // asked for "a-bench0001", but the manager accepts only 1–8 characters of
-// [a-z0-9] after "a-" (spec §1.1 ids are <prefix>-<8 chars>) and answers that
+// [a-z0-9] after "a-" (spec §1.9: ids are <prefix>-<8 chars>) and answers that
 // value with 400/103 on every request, so the benchmark uses an id it accepts.
 const Account = "a-bench01"
 

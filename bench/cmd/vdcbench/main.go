@@ -1,0 +1,200 @@
+// Command vdcbench measures the manager foundation — raft commit path, the
+// 12.03 API and leader failover — in one process on loopback, and prints the
+// figures with the machine they were taken on.
+//
+//	vdcbench raft|api|failover|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
+//
+// Everything it starts listens on 127.0.0.1 only, keeps its data under a
+// temporary directory removed at exit, and stops by itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"runtime/trace"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vdc-project/vdc/bench"
+)
+
+const usage = `usage: vdcbench raft|api|failover|all [flags]
+
+  raft      commands/s and commit latency of srv.Apply on 1 and 3 managers
+  api       req/s and latency of show, list and create through the 12.03 API
+  failover  leader kill under API write load: time to the next acked write, lost acked writes
+  all       the three in turn (flags get a raft-/api-/failover- prefix)
+
+Run "vdcbench <command> -h" for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd := args[0]
+	var which []string
+	switch cmd {
+	case "raft", "api", "failover":
+		which = []string{cmd}
+	case "all":
+		which = []string{"raft", "api", "failover"}
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	// --short changes the defaults, so it is looked for before the flags
+	// are defined; explicit flags still override it.
+	short := slices.ContainsFunc(args[1:], func(a string) bool {
+		return a == "-short" || a == "--short" || a == "-short=true" || a == "--short=true"
+	})
+	opts := bench.DefaultOptions()
+	if short {
+		opts = bench.ShortOptions()
+	}
+
+	fs := flag.NewFlagSet("vdcbench "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials (smoke run)")
+	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
+	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
+	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	timeout := fs.Duration("timeout", time.Hour, "stop everything after this long")
+	prefix := func(name string) string { return "" }
+	if cmd == "all" {
+		prefix = func(name string) string { return name + "-" }
+	}
+	if slices.Contains(which, "raft") {
+		p := prefix("raft")
+		o := &opts.Raft
+		intList(fs, p+"managers", &o.Managers, "cluster sizes")
+		intList(fs, p+"writers", &o.Writers, "concurrent writers per row")
+		fs.DurationVar(&o.Warmup, p+"warmup", o.Warmup, "warm-up per row")
+		fs.DurationVar(&o.Window, p+"window", o.Window, "measured window")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "windows per row")
+	}
+	if slices.Contains(which, "api") {
+		p := prefix("api")
+		o := &opts.API
+		fs.IntVar(&o.Clients, p+"clients", o.Clients, "keep-alive clients")
+		fs.IntVar(&o.Seed, p+"seed", o.Seed, "records seeded through the API")
+		fs.StringVar(&o.Resource, p+"resource", o.Resource, "auto|ssh_key_pairs|backup_storages (auto: ssh_key_pairs if served)")
+		fs.DurationVar(&o.Warmup, p+"warmup", o.Warmup, "warm-up per row")
+		fs.DurationVar(&o.Window, p+"window", o.Window, "measured window")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "windows per row")
+	}
+	if slices.Contains(which, "failover") {
+		p := prefix("failover")
+		o := &opts.Failover
+		fs.IntVar(&o.Trials, p+"trials", o.Trials, "trials, fresh cluster each")
+		fs.IntVar(&o.Writers, p+"writers", o.Writers, "writers POSTing through the API")
+		fs.DurationVar(&o.Before, p+"before", o.Before, "load before the leader is killed")
+		fs.DurationVar(&o.After, p+"after", o.After, "load after the first write acked post-kill")
+		fs.StringVar(&o.Resource, p+"resource", o.Resource, "auto|ssh_key_pairs|backup_storages")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	if *tracePath != "" {
+		f, err := os.Create(*tracePath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer trace.Stop()
+	}
+
+	dir, err := os.MkdirTemp("", "vdcbench-")
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	r := &bench.Runner{Dir: dir, Progress: stderr}
+	if *quiet {
+		r.Progress = nil
+	}
+
+	rep, runErr := r.Run(ctx, which, opts, short)
+	rep.WriteTables(stdout)
+	if *jsonPath != "" {
+		if err := rep.WriteJSON(*jsonPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintln(stderr, "vdcbench:", runErr)
+		return 1
+	}
+	if rep.LostAcknowledgedWrites != nil && *rep.LostAcknowledgedWrites > 0 {
+		fmt.Fprintf(stderr, "vdcbench: %d acknowledged writes were lost\n", *rep.LostAcknowledgedWrites)
+		return 1
+	}
+	return 0
+}
+
+// intList defines a flag of comma-separated integers stored in *dst.
+func intList(fs *flag.FlagSet, name string, dst *[]int, help string) {
+	def := make([]string, len(*dst))
+	for i, v := range *dst {
+		def[i] = strconv.Itoa(v)
+	}
+	fs.Func(name, help+" (comma-separated, default "+strings.Join(def, ",")+")", func(s string) error {
+		var out []int
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || v < 1 {
+				return errors.New("want positive integers separated by commas")
+			}
+			out = append(out, v)
+		}
+		*dst = out
+		return nil
+	})
+}

@@ -1,0 +1,253 @@
+// Package bench measures the manager foundation (raft commit path, 12.03 API,
+// leader failover) in one process on loopback and reports the figures with
+// the machine they were taken on, in the style of limits.md.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Runner runs benchmarks with data dirs under Dir.
+type Runner struct {
+	// Dir holds every cluster's data; each cluster removes its own subdir.
+	Dir string
+	// Progress gets one line per step (nil = silent).
+	Progress io.Writer
+}
+
+func (r *Runner) progress(format string, args ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// Options select what `all` runs.
+type Options struct {
+	Raft     RaftOptions
+	API      APIOptions
+	Failover FailoverOptions
+}
+
+// DefaultOptions is the full suite.
+func DefaultOptions() Options {
+	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions()}
+}
+
+// ShortOptions is the smoke suite: tiny windows, 1 repetition, 2 failover
+// trials, few seeded records. Its figures mean nothing; it keeps the harness
+// from rotting.
+func ShortOptions() Options {
+	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions()}
+}
+
+// Report is everything one invocation measured, as written by --json.
+type Report struct {
+	Machine Machine `json:"machine"`
+	Short   bool    `json:"short"`
+
+	// Headline figures (absent when their benchmark did not run).
+	RaftCommandsPerSec     *float64 `json:"raft_commands_per_sec,omitempty"` // 3 managers, 256 writers, median
+	APIGetPerSec           *float64 `json:"api_get_per_sec,omitempty"`       // show of random ids, median
+	APIPostPerSec          *float64 `json:"api_post_per_sec,omitempty"`      // create, median
+	FailoverP99Ms          *float64 `json:"failover_p99_ms,omitempty"`
+	FailoverMedianMs       *float64 `json:"failover_median_ms,omitempty"`
+	LostAcknowledgedWrites *int     `json:"lost_acknowledged_writes,omitempty"`
+
+	// CPU is the average CPU use while each benchmark ran: its own and
+	// everybody else's on the machine (other_cores well above 0 means the
+	// figures were taken on a busy machine).
+	CPU map[string]cpuUse `json:"cpu,omitempty"`
+
+	Raft     *RaftResult     `json:"raft,omitempty"`
+	API      *APIResult      `json:"api,omitempty"`
+	Failover *FailoverResult `json:"failover,omitempty"`
+}
+
+// Fill sets the headline figures from the results present.
+func (rep *Report) Fill() {
+	if rep.Raft != nil {
+		if row, ok := rep.Raft.Find(3, 256); ok {
+			v := row.Rate.Median
+			rep.RaftCommandsPerSec = &v
+		}
+	}
+	if rep.API != nil {
+		if row, ok := rep.API.Find(APIShow); ok {
+			v := row.Rate.Median
+			rep.APIGetPerSec = &v
+		}
+		if row, ok := rep.API.Find(APIPost); ok {
+			v := row.Rate.Median
+			rep.APIPostPerSec = &v
+		}
+	}
+	if rep.Failover != nil {
+		p99, med, lost := rep.Failover.P99Ms, rep.Failover.FailoverMs.Median, rep.Failover.Lost
+		rep.FailoverP99Ms, rep.FailoverMedianMs, rep.LostAcknowledgedWrites = &p99, &med, &lost
+	}
+}
+
+// WriteTables prints the machine and every table present.
+func (rep *Report) WriteTables(w io.Writer) {
+	rep.Machine.WriteTable(w)
+	if len(rep.CPU) > 0 {
+		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
+		for _, name := range []string{"raft", "api", "failover"} {
+			if u, ok := rep.CPU[name]; ok {
+				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
+			}
+		}
+		fmt.Fprint(w, "\n\n")
+	}
+	if rep.Short {
+		fmt.Fprintln(w, "**--short run: windows of ~0.2 s, figures are a smoke test, not measurements.**")
+		fmt.Fprintln(w)
+	}
+	if rep.Raft != nil {
+		rep.Raft.WriteTable(w)
+	}
+	if rep.API != nil {
+		rep.API.WriteTable(w)
+	}
+	if rep.Failover != nil {
+		rep.Failover.WriteTable(w)
+	}
+}
+
+// WriteJSON writes the report to path.
+func (rep *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Machine is what the figures were measured on.
+type Machine struct {
+	Cores     int    `json:"cores"`
+	CPUModel  string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	GitCommit string `json:"git_commit"`
+	Date      string `json:"date"`
+	// LoadAvg is /proc/loadavg's 1/5/15-minute loads at start and at the end:
+	// other processes on the machine skew every figure. The end value
+	// includes the benchmark's own load (1–2 on 2 cores).
+	LoadAvgStart string `json:"loadavg_start"`
+	LoadAvgEnd   string `json:"loadavg_end"`
+}
+
+// Probe describes this machine now (LoadAvgEnd is set by Finish).
+func Probe(ctx context.Context) Machine {
+	return Machine{
+		Cores:        runtime.NumCPU(),
+		CPUModel:     cpuModel(),
+		GoVersion:    runtime.Version(),
+		Kernel:       readTrim("/proc/sys/kernel/osrelease"),
+		GitCommit:    gitCommit(ctx),
+		Date:         time.Now().UTC().Format(time.RFC3339),
+		LoadAvgStart: loadAvg(),
+	}
+}
+
+// Finish records the load at the end of the run.
+func (m *Machine) Finish() { m.LoadAvgEnd = loadAvg() }
+
+// WriteTable prints the machine as a small table.
+func (m Machine) WriteTable(w io.Writer) {
+	fmt.Fprintln(w, "## machine")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| cores | CPU | Go | kernel | commit | date (UTC) | loadavg start → end (end includes this run) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s → %s |\n\n",
+		m.Cores, m.CPUModel, m.GoVersion, m.Kernel, m.GitCommit, m.Date, m.LoadAvgStart, m.LoadAvgEnd)
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func loadAvg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// gitCommit is `git rev-parse --short HEAD` in the working directory with
+// "+dirty" when tracked files differ from it, or "unknown" without git or
+// outside a repository.
+func gitCommit(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	commit := strings.TrimSpace(string(out))
+	st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output()
+	if err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		commit += "+dirty"
+	}
+	return commit
+}
+
+// Run runs the benchmarks named in which ("raft", "api", "failover"), in that
+// order, and returns the report. On an error the report holds what finished.
+func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool) (*Report, error) {
+	rep := &Report{Machine: Probe(ctx), Short: short}
+	defer func() { rep.Machine.Finish(); rep.Fill() }()
+	for _, name := range which {
+		var err error
+		before := sampleCPU()
+		switch name {
+		case "raft":
+			rep.Raft, err = r.Raft(ctx, o.Raft)
+		case "api":
+			rep.API, err = r.API(ctx, o.API)
+		case "failover":
+			rep.Failover, err = r.Failover(ctx, o.Failover)
+		default:
+			err = fmt.Errorf("unknown benchmark %q", name)
+		}
+		if u, ok := cpuSince(before); ok && err == nil {
+			if rep.CPU == nil {
+				rep.CPU = map[string]cpuUse{}
+			}
+			rep.CPU[name] = u
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}

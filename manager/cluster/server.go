@@ -131,7 +131,7 @@ func (s *Server) setupRaft() error {
 	s.fsm = state.NewFSM(s.store, s.logger)
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(s.cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, FreelistType: bbolt.FreelistMapType},
+		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true},
 	})
 	if err != nil {
 		return fmt.Errorf("raft log store: %w", err)

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding"
 	"encoding/json"
 	"fmt"
 )
@@ -13,9 +14,18 @@ const (
 	CmdTxn CommandType = 1
 )
 
-// Encode builds a log entry: one type byte, then the JSON body.
+// Encode builds a log entry: one type byte, then the body in its binary form
+// when it has one (Txn), else JSON.
 func Encode(t CommandType, body any) ([]byte, error) {
-	b, err := json.Marshal(body)
+	var (
+		b   []byte
+		err error
+	)
+	if bm, ok := body.(encoding.BinaryMarshaler); ok {
+		b, err = bm.MarshalBinary()
+	} else {
+		b, err = json.Marshal(body)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", t, err)
 	}

@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -162,7 +161,7 @@ func (w *WriteTx) delete(kind, id string, index uint64) error {
 
 func applyTxn(w *WriteTx, index uint64, body []byte) any {
 	var txn Txn
-	if err := json.Unmarshal(body, &txn); err != nil {
+	if err := txn.UnmarshalBinary(body); err != nil {
 		panic(fmt.Sprintf("state: decode txn at index %d: %v", index, err))
 	}
 	if err := checkTxn(&w.Tx, &txn); err != nil {
@@ -217,11 +216,11 @@ func checkTxn(t *Tx, txn *Txn) error {
 			if exists {
 				return fail(ReasonExists)
 			}
-			if !json.Valid(op.Value) {
+			if len(op.Value) == 0 {
 				return fail(ReasonInvalid)
 			}
 		case Put:
-			if !json.Valid(op.Value) {
+			if len(op.Value) == 0 {
 				return fail(ReasonInvalid)
 			}
 		case Update, Delete, Check:
@@ -231,7 +230,7 @@ func checkTxn(t *Tx, txn *Txn) error {
 			if op.Index != 0 && e.ModifyIndex != op.Index {
 				return fail(ReasonStale)
 			}
-			if op.Verb == Update && !json.Valid(op.Value) {
+			if op.Verb == Update && len(op.Value) == 0 {
 				return fail(ReasonInvalid)
 			}
 		case CheckAbsent:

@@ -229,3 +229,49 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 		t.Fatal("failed restore lost the existing state")
 	}
 }
+
+func TestTxnBinaryRoundTrip(t *testing.T) {
+	b := new(Builder).Create("k", "a", rec{ID: "a", Name: "ünïcode"}).Update("k", "b", 42, rec{ID: "b"}).
+		Delete("x", "y", 7).CheckKind("k", 1<<40).CheckAbsent("k", "c").Put("p", "q", map[string]any{})
+	txn, err := b.Txn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := txn.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Txn
+	if err := got.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, txn) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, *txn)
+	}
+	for i := 0; i < len(data); i++ {
+		var short Txn
+		if err := short.UnmarshalBinary(data[:i]); err == nil {
+			t.Fatalf("truncated txn (%d of %d bytes) decoded", i, len(data))
+		}
+	}
+}
+
+func FuzzTxnDecode(f *testing.F) {
+	txn, _ := new(Builder).Create("k", "a", rec{ID: "a"}).Delete("k", "b", 3).Txn()
+	data, _ := txn.MarshalBinary()
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var txn Txn
+		if txn.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := txn.MarshalBinary()
+		if err != nil {
+			t.Fatalf("re-encode of a decoded txn: %v", err)
+		}
+		var back Txn
+		if err := back.UnmarshalBinary(again); err != nil || !reflect.DeepEqual(back, txn) {
+			t.Fatalf("decode(encode(decode(b))) differs: %v", err)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/api/format"
+	"github.com/vdc-project/vdc/manager/jobs"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -16,14 +17,6 @@ func (a *API) registerJobs() {
 	a.route("GET /jobs/{id}", read, a.showJob)
 	a.route("DELETE /jobs/{id}", write, a.cancelJob)
 }
-
-// Job states and finish statuses (spec §3.7).
-const (
-	jobPending  = "pending"
-	jobRunning  = "running"
-	jobFinished = "finished"
-	jobCancel   = "cancel"
-)
 
 func optString(s *string) any {
 	if s == nil {
@@ -97,13 +90,11 @@ func (a *API) cancelJob(ctx context.Context, req *Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v.State == jobFinished {
+		if v.State == jobs.StateFinished {
 			return nil, errs.New(errs.InvalidParameter, "job %s is already finished", v.ID)
 		}
-		now := a.now()
-		status := jobCancel
-		v.State, v.FinishStatus, v.FinishedAt, v.UpdatedAt = jobFinished, &status, &now, now
-		b.Update(proto.KindJob, v.ID, m.ModifyIndex, v)
+		// The dispatcher sees the queue entry go and tells the agent to stop.
+		jobs.Finish(b, *v, m.ModifyIndex, a.now(), jobs.FinishCancel, "cancelled through the API", nil)
 		return func(*state.Tx) (any, error) { return []any{v.ID}, nil }, nil
 	})
 }

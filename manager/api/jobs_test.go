@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdc-project/vdc/manager/jobs"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -39,13 +40,13 @@ func TestJobs(t *testing.T) {
 	worker := "bkst-worker1"
 	started := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 	e.addJob(proto.Job{
-		ID: "job-pend1", QueueName: "backup_storage.copy_to.bkst-demo1", ResourceID: "bo-demo1", State: jobPending,
+		ID: "job-pend1", QueueName: "backup_storage.copy_to.bkst-demo1", ResourceID: "bo-demo1", State: jobs.StatePending,
 		Params: map[string]any{"destination": "bkst-demo2"}, RetryMax: 3,
 		Timestamps: proto.Timestamps{CreatedAt: started, UpdatedAt: started},
 	})
-	e.addJob(proto.Job{ID: "job-run1", QueueName: "q", State: jobRunning, WorkerID: &worker, StartedAt: &started})
+	e.addJob(proto.Job{ID: "job-run1", QueueName: "q", State: jobs.StateRunning, WorkerID: &worker, StartedAt: &started})
 	success := "success"
-	e.addJob(proto.Job{ID: "job-done1", QueueName: "q", State: jobFinished, FinishStatus: &success,
+	e.addJob(proto.Job{ID: "job-done1", QueueName: "q", State: jobs.StateFinished, FinishStatus: &success,
 		FinishMessage: map[string]any{"message": "ok"}, FinishedAt: &started})
 
 	r := e.get("/jobs/job-pend1.json").ok()

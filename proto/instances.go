@@ -102,3 +102,19 @@ type Volume struct {
 
 func (r *Volume) OwnerID() string         { return r.AccountID }
 func (r *Volume) ServiceTypeName() string { return r.ServiceType }
+
+// KindHostUsage holds one HostUsage per host node that has instances. Every
+// placement and every release rewrites it guarded by its ModifyIndex, so two
+// schedulers placing on the same host at once conflict in raft instead of
+// overcommitting it.
+const KindHostUsage = "host_usage"
+
+// HostUsage is what the instances placed on a host take from its offering.
+type HostUsage struct {
+	ID         string `json:"id"` // host node id
+	CPUCores   int    `json:"cpu_cores"`
+	MemorySize int64  `json:"memory_size"` // MiB
+	DiskBytes  int64  `json:"disk_bytes"`  // local volumes
+	// Instances lists the instances counted, so a release is idempotent.
+	Instances []string `json:"instances"`
+}

@@ -33,7 +33,7 @@ const macClaimScope = "mac/"
 const routeExternalIP = "external-ip"
 
 // contendedRounds bounds how often a request that lost the race for an
-// address re-runs commit (each round is maxCommitAttempts plans). Every lost
+// address re-runs commit (each round is state.MaxCommitAttempts plans). Every lost
 // attempt means another request's claim committed, so with finite addresses
 // the rounds end; the bound only guards against endless churn.
 const contendedRounds = 8

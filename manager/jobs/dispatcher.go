@@ -1,0 +1,331 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/vdc-project/vdc/common/agent"
+	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
+)
+
+// Member is a cluster member as the dispatcher needs it.
+type Member struct {
+	Name   string
+	Status string // serf status: alive, failed, left, …
+	Tags   map[string]string
+}
+
+// Cluster is what the dispatcher needs from the manager's cluster layer.
+type Cluster interface {
+	Store() *state.Store
+	Apply(ctx context.Context, t state.CommandType, body any) (any, error)
+	IsLeader() bool
+}
+
+// Deps wires a Dispatcher.
+type Deps struct {
+	Cluster Cluster
+	// Members lists serf members (agents are found by their node_id tag).
+	Members func() []Member
+	Client  *rpc.Client
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Wait is how long one delivery waits for the job to end before the
+	// dispatcher redelivers (which is how it polls a running job).
+	Wait time.Duration
+	// Tick is how often the leader rescans the queue (applies wake it too).
+	Tick time.Duration
+	// MaxBackoff caps the delay between deliveries to an unreachable agent.
+	MaxBackoff time.Duration
+}
+
+// Dispatcher is the leader loop that delivers unfinished jobs to the agents
+// serving their endpoints, at least once, until each ends: succeeded, failed
+// (by the agent, or by the verb's deadline) or cancelled. Every manager runs
+// one; only the leader's works, and a new leader resumes from the job queue
+// in the state.
+type Dispatcher struct {
+	d    Deps
+	wake chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]context.CancelFunc
+}
+
+// NewDispatcher builds a dispatcher; Run starts it.
+func NewDispatcher(d Deps) *Dispatcher {
+	if d.Wait <= 0 {
+		d.Wait = 10 * time.Second
+	}
+	if d.Tick <= 0 {
+		d.Tick = 500 * time.Millisecond
+	}
+	if d.MaxBackoff <= 0 {
+		d.MaxBackoff = 5 * time.Second
+	}
+	if d.Now == nil {
+		d.Now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
+	}
+	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}}
+}
+
+// Wake makes the dispatcher rescan soon (called after every raft apply).
+func (ds *Dispatcher) Wake() {
+	select {
+	case ds.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run loops until ctx ends.
+func (ds *Dispatcher) Run(ctx context.Context) {
+	t := time.NewTicker(ds.d.Tick)
+	defer t.Stop()
+	defer ds.stopAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ds.wake:
+		}
+		if !ds.d.Cluster.IsLeader() {
+			ds.stopAll()
+			continue
+		}
+		ds.scan(ctx)
+	}
+}
+
+func (ds *Dispatcher) stopAll() {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for id, cancel := range ds.inflight {
+		cancel()
+		delete(ds.inflight, id)
+	}
+}
+
+// scan starts a delivery goroutine for every queued job without one.
+func (ds *Dispatcher) scan(ctx context.Context) {
+	var queued []proto.JobQueueEntry
+	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
+		return tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
+			var q proto.JobQueueEntry
+			if json.Unmarshal(e.Value, &q) == nil {
+				queued = append(queued, q)
+			}
+			return nil
+		})
+	})
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for _, q := range queued {
+		if _, ok := ds.inflight[q.ID]; ok {
+			continue
+		}
+		jctx, cancel := context.WithCancel(ctx)
+		ds.inflight[q.ID] = cancel
+		go func(id string) {
+			defer func() {
+				ds.mu.Lock()
+				delete(ds.inflight, id)
+				ds.mu.Unlock()
+				cancel()
+			}()
+			ds.deliver(jctx, id)
+		}(q.ID)
+	}
+}
+
+// load reads the job; ok is false once it left the queue (finished).
+func (ds *Dispatcher) load(id string) (proto.Job, state.Meta, bool) {
+	var (
+		j  proto.Job
+		m  state.Meta
+		ok bool
+	)
+	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
+		if !tx.Exists(proto.KindJobQueue, id) {
+			return nil
+		}
+		var err error
+		m, err = tx.Get(proto.KindJob, id, &j)
+		ok = err == nil
+		return nil
+	})
+	return j, m, ok
+}
+
+// deliver drives one job to its end while this manager leads.
+func (ds *Dispatcher) deliver(ctx context.Context, id string) {
+	log := ds.d.Logger.With("job_id", id)
+	backoff := 100 * time.Millisecond
+	var lastAddr, lastNode string
+	for attempt := 1; ctx.Err() == nil && ds.d.Cluster.IsLeader(); attempt++ {
+		j, _, ok := ds.load(id)
+		if !ok {
+			// Finished elsewhere (cancelled through the API, or reported by
+			// the agent). Tell the agent to stop if it may still run it.
+			if lastAddr != "" {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, _ = agent.CancelJob(cctx, ds.d.Client, lastAddr, lastNode, id)
+				cancel()
+			}
+			return
+		}
+		now := time.Now()
+		if j.Deadline != nil && now.After(*j.Deadline) {
+			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
+			return
+		}
+		addr, node, err := ds.route(j.QueueName)
+		if err != nil {
+			log.Debug("no agent for job yet", "endpoint", j.QueueName, "error", err)
+			ds.sleep(ctx, &backoff)
+			continue
+		}
+		if j.State == StatePending {
+			ds.markRunning(ctx, id, node)
+		}
+		env := proto.JobEnvelope{
+			ID: j.ID, Endpoint: j.QueueName, Verb: j.Verb, ResourceID: j.ResourceID, Attempt: attempt,
+		}
+		if env.Args, err = json.Marshal(j.Params); err != nil {
+			ds.finish(ctx, id, FinishFail, "job arguments do not encode: "+err.Error(), nil)
+			return
+		}
+		if j.Deadline != nil {
+			env.Deadline = *j.Deadline
+		}
+		dctx, cancel := context.WithTimeout(ctx, ds.d.Wait+10*time.Second)
+		res, err := agent.DeliverJob(dctx, ds.d.Client, addr, env, ds.d.Wait)
+		cancel()
+		lastAddr, lastNode = addr, node
+		switch {
+		case err == nil && res.Status.Final():
+			ds.finishResult(ctx, id, res)
+			return
+		case err == nil:
+			backoff = 100 * time.Millisecond // still running: redeliver to poll
+		case rpc.IsRetryable(err) || errs.Is(err, errs.NoLeader):
+			log.Debug("agent unreachable; will retry", "addr", addr, "error", err)
+			ds.sleep(ctx, &backoff)
+		default:
+			// The agent refused the job itself (unknown verb, bad arguments):
+			// redelivery cannot help.
+			ds.finish(ctx, id, FinishFail, "agent refused the job: "+err.Error(), nil)
+			return
+		}
+	}
+}
+
+func (ds *Dispatcher) sleep(ctx context.Context, backoff *time.Duration) {
+	d := *backoff + time.Duration(rand.Int64N(int64(*backoff)/2+1))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	case <-ds.wake:
+		// An apply happened (an agent may have joined); try again sooner.
+	}
+	if *backoff *= 2; *backoff > ds.d.MaxBackoff {
+		*backoff = ds.d.MaxBackoff
+	}
+}
+
+// route finds the RPC address of an agent serving endpoint: "scheduler" goes
+// to any alive scheduler, "<base>.<node id>" to the member with that node id.
+func (ds *Dispatcher) route(endpoint string) (addr, node string, err error) {
+	base := proto.EndpointBase(endpoint)
+	node = proto.EndpointNode(endpoint)
+	var candidates []Member
+	for _, m := range ds.d.Members() {
+		if m.Status != "alive" || m.Tags[proto.TagRPC] == "" {
+			continue
+		}
+		if node == "" && base == proto.EndpointScheduler && m.Tags[proto.TagRole] == proto.RoleScheduler {
+			candidates = append(candidates, m)
+		}
+		if node != "" && m.Tags[proto.TagNodeID] == node {
+			candidates = append(candidates, m)
+		}
+	}
+	if len(candidates) == 0 {
+		return "", "", errs.New(errs.Unavailable, "no alive agent serves %s", endpoint)
+	}
+	m := candidates[rand.IntN(len(candidates))]
+	return m.Tags[proto.TagRPC], m.Tags[proto.TagNodeID], nil
+}
+
+func (ds *Dispatcher) markRunning(ctx context.Context, id, node string) {
+	_ = ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
+		var j proto.Job
+		m, err := tx.Get(proto.KindJob, id, &j)
+		if err != nil || j.State != StatePending || !tx.Exists(proto.KindJobQueue, id) {
+			return nil
+		}
+		now := ds.d.Now()
+		j.State, j.WorkerID, j.StartedAt, j.UpdatedAt = StateRunning, &node, &now, now
+		j.RetryCount++
+		b.Update(proto.KindJob, id, m.ModifyIndex, j)
+		return nil
+	})
+}
+
+func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.JobResult) {
+	status := FinishSuccess
+	msg := ""
+	switch res.Status {
+	case proto.JobFailed:
+		status = FinishFail
+	case proto.JobCancelled:
+		status = FinishCancel
+	}
+	if res.Error != nil {
+		msg = res.Error.Message
+	}
+	var result map[string]any
+	if len(res.Result) > 0 {
+		_ = json.Unmarshal(res.Result, &result)
+	}
+	ds.finish(ctx, id, status, msg, result)
+}
+
+// finish records the job's end; a job that already ended stays as it was.
+func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result map[string]any) {
+	err := ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
+		return FinishTx(tx, b, id, ds.d.Now(), status, msg, result)
+	})
+	if err != nil {
+		ds.d.Logger.Warn("record job end", "job_id", id, "status", status, "error", err)
+		return
+	}
+	ds.d.Logger.Info("job finished", "job_id", id, "status", status, "message", msg)
+}
+
+// FinishTx ends job id in b unless it ended already (idempotent; used by the
+// dispatcher and by the job-collector's job_finished).
+func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, msg string, result map[string]any) error {
+	if !tx.Exists(proto.KindJobQueue, id) {
+		return nil
+	}
+	var j proto.Job
+	m, err := tx.Get(proto.KindJob, id, &j)
+	if err != nil {
+		return err
+	}
+	Finish(b, j, m.ModifyIndex, now, status, msg, result)
+	return nil
+}
+
+func (ds *Dispatcher) commit(ctx context.Context, plan func(tx *state.Tx, b *state.Builder) error) error {
+	return state.Commit(ctx, ds.d.Cluster.Store(), ds.d.Cluster, plan)
+}

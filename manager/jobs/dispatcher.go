@@ -12,6 +12,7 @@ import (
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -328,4 +329,13 @@ func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, 
 
 func (ds *Dispatcher) commit(ctx context.Context, plan func(tx *state.Tx, b *state.Builder) error) error {
 	return state.Commit(ctx, ds.d.Cluster.Store(), ds.d.Cluster, plan)
+}
+
+// Members converts the cluster layer's member list.
+func Members(ms []cluster.Member) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{Name: m.Name, Status: m.Status, Tags: m.Tags})
+	}
+	return out
 }

@@ -17,7 +17,7 @@ done
 mkdir -p "$DATA/backups" "$DATA/log"
 
 "$BIN/dcmgr" -node demo -data-dir "$DATA/dcmgr" -api "0.0.0.0:${API_PORT}" \
-	-serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
+	-rpc 127.0.0.1:9012 -serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
 	>>"$DATA/log/dcmgr.log" 2>&1 &
 DCMGR=$!
 stop() {

@@ -27,6 +27,9 @@ type Config struct {
 	// APIAddr is the advertised host:port of this manager's HTTP API, so that
 	// followers can forward to the leader.
 	APIAddr string
+	// RPCAddr is the advertised host:port of this manager's agent RPC
+	// endpoints (collector, scheduler plans); empty when not served.
+	RPCAddr string
 	// BootstrapExpect: 1 bootstraps a single manager by itself; N>1 waits for
 	// N managers in serf and bootstraps them together; 0 never bootstraps
 	// (the node only joins an existing cluster).

@@ -251,6 +251,9 @@ func (s *Server) setupSerf() error {
 		TagExpect:       strconv.Itoa(s.cfg.BootstrapExpect),
 		TagBootstrapped: boolTag(s.bootstrapped.Load()),
 	}
+	if s.cfg.RPCAddr != "" {
+		s.tags[TagRPC] = s.cfg.RPCAddr
+	}
 	sc.Tags = copyTags(s.tags)
 	ch := make(chan serf.Event, 256)
 	sc.EventCh = ch
@@ -751,6 +754,9 @@ func (s *Server) closeStores() {
 		_ = s.store.Close()
 	}
 }
+
+// SetRPCAddr changes the advertised agent RPC address.
+func (s *Server) SetRPCAddr(addr string) { s.setTag(TagRPC, addr) }
 
 // SetAPIAddr changes the advertised API address (when the listener picked
 // its port after the server started).

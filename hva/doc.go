@@ -1,4 +1,15 @@
-// Package hva will hold the hypervisor agent: handlers for the hva-handle and
-// local-store-handle verbs over hypervisor, host-network and packet-filter
-// drivers (DESIGN.md "Node agents"). It arrives with the instances issue.
+// Package hva is the hypervisor agent, one per virtualisation host
+// (DESIGN.md "Node agents"; spec/agents.md §2.2, §2.3, §5). The code lives
+// in sub-packages:
+//
+//   - hypervisor: the Hypervisor driver interface (define, start, stop,
+//     reboot, ACPI shutdown, undefine, get, list, capacity), with
+//     hypervisor/dummy (an in-memory host) and hypervisor/hypervisortest (the
+//     conformance suite every driver passes);
+//   - collector: the client of the managers' hva-collector and job-collector
+//     RPC endpoints, which finds the managers through serf and retries until
+//     one accepts; collector/collectortest is an in-memory stand-in manager;
+//   - handlers: the job verbs on instances of hva-handle.<node> and
+//     local-store-handle.<node>, and the instance monitor;
+//   - cmd/hva: the daemon (config, wiring on common/agent, signals).
 package hva

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/hva/handlers"
+	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+)
+
+// Hypervisor drivers.
+const hypervisorDummy = "dummy"
+
+// Config is the hva's configuration: defaults, then a JSON file, then flags.
+// Durations are milliseconds in the file and Go durations ("5s") as flags.
+type Config struct {
+	// NodeID is the agent's identity, "hva.<name>" (spec §1.1); the host
+	// node record's node_id must equal it.
+	NodeID        string   `json:"node_id"`
+	SerfAddr      string   `json:"serf_addr"`
+	RPCAddr       string   `json:"rpc_addr"`
+	AdvertiseHost string   `json:"advertise_host"`
+	Join          []string `json:"join"`
+	FastGossip    bool     `json:"fast_gossip"`
+	// Token is the cluster's shared RPC token (prefer the file to the flag:
+	// flags show in ps).
+	Token     string `json:"token"`
+	LogLevel  string `json:"log_level"`
+	LogFormat string `json:"log_format"`
+
+	// Hypervisor is the driver: "dummy" (the only one so far).
+	Hypervisor string `json:"hypervisor"`
+	// CPUCores and MemoryMB size the dummy host.
+	CPUCores int   `json:"cpu_cores"`
+	MemoryMB int64 `json:"memory_mb"`
+	// DummyShutdownDelayMS is how long a dummy guest takes to act on an
+	// ACPI power-down (negative: never).
+	DummyShutdownDelayMS int `json:"dummy_shutdown_delay_ms"`
+
+	MonitorIntervalMS     int `json:"monitor_interval_ms"`
+	SoftPoweroffTimeoutMS int `json:"soft_poweroff_timeout_ms"`
+	// ForceTerminateAfterMS is hva.conf
+	// wait_sec_until_force_terminate_from_shuttingdown, in milliseconds.
+	ForceTerminateAfterMS int `json:"force_terminate_after_ms"`
+	// LocalStoreConcurrency is hva.conf local_store.thread_concurrency:
+	// local-store-handle jobs run at once (hva-handle runs one at a time).
+	LocalStoreConcurrency int `json:"local_store_concurrency"`
+	// ShutdownTimeoutMS is how long running jobs may take to finish on SIGTERM.
+	ShutdownTimeoutMS int `json:"shutdown_timeout_ms"`
+}
+
+// DefaultConfig is an hva named after the host on a dummy hypervisor of
+// 8 cores and 16 GiB, gossiping on 9020 and serving RPC on 9021 (the
+// manager uses 9010/9011, so both fit on one machine).
+func DefaultConfig() Config {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "localhost"
+	}
+	d := dummy.DefaultConfig()
+	return Config{
+		NodeID:                "hva." + name,
+		SerfAddr:              "0.0.0.0:9020",
+		RPCAddr:               "0.0.0.0:9021",
+		LogLevel:              "info",
+		LogFormat:             "text",
+		Hypervisor:            hypervisorDummy,
+		CPUCores:              d.CPUCores,
+		MemoryMB:              d.MemoryMB,
+		DummyShutdownDelayMS:  int(d.ShutdownDelay / time.Millisecond),
+		MonitorIntervalMS:     int(handlers.DefaultMonitorInterval / time.Millisecond),
+		SoftPoweroffTimeoutMS: int(handlers.DefaultSoftPoweroffTimeout / time.Millisecond),
+		ForceTerminateAfterMS: int(handlers.DefaultForceTerminateAfter / time.Millisecond),
+		LocalStoreConcurrency: 2,
+		ShutdownTimeoutMS:     30000,
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// loadConfig builds the config from args: -config FILE is read first, then
+// the other flags override it.
+func loadConfig(args []string, stderr io.Writer) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("hva", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "JSON config file (flags override it)")
+	nodeID := fs.String("node-id", "", "agent node id, hva.<name> (default hva.<host name>)")
+	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
+	rpcAddr := fs.String("rpc", "", "RPC listen address (default 0.0.0.0:9021)")
+	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
+	var join listFlag
+	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
+	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
+	token := fs.String("token", "", "shared RPC token of the cluster")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "", "text or json")
+	hv := fs.String("hypervisor", "", "hypervisor driver: dummy")
+	cores := fs.Int("cpu-cores", 0, "cores of the dummy host")
+	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
+	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
+	softOff := fs.Duration("soft-poweroff-timeout", 0, "wait for an ACPI power-down before forcing it (default 2m)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.NodeID, *nodeID)
+	set(&c.SerfAddr, *serfAddr)
+	set(&c.RPCAddr, *rpcAddr)
+	set(&c.AdvertiseHost, *adv)
+	set(&c.Token, *token)
+	set(&c.LogLevel, *logLevel)
+	set(&c.LogFormat, *logFormat)
+	set(&c.Hypervisor, *hv)
+	if len(join) > 0 {
+		c.Join = join
+	}
+	c.FastGossip = c.FastGossip || *fast
+	if *cores != 0 {
+		c.CPUCores = *cores
+	}
+	if *mem != 0 {
+		c.MemoryMB = *mem
+	}
+	if *monitor != 0 {
+		c.MonitorIntervalMS = int(*monitor / time.Millisecond)
+	}
+	if *softOff != 0 {
+		c.SoftPoweroffTimeoutMS = int(*softOff / time.Millisecond)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what the libraries would otherwise reject late.
+func (c *Config) Validate() error {
+	if !strings.HasPrefix(c.NodeID, "hva.") || len(c.NodeID) == len("hva.") {
+		return fmt.Errorf("node id %q: want hva.<name>", c.NodeID)
+	}
+	if c.Hypervisor != hypervisorDummy {
+		return fmt.Errorf("hypervisor %q: want dummy", c.Hypervisor)
+	}
+	if c.CPUCores < 1 || c.MemoryMB < 1 {
+		return errors.New("cpu_cores and memory_mb must be at least 1")
+	}
+	if c.MonitorIntervalMS < 1 || c.SoftPoweroffTimeoutMS < 1 || c.ForceTerminateAfterMS < 1 || c.ShutdownTimeoutMS < 1 {
+		return errors.New("monitor interval, soft poweroff timeout, force terminate wait and shutdown timeout must be positive")
+	}
+	if c.LocalStoreConcurrency < 1 {
+		return errors.New("local_store_concurrency must be at least 1")
+	}
+	return nil
+}
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }

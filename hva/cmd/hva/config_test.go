@@ -1,0 +1,63 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.NodeID, "hva.") || c.Hypervisor != "dummy" || c.SerfAddr != "0.0.0.0:9020" ||
+		c.RPCAddr != "0.0.0.0:9021" || c.MonitorIntervalMS != 5000 || c.LocalStoreConcurrency != 2 {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hva.json")
+	if err := os.WriteFile(path, []byte(`{"node_id": "hva.file", "cpu_cores": 4, "memory_mb": 2048,
+		"join": ["10.0.0.1:9010"], "token": "from-file", "monitor_interval_ms": 1000}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig([]string{"-config", path, "-node-id", "hva.flag", "-join", "10.0.0.2:9010",
+		"-memory-mb", "4096", "-soft-poweroff-timeout", "30s", "-fast-gossip"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeID != "hva.flag" || c.CPUCores != 4 || c.MemoryMB != 4096 || c.Token != "from-file" ||
+		c.MonitorIntervalMS != 1000 || ms(c.SoftPoweroffTimeoutMS) != 30*time.Second || !c.FastGossip {
+		t.Errorf("config = %+v", c)
+	}
+	if !reflect.DeepEqual(c.Join, []string{"10.0.0.2:9010"}) {
+		t.Errorf("join = %v, flags replace the file's list", c.Join)
+	}
+}
+
+func TestLoadConfigRejects(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"node_id": "hva.x", "no_such_key": 1}`), 0o600)
+	for _, args := range [][]string{
+		{"-config", bad},
+		{"-config", filepath.Join(dir, "missing.json")},
+		{"-node-id", "sta.x"},
+		{"-node-id", "hva."},
+		{"-hypervisor", "kvm"},
+		{"-cpu-cores", "-1"},
+		{"-monitor-interval", "-1s"},
+		{"-no-such-flag"},
+		{"stray"},
+	} {
+		if _, err := loadConfig(args, io.Discard); err == nil {
+			t.Errorf("loadConfig(%s) succeeded", strings.Join(args, " "))
+		}
+	}
+}

@@ -607,7 +607,7 @@ func TestStartInstance(t *testing.T) {
 		t.Fatalf("start request = %+v", w.Request)
 	}
 	p := proto.SubmitPlanRequest{InstanceID: "i-aaaa0001", Start: true, HostNodeID: "hn-demo1",
-		Nics: []proto.PlannedNic{{VifID: "vif-keep1", NetworkID: "nw-demo1", IPv4Address: "10.0.0.13", IPv4Auto: true, MacAddr: "525400abcdef"}},
+		Nics:    []proto.PlannedNic{{VifID: "vif-keep1", NetworkID: "nw-demo1", IPv4Address: "10.0.0.13", IPv4Auto: true, MacAddr: "525400abcdef"}},
 		Volumes: []proto.PlannedVolume{{VolumeID: "vol-aaaa0001", Local: true}}}
 	resp, err := e.submit(p)
 	if err != nil {

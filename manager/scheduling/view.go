@@ -119,7 +119,7 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 		return nil, err
 	}
 
-	w.Request = requestOf(&inst, vols)
+	w.Request = requestOf(&inst, vols, start)
 	if start {
 		err = each(tx, proto.KindNetworkVif, func(v *proto.NetworkVif, _ state.Meta) error {
 			if v.InstanceID == nil || *v.InstanceID != inst.ID {
@@ -205,10 +205,10 @@ func snapshotNetworks(tx *state.Tx, w *proto.SchedView, groups map[string][]stri
 }
 
 // requestOf is the placement request of an instance with the volumes to
-// place. A host the API already chose (host_node_id stored on a scheduling
-// instance) becomes request_params host_node_id, which makes the daemon use
-// SpecifyNode.
-func requestOf(inst *proto.Instance, vols []proto.Volume) proto.SchedRequest {
+// place. A host the API already chose (host_node_id stored on an instance
+// being created) becomes request_params host_node_id, which makes the daemon
+// use SpecifyNode; a restarted instance's old host is only its current host.
+func requestOf(inst *proto.Instance, vols []proto.Volume, start bool) proto.SchedRequest {
 	r := proto.SchedRequest{
 		InstanceID: inst.ID, AccountID: inst.AccountID, ServiceType: inst.ServiceType,
 		State: inst.State, HostNodeID: deref(inst.HostNodeID),
@@ -217,7 +217,7 @@ func requestOf(inst *proto.Instance, vols []proto.Volume) proto.SchedRequest {
 		RequestParams: inst.RequestParams,
 		Volumes:       []proto.SchedVolume{},
 	}
-	if inst.HostNodeID != nil && inst.State == proto.InstanceScheduling {
+	if inst.HostNodeID != nil && inst.State == proto.InstanceScheduling && !start {
 		if _, set := inst.RequestParams["host_node_id"]; !set {
 			p := make(map[string]any, len(inst.RequestParams)+1)
 			for k, v := range inst.RequestParams {

@@ -89,7 +89,7 @@ func DefaultConfig() Config {
 		SerfAddr:           "0.0.0.0:9020",
 		RPCAddr:            "0.0.0.0:9021",
 		Concurrency:        4,
-		PlanAttempts:       5,
+		PlanAttempts:       8,
 		CallTimeoutMS:      30000,
 		MacVendorID:        "525400",
 		MacRanges:          []MacRangeConfig{{ID: DefaultMacRangeID, Begin: "000001", End: "fffffe"}},

@@ -82,7 +82,7 @@ func (p *Placer) schedule(ctx context.Context, instanceID string, start bool) (s
 				"state", w.Request.State, "host_node_id", w.Request.HostNodeID)
 			return w.Request.HostNodeID, nil
 		}
-		plan, err := p.place(&w, start)
+		plan, err := p.place(&w, start, attempt)
 		if err != nil {
 			return "", p.fail(ctx, instanceID, err)
 		}
@@ -97,6 +97,13 @@ func (p *Placer) schedule(ctx context.Context, instanceID string, start bool) (s
 			p.logger.InfoContext(ctx, "plan rejected as stale; planning again", "instance_id", instanceID,
 				"attempt", attempt, "error", err)
 			lastStale = err
+			// Contenders that lost the same race re-plan at the same moment;
+			// a little jitter spreads their next submits.
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(replanJitter)))):
+			}
 			continue
 		case errs.Is(err, errs.InvalidInstanceState), errs.Is(err, errs.UnknownInstance), ctx.Err() != nil, rpc.IsRetryable(err):
 			// Not ours any more (terminated or placed meanwhile), or the
@@ -149,17 +156,26 @@ func jobKind(k scheduler.ErrorKind) errs.Kind {
 
 // schedulers builds the algorithms of a service type for one job (the MAC
 // schedulers' random source is not safe to share between jobs).
-func (p *Placer) schedulers(serviceType string) (*scheduler.Schedulers, error) {
+func (p *Placer) schedulers(serviceType string, rnd scheduler.Rand) (*scheduler.Schedulers, error) {
 	st, ok := p.cfg.ServiceTypes[serviceType]
 	if !ok {
 		st = p.cfg.ServiceTypes[p.cfg.DefaultServiceType]
 	}
-	return st.Build(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), p.vendor)
+	return st.Build(rnd, p.vendor)
 }
 
+// replanJitter scales the random pause before planning again after a
+// stale plan (up to attempt × replanJitter).
+const replanJitter = 5 * time.Millisecond
+
+// maxSpread caps how many free addresses a re-plan may skip.
+const maxSpread = 32
+
 // place runs the algorithms on a view and returns the plan to submit.
-func (p *Placer) place(w *proto.SchedView, start bool) (proto.SubmitPlanRequest, error) {
-	s, err := p.schedulers(w.Request.ServiceType)
+// attempt counts the plans made for this job so far (1 = first).
+func (p *Placer) place(w *proto.SchedView, start bool, attempt int) (proto.SubmitPlanRequest, error) {
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	s, err := p.schedulers(w.Request.ServiceType, rnd)
 	if err != nil {
 		return proto.SubmitPlanRequest{}, err
 	}
@@ -173,21 +189,68 @@ func (p *Placer) place(w *proto.SchedView, start bool) (proto.SubmitPlanRequest,
 		// is, whichever host scheduler the service type configures.
 		s.Host = scheduler.SpecifyNode{}
 	}
-	var plan proto.SubmitPlanRequest
-	if start {
-		plan, err = placeStart(s, v, &r, w.Request.Vifs)
-	} else {
-		var pl scheduler.Placement
-		if pl, err = s.PlaceOne(v, &r); err == nil {
-			plan = scheduler.PlacementToProto(&pl)
+	run := func(v *scheduler.View) (proto.SubmitPlanRequest, error) {
+		if start {
+			return placeStart(s, v, &r, w.Request.Vifs)
 		}
+		pl, err := s.PlaceOne(v, &r)
+		if err != nil {
+			return proto.SubmitPlanRequest{}, err
+		}
+		return scheduler.PlacementToProto(&pl), nil
 	}
+	plan, err := run(v.Clone())
 	if err != nil {
 		return plan, err
+	}
+	if _, incremental := s.IP.(scheduler.Incremental); attempt > 1 && incremental {
+		// The plan lost a race, most likely for an address: every daemon
+		// placing on this network reaches for the same next free address,
+		// so only one of them can win each round. Planning again with a
+		// random number of the next free addresses skipped (more the more
+		// rounds were lost) spreads the contenders, as the API's allocator
+		// does for its own retries.
+		width := 1 << min(attempt-1, 5)
+		for _, n := range plan.Nics {
+			for _, id := range []string{n.NetworkID, n.NatNetworkID} {
+				if id != "" && (id == n.NetworkID && n.IPv4Auto || id == n.NatNetworkID && n.NatIPv4Auto) {
+					skipFree(v, id, rnd.IntN(min(width, maxSpread)))
+				}
+			}
+		}
+		if plan, err = run(v); err != nil {
+			return plan, err
+		}
 	}
 	plan.Start = start
 	plan.ViewIndex = w.Index
 	return plan, nil
+}
+
+// skipFree marks the next n addresses Incremental would hand out on network
+// id as taken in v (static leases, so that the Incremental scheduler's
+// starting point stays where it was).
+func skipFree(v *scheduler.View, id string, n int) {
+	for i := range v.Networks {
+		nw := &v.Networks[i]
+		if nw.ID != id {
+			continue
+		}
+		for range n {
+			c, err := scheduler.Incremental{}.ScheduleIP(nw, "")
+			if err != nil {
+				return
+			}
+			if nw.Leases == nil {
+				nw.Leases = map[scheduler.IPv4]scheduler.Lease{}
+			}
+			for _, a := range c.Reserved {
+				nw.Leases[a] = scheduler.Lease{Kind: scheduler.LeaseReserved}
+			}
+			nw.Leases[c.Addr] = scheduler.Lease{Kind: scheduler.LeaseStatic}
+		}
+		return
+	}
 }
 
 func hasHostParam(r *scheduler.Request) bool {

@@ -1,10 +1,10 @@
 package proto
 
-// Scheduler collector (spec/agents.md §2.1, DESIGN.md "Scheduling"): the
-// scheduler daemons place instances; the managers only hand out views and
-// re-check plans. A daemon reads a view (get_view), runs the placement
-// algorithms on it, and submits the result (submit_plan); the raft leader
-// re-checks the plan against its current state and applies it in one
+// Scheduler collector (spec/agents.md §2.1, DESIGN.md "Data flow of one
+// instance"): the scheduler daemons place instances; the managers only hand
+// out views and re-check plans. A daemon reads a view (get_view), runs the
+// placement algorithms on it, and submits the result (submit_plan); the raft
+// leader re-checks the plan against its current state and applies it in one
 // transaction, or rejects it as stale (errs.Conflict) so that the daemon
 // plans again on a fresh view. When nothing fits, the daemon reports it
 // (schedule_failed) and the leader terminates the instance.

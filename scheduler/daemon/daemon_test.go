@@ -524,3 +524,21 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipFree(t *testing.T) {
+	w := testView()
+	w.Networks[0].Leases = []proto.SchedLease{{IPv4: "10.0.0.12", Seq: 1, Kind: proto.SchedLeaseAuto}}
+	v, _, err := scheduler.ViewFromProto(&w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipFree(v, "nw-demo1", 3) // .13, .14, .15
+	c, err := scheduler.Incremental{}.ScheduleIP(&v.Networks[0], "")
+	if err != nil || c.Addr.String() != "10.0.0.16" {
+		t.Fatalf("next address after skipping 3 = %v, %v; want 10.0.0.16", c.Addr, err)
+	}
+	skipFree(v, "nw-demo1", 100) // the rest of the range, then stops
+	if _, err := (scheduler.Incremental{}).ScheduleIP(&v.Networks[0], ""); !scheduler.IsKind(err, scheduler.KindOutOfIPRange) {
+		t.Fatalf("after skipping everything: %v", err)
+	}
+}

@@ -199,32 +199,41 @@ func (p *Placer) place(w *proto.SchedView, start bool, attempt int) (proto.Submi
 		}
 		return scheduler.PlacementToProto(&pl), nil
 	}
-	plan, err := run(v.Clone())
+	plan, err := p.spread(v, run, attempt, rnd, s.IP)
 	if err != nil {
 		return plan, err
 	}
-	if _, incremental := s.IP.(scheduler.Incremental); attempt > 1 && incremental {
-		// The plan lost a race, most likely for an address: every daemon
-		// placing on this network reaches for the same next free address,
-		// so only one of them can win each round. Planning again with a
-		// random number of the next free addresses skipped (more the more
-		// rounds were lost) spreads the contenders, as the API's allocator
-		// does for its own retries.
-		width := 1 << min(attempt-1, 5)
-		for _, n := range plan.Nics {
-			for _, id := range []string{n.NetworkID, n.NatNetworkID} {
-				if id != "" && (id == n.NetworkID && n.IPv4Auto || id == n.NatNetworkID && n.NatIPv4Auto) {
-					skipFree(v, id, rnd.IntN(min(width, maxSpread)))
-				}
-			}
+	plan.Start, plan.ViewIndex = start, w.Index
+	return plan, nil
+}
+
+// spread runs the placement. A re-plan (attempt > 1) has lost a race, most
+// likely for an address: every daemon placing on a network reaches for the
+// same next free address, so only one of them wins each round. Then the
+// placement is made once to learn its networks, and again with a random
+// number of the next free addresses of those networks skipped (up to more
+// the more rounds were lost), which spreads the contenders, as the API's
+// allocator does for its own retries. Only the Incremental scheduler picks
+// "the next" address; other IP schedulers are run once.
+func (p *Placer) spread(v *scheduler.View, run func(*scheduler.View) (proto.SubmitPlanRequest, error),
+	attempt int, rnd *rand.Rand, ip scheduler.IPScheduler) (proto.SubmitPlanRequest, error) {
+	if _, incremental := ip.(scheduler.Incremental); attempt == 1 || !incremental {
+		return run(v)
+	}
+	first, err := run(v.Clone())
+	if err != nil {
+		return first, err
+	}
+	width := min(1<<min(attempt-1, 5), maxSpread)
+	for _, n := range first.Nics {
+		if n.NetworkID != "" && n.IPv4Auto {
+			skipFree(v, n.NetworkID, rnd.IntN(width))
 		}
-		if plan, err = run(v); err != nil {
-			return plan, err
+		if n.NatNetworkID != "" && n.NatIPv4Auto {
+			skipFree(v, n.NatNetworkID, rnd.IntN(width))
 		}
 	}
-	plan.Start = start
-	plan.ViewIndex = w.Index
-	return plan, nil
+	return run(v)
 }
 
 // skipFree marks the next n addresses Incremental would hand out on network

@@ -117,4 +117,9 @@ type HostUsage struct {
 	DiskBytes  int64  `json:"disk_bytes"`  // local volumes
 	// Instances lists the instances counted, so a release is idempotent.
 	Instances []string `json:"instances"`
+	// LocalDisk is the local volume bytes charged per instance, so that a
+	// release gives back exactly what the placement took even if a volume
+	// record changed in between (cores and memory come from the instance,
+	// which cannot be resized).
+	LocalDisk map[string]int64 `json:"local_disk,omitempty"`
 }

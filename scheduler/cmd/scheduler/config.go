@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/vdc-project/vdc/scheduler/daemon"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// loadConfig builds the config from args: defaults, then the JSON file of
+// -config, then the other flags.
+func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
+	c := daemon.DefaultConfig()
+	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "JSON config file (flags override it)")
+	node := fs.String("node", "", "agent node id (default scheduler.<host name>)")
+	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
+	rpcAddr := fs.String("rpc", "", "RPC listen address for job deliveries (default 0.0.0.0:9021)")
+	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
+	var join, managers listFlag
+	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
+	fs.Var(&managers, "manager", "RPC address of a manager, instead of finding them in serf (repeatable)")
+	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
+	concurrency := fs.Int("concurrency", 0, "scheduler jobs run at once (default 4)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.NodeID, *node)
+	set(&c.SerfAddr, *serfAddr)
+	set(&c.RPCAddr, *rpcAddr)
+	set(&c.AdvertiseHost, *adv)
+	set(&c.LogLevel, *logLevel)
+	set(&c.LogFormat, *logFormat)
+	if len(join) > 0 {
+		c.Join = join
+	}
+	if len(managers) > 0 {
+		c.Managers = managers
+	}
+	if *concurrency > 0 {
+		c.Concurrency = *concurrency
+	}
+	c.FastGossip = c.FastGossip || *fast
+	return c, c.Validate()
+}

@@ -20,6 +20,8 @@ type Config struct {
 	NodeName        string   `json:"node_name"`
 	DataDir         string   `json:"data_dir"`
 	APIAddr         string   `json:"api_addr"`
+	RPCAddr         string   `json:"rpc_addr"`
+	RPCToken        string   `json:"rpc_token"`
 	SerfAddr        string   `json:"serf_addr"`
 	RaftAddr        string   `json:"raft_addr"`
 	AdvertiseHost   string   `json:"advertise_host"`
@@ -46,6 +48,7 @@ func DefaultConfig() Config {
 		NodeName:             c.NodeName,
 		DataDir:              "var/dcmgr",
 		APIAddr:              "0.0.0.0:9001",
+		RPCAddr:              "0.0.0.0:9012",
 		SerfAddr:             c.SerfAddr,
 		RaftAddr:             c.RaftAddr,
 		BootstrapExpect:      1,
@@ -74,6 +77,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	node := fs.String("node", "", "node name, unique per manager (default: host name)")
 	dataDir := fs.String("data-dir", "", "data directory (raft.db, state.db, snapshots)")
 	apiAddr := fs.String("api", "", "API listen address (default 0.0.0.0:9001)")
+	rpcAddr := fs.String("rpc", "", "agent RPC listen address: collector, scheduler plans (default 0.0.0.0:9012)")
 	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9010)")
 	raftAddr := fs.String("raft", "", "raft transport address (default 0.0.0.0:9011)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
@@ -107,6 +111,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	set(&c.NodeName, *node)
 	set(&c.DataDir, *dataDir)
 	set(&c.APIAddr, *apiAddr)
+	set(&c.RPCAddr, *rpcAddr)
 	set(&c.SerfAddr, *serfAddr)
 	set(&c.RaftAddr, *raftAddr)
 	set(&c.AdvertiseHost, *adv)
@@ -145,14 +150,13 @@ func (c *Config) Validate() error {
 }
 
 // clusterConfig maps to the cluster layer's config.
-func (c *Config) clusterConfig(apiAdvertise string) cluster.Config {
+func (c *Config) clusterConfig() cluster.Config {
 	cc := cluster.DefaultConfig()
 	cc.NodeName = c.NodeName
 	cc.DataDir = c.DataDir
 	cc.SerfAddr = c.SerfAddr
 	cc.RaftAddr = c.RaftAddr
 	cc.AdvertiseHost = c.AdvertiseHost
-	cc.APIAddr = apiAdvertise
 	cc.BootstrapExpect = c.BootstrapExpect
 	cc.Join = c.Join
 	cc.FastGossip = c.FastGossip

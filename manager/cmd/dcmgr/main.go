@@ -4,19 +4,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/vdc-project/vdc/common/logging"
-	"github.com/vdc-project/vdc/manager/api"
-	"github.com/vdc-project/vdc/manager/cluster"
+	"github.com/vdc-project/vdc/manager/server"
 )
 
 func main() {
@@ -36,60 +32,35 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.APIAddr)
+	apiL, rpcL, err := server.Listen(cfg.APIAddr, cfg.RPCAddr)
 	if err != nil {
-		return fmt.Errorf("api listen: %w", err)
-	}
-	apiAdv := ln.Addr().String()
-	if host, port, _ := net.SplitHostPort(apiAdv); net.ParseIP(host).IsUnspecified() {
-		apiAdv = net.JoinHostPort(advertiseHost(cfg), port)
-	}
-
-	srv, err := cluster.New(cfg.clusterConfig(apiAdv), logger)
-	if err != nil {
-		ln.Close()
 		return err
 	}
-	h := api.New(cfg.API, srv, logger)
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+	m, err := server.Start(server.Config{
+		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken,
+		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost,
+	}, logger)
+	if err != nil {
+		apiL.Close()
+		rpcL.Close()
+		return err
 	}
-	logger.Info("dcmgr started", "node", cfg.NodeName, "api", ln.Addr().String(),
-		"serf", srv.SerfAddr(), "raft", srv.RaftAddr(), "data_dir", cfg.DataDir)
-
-	errCh := make(chan error, 1)
-	go func() { errCh <- hs.Serve(ln) }()
+	logger.Info("dcmgr started", "node", cfg.NodeName, "api", apiL.Addr().String(), "rpc", rpcL.Addr().String(),
+		"serf", m.Cluster.SerfAddr(), "raft", m.Cluster.RaftAddr(), "data_dir", cfg.DataDir)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	select {
-	case s := <-sig:
-		logger.Info("shutting down", "signal", s.String())
-	case err := <-errCh:
-		if !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("api server failed", "error", err)
-		}
-	}
-
+	s := <-sig
+	logger.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = hs.Shutdown(ctx)
 	if cfg.LeaveOnTerm {
-		if err := srv.Leave(ctx); err != nil {
+		if err := m.Cluster.Leave(ctx); err != nil {
 			logger.Warn("leave", "error", err)
 		}
 	}
-	srv.Shutdown()
+	m.Shutdown(ctx)
 	logger.Info("stopped")
 	return nil
-}
-
-func advertiseHost(cfg Config) string {
-	if cfg.AdvertiseHost != "" {
-		return cfg.AdvertiseHost
-	}
-	return cluster.DefaultAdvertiseHost()
 }

@@ -20,9 +20,9 @@ import (
 
 // proc is one dcmgr process of a loopback cluster.
 type proc struct {
-	name, api, serf, raft, dir string
-	cmd                        *exec.Cmd
-	log                        *os.File
+	name, api, rpc, serf, raft, dir string
+	cmd                             *exec.Cmd
+	log                             *os.File
 }
 
 func buildDcmgr(t *testing.T) string {
@@ -37,7 +37,7 @@ func buildDcmgr(t *testing.T) string {
 
 func (p *proc) start(t *testing.T, bin string, join string) {
 	t.Helper()
-	args := []string{"-node", p.name, "-data-dir", p.dir, "-api", p.api, "-serf", p.serf, "-raft", p.raft,
+	args := []string{"-node", p.name, "-data-dir", p.dir, "-api", p.api, "-rpc", p.rpc, "-serf", p.serf, "-raft", p.raft,
 		"-bootstrap-expect", "3", "-fast-gossip", "-log-level", "warn"}
 	if join != "" {
 		args = append(args, "-join", join)

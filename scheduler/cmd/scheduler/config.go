@@ -24,7 +24,7 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "JSON config file (flags override it)")
-	node := fs.String("node", "", "agent node id (default scheduler.<host name>)")
+	node := fs.String("node-id", "", "agent node id (default scheduler.<host name>)")
 	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
 	rpcAddr := fs.String("rpc", "", "RPC listen address for job deliveries (default 0.0.0.0:9021)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")

@@ -17,7 +17,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 			"storage_node_scheduler": {"scheduler": "FindFirst"}, "network_scheduler": {"scheduler": "VifsRequestParam"}}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig([]string{"-config", path, "-node", "scheduler.flag", "-manager", "10.0.0.5:9002"}, io.Discard)
+	c, err := loadConfig([]string{"-config", path, "-node-id", "scheduler.flag", "-manager", "10.0.0.5:9002"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,6 @@ func (a *API) poweronInstance(ctx context.Context, req *Request) (any, error) {
 			if !ok {
 				return nil, errs.New(errs.InvalidInstanceState, "%s is not ready for poweron operation", v.ID)
 			}
-			b.CheckKind(proto.KindBackupObject, tx.KindIndex(proto.KindBackupObject))
 		}
 		if err := hvaJob(tx, b, v, now, proto.VerbPoweron, proto.HvaPoweronRequest{InstanceID: v.ID}); err != nil {
 			return nil, err
@@ -371,7 +370,10 @@ func (a *API) backupInstance(ctx context.Context, req *Request) (any, error) {
 		img.Volumes = []proto.ImageVolume{}
 
 		o := newOpSet(b)
-		o.check(proto.KindInstance, v.ID, m.ModifyIndex)
+		// The backup writes the instance, so that a concurrent delete or
+		// poweron re-checks the backups in flight.
+		v.UpdatedAt = now
+		o.update(proto.KindInstance, v.ID, m.ModifyIndex, v)
 		o.check(proto.KindImage, src.ID, srcMeta.ModifyIndex)
 		ids := []any{}
 		for i, vol := range vols {

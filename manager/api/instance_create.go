@@ -506,7 +506,7 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 		s := strings.TrimSpace(p.Str("quota_weight"))
 		if s != "" {
 			w, err := strconv.ParseFloat(s, 64)
-			if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
+			if err != nil || math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
 				return errs.New(errs.InvalidParameter, "quota_weight")
 			}
 		}
@@ -514,10 +514,16 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	userData := p.Str("user_data")
 
 	hostname := strings.ToLower(strings.TrimPrefix(id, proto.PrefixInstance+"-"))
-	if s, ok := p.StrOK("hostname"); ok && s != "" {
-		hostname = strings.ToLower(s)
-		if !hostnameRE.MatchString(hostname) {
-			return dbError("hostname %q must match %s", s, hostnameRE)
+	if p.Has("hostname") && p.Get("hostname") != nil {
+		s, ok := p.StrOK("hostname")
+		if !ok {
+			return dbError("hostname must be a string")
+		}
+		if s != "" {
+			hostname = strings.ToLower(s)
+			if !hostnameRE.MatchString(hostname) {
+				return dbError("hostname %q must match %s", s, hostnameRE)
+			}
 		}
 	}
 	claim := hostnameClaim(req.Account, hostname)

@@ -173,7 +173,10 @@ func (a *API) backupInstanceVolume(ctx context.Context, req *Request) (any, erro
 		if local {
 			args = proto.LocalStoreBackupVolumeRequest{InstanceID: inst.ID, VolumeID: vol.ID, BackupObjectID: bo.ID}
 		}
-		b.Check(proto.KindInstance, inst.ID, im.ModifyIndex)
+		// The backup writes the instance, so that a concurrent delete or
+		// poweron re-checks the backups in flight.
+		inst.UpdatedAt = now
+		b.Update(proto.KindInstance, inst.ID, im.ModifyIndex, inst)
 		b.Check(proto.KindVolume, vol.ID, vm.ModifyIndex)
 		b.Create(proto.KindBackupObject, bo.ID, bo)
 		if err := enqueueJob(b, now, ep, proto.VerbBackupVolume, vol.ID, args); err != nil {

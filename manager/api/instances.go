@@ -491,8 +491,6 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 		if !settled {
 			return nil, invalidState(v)
 		}
-		// Backups in flight are guarded by the scan above.
-		b.CheckKind(proto.KindBackupObject, tx.KindIndex(proto.KindBackupObject))
 		now := a.now()
 		switch v.State {
 		case proto.InstanceTerminated, proto.InstanceScheduling:
@@ -510,7 +508,10 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 				err = finalizeInstance(tx, b, v, now)
 				break
 			}
-			b.Check(proto.KindInstance, v.ID, m.ModifyIndex)
+			// Written (not only checked) so that a backup started
+			// concurrently conflicts with the terminate.
+			v.UpdatedAt = now
+			b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
 			err = enqueueJob(b, now, proto.HvaHandle(h.NodeID), proto.VerbTerminate, v.ID,
 				proto.HvaTerminateRequest{InstanceID: v.ID})
 		}
@@ -540,6 +541,11 @@ func FinalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 // the stored instance in tx, so a caller may set other fields first (for
 // example LastError) but must not add its own op on the instance, its vifs
 // or its volumes to the same txn.
+//
+// The instance's ModifyIndex is also what keeps the scans of volumes and
+// vifs complete without guarding those whole kinds: whatever links a vif or
+// a volume to an instance (plan apply, volume attach) or starts a backup of
+// it must write the instance record in the same txn.
 func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now time.Time) error {
 	e, ok := tx.Raw(proto.KindInstance, inst.ID)
 	if !ok {
@@ -591,11 +597,8 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 	if err != nil {
 		return err
 	}
-	// A volume linked to the instance after the scan would survive it.
-	b.CheckKind(proto.KindVolume, tx.KindIndex(proto.KindVolume))
 
 	o := newOpSet(b)
-	b.CheckKind(proto.KindNetworkVif, tx.KindIndex(proto.KindNetworkVif))
 	err = tx.Each(proto.KindNetworkVif, false, func(ve state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(ve, &vif); err != nil {

@@ -258,6 +258,12 @@ func TestInstanceCreate(t *testing.T) {
 	f.record(proto.KindVolume, doc2["boot_volume_id"].(string), &vol)
 	wantEq(t, "shared store", vol.StoreType, proto.VolumeShared)
 
+	// The create answer in YAML, as mussel reads it.
+	cy := string(f.post("/instances.yml", f.form()).ok().body)
+	if !strings.HasPrefix(cy, "---\n:id: i-") || !strings.Contains(cy, "\n:state: scheduling\n:status: init\n") {
+		t.Fatalf("create yaml = %s", cy)
+	}
+
 	// YAML: the lines mussel reads.
 	y := string(f.get("/instances/" + id + ".yml").ok().body)
 	for _, line := range []string{"---\n:id: " + id + "\n", "\n:state: scheduling\n", "\n:status: init\n",
@@ -340,12 +346,12 @@ func TestInstanceCreateErrors(t *testing.T) {
 
 	f.rejects(400, "137", without("image_id", post()), post("image_id", "wmi-nothere"))
 	f.rejects(400, "110", post("image_id", "bo-demo1"), post("hostname", "-bad"), post("hostname", "a_b"),
-		post("hostname", strings.Repeat("a", 33)), vifJSON(`{"eth0":{"network":""}}`), vifJSON(`{"eth0":{"network":"sg-x"}}`))
+		post("hostname", strings.Repeat("a", 33)), post("hostname[]", "a"), vifJSON(`{"eth0":{"network":""}}`), vifJSON(`{"eth0":{"network":"sg-x"}}`))
 	f.rejects(400, "143", without("hypervisor", post()), post("hypervisor", "xen"),
 		post("cpu_cores", "0"), post("cpu_cores", "129"), post("cpu_cores", "x"), without("cpu_cores", post()),
 		post("memory_size", "127"), post("memory_size", "1000000"),
 		vifJSON(`{"eth0":`), vifJSON(`["eth0"]`), vifJSON(`{"eth0":"nw-demo1"}`), post("vifs[eth0]", "x"),
-		post("quota_weight", "heavy"), post("labels[][name]", "env"),
+		post("quota_weight", "heavy"), post("quota_weight", "-1"), post("labels[][name]", "env"),
 		post("volumes[0][size]", "10Q", "volumes[0][volume_type]", "local"),
 		post("volumes[0][size]", "1G", "volumes[0][volume_type]", "floppy"),
 		post("volumes[0][volume_type]", "local"), post("volumes", "x"), post("monitoring", "on"),
@@ -473,6 +479,14 @@ func TestInstanceListAndShow(t *testing.T) {
 		map[string]any{"vif_id": v1, "network_id": f.nw, "index": 1.0, "security_groups": []any{}},
 	})
 	wantEq(t, "keys", docKeys(t, f.get("/instances/"+a+".json").body), instKeys)
+	_, ly := f.get("/instances.yml?service_type=std&state=running").envelopeYAML(t)
+	if !strings.Contains(ly, "\n  :results:\n  - :id: "+a+"\n") || !strings.Contains(ly, "\n    - :vif_id: "+v0+"\n") {
+		t.Errorf("list yaml:\n%s", ly)
+	}
+	uy := string(f.put("/instances/"+a+".yml", url.Values{"display_name": {"renamed"}}).ok().body)
+	if !strings.HasPrefix(uy, "---\n:id: "+a+"\n") || !strings.Contains(uy, "\n:display_name: renamed\n") {
+		t.Errorf("update yaml:\n%s", uy)
+	}
 	y := string(f.get("/instances/" + a + ".yml").ok().body)
 	for _, line := range []string{"\n:state: running\n", "\n:status: online\n", "\n:host_node: hn-demo1\n",
 		"\n:vif:\n- :vif_id: " + v0 + "\n  :network_id: nw-demo1\n  :index: 0\n  :ipv4:\n    :address: 10.0.0.20\n    :nat_address:\n  :security_groups:\n  - " + f.sg + "\n- :vif_id: " + v1 + "\n"} {

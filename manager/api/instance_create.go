@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,21 +173,12 @@ func groupList(v any) ([]string, bool) {
 	var out []string
 	for _, s := range raw {
 		for _, g := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
-			if !contains(out, g) {
+			if !slices.Contains(out, g) {
 				out = append(out, g)
 			}
 		}
 	}
 	return out, true
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // securityGroupsParam resolves a security group list through own lookups
@@ -203,7 +195,7 @@ func securityGroupsParam(tx *state.Tx, o *opSet, req *Request, v any) ([]string,
 			return nil, err
 		}
 		o.check(proto.KindSecurityGroup, sg.ID, m.ModifyIndex)
-		if !contains(out, sg.ID) {
+		if !slices.Contains(out, sg.ID) {
 			out = append(out, sg.ID)
 		}
 	}
@@ -787,7 +779,7 @@ func checkManualIP(tx *state.Tx, nw *proto.Network, ip string, seen map[string]b
 	}
 	ip = ipString(v)
 	lid := leaseID(nw.ID, ip)
-	if seen[lid] || tx.Exists(proto.KindIPLease, lid) || contains32(reservedAddrs(nw), v) {
+	if seen[lid] || tx.Exists(proto.KindIPLease, lid) || slices.Contains(reservedAddrs(nw), v) {
 		return errs.New(errs.DuplicateIPAddress, "%s is already leased on %s", ip, nw.ID)
 	}
 	if !networkSubnet(nw).contains(v) {
@@ -803,13 +795,4 @@ func checkManualIP(tx *state.Tx, nw *proto.Network, ip string, seen map[string]b
 	seen[lid] = true
 	o.checkAbsent(proto.KindIPLease, lid)
 	return nil
-}
-
-func contains32(vs []uint32, v uint32) bool {
-	for _, x := range vs {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

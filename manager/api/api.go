@@ -49,6 +49,19 @@ type Config struct {
 	// RecentTerminatedPeriod is how long terminated/deleted resources stay in
 	// `alive_with_*` list filters.
 	RecentTerminatedPeriod time.Duration `json:"recent_terminated_period"`
+
+	// Instances (dcmgr.conf keys of the same names).
+	// StoppedInstanceUsageFactor weighs stopped instances in POST /instances'
+	// aggregate capacity check.
+	StoppedInstanceUsageFactor float64 `json:"stopped_instance_usage_factor"`
+	// DefaultForcePoweroff is poweroff's mode when the request has no `force`.
+	DefaultForcePoweroff bool `json:"default_force_poweroff_instance"`
+	// PoweronReadinessValidation refuses poweron while a backup of the
+	// instance's volumes is still in progress.
+	PoweronReadinessValidation bool `json:"enable_instance_poweron_readiness_validation"`
+	// BackupStorages maps a service type to the backup storage that instance
+	// backups without `backup_storage_id` go to (service_type backup_storage_id).
+	BackupStorages map[string]string `json:"backup_storages"`
 }
 
 // DefaultConfig mirrors dcmgr.conf's defaults.
@@ -58,6 +71,10 @@ func DefaultConfig() Config {
 		DefaultServiceType:     "std",
 		MaxBodyBytes:           8 << 20,
 		RecentTerminatedPeriod: 900 * time.Second,
+
+		StoppedInstanceUsageFactor: 1.0,
+		DefaultForcePoweroff:       true,
+		PoweronReadinessValidation: true,
 	}
 }
 

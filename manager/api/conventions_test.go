@@ -220,7 +220,7 @@ func TestBodies(t *testing.T) {
 
 func TestUnknownRoute(t *testing.T) {
 	e := newEnv(t)
-	for _, path := range []string{"/nothing.json", "/instances.json"} {
+	for _, path := range []string{"/nothing.json", "/nothing/at/all.json"} {
 		if r := e.get(path); r.status != http.StatusNotFound {
 			t.Errorf("%s: status %d", path, r.status)
 		}

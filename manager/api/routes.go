@@ -10,6 +10,7 @@ func (a *API) routes() {
 	a.registerGroups()
 	a.registerHostNodes()
 	a.registerImages()
+	a.registerInstances()
 	a.registerIPHandles()
 	a.registerIPPools()
 	a.registerJobs()

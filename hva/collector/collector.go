@@ -166,6 +166,11 @@ func (c *Client) UpdateInstance(ctx context.Context, req proto.UpdateInstanceReq
 	return c.Call(ctx, proto.EndpointHvaCollector, proto.VerbUpdateInstance, req, nil)
 }
 
+// UpdateVolume records a volume change (sta-collector update_volume).
+func (c *Client) UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error {
+	return c.Call(ctx, proto.EndpointStaCollector, proto.VerbUpdateVolume, req, nil)
+}
+
 // FinalizeInstance terminates an instance's records (idempotent).
 func (c *Client) FinalizeInstance(ctx context.Context, id string) error {
 	return c.Call(ctx, proto.EndpointHvaCollector, proto.VerbFinalizeInstance, proto.FinalizeInstanceRequest{InstanceID: id}, nil)

@@ -45,6 +45,7 @@ type Collector interface {
 	GetInstance(ctx context.Context, id string) (*proto.InstanceView, error)
 	UpdateInstance(ctx context.Context, req proto.UpdateInstanceRequest) error
 	InstanceMonitorData(ctx context.Context, nodeID string) ([]proto.InstanceMonitorEntry, error)
+	UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error
 }
 
 // Publisher publishes fan-out events (*agent.Agent).
@@ -132,6 +133,7 @@ func (h *Handlers) Verbs() []Verb {
 	ls := proto.LocalStoreHandle(h.cfg.NodeID)
 	return []Verb{
 		{ls, proto.VerbRunLocalStore, agent.JobFunc(h.localStoreRunLocalStore)},
+		{ls, proto.VerbDeleteVolume, agent.JobFunc(h.localStoreDeleteVolume)},
 		{hva, proto.VerbRunLocalStore, agent.JobFunc(h.hvaRunLocalStore)},
 		{hva, proto.VerbRunVolStore, agent.JobFunc(h.runVolStore)},
 		{hva, proto.VerbTerminate, agent.JobFunc(h.terminate)},

@@ -350,3 +350,18 @@ func (h *Handlers) detachNic(ctx context.Context, req proto.HvaDetachNicRequest)
 		"vif_id", req.VifID, "dc_network", req.DcNetwork)
 	return proto.HvaDetachNicResponse{}, nil
 }
+
+// localStoreDeleteVolume deletes a local volume of a terminated instance
+// (finalize submits it). The dummy and the current local store keep no
+// per-volume file apart from the domain's, which terminate removed, so what
+// is left is to record the volume deleted; recording it twice is harmless.
+func (h *Handlers) localStoreDeleteVolume(ctx context.Context, req proto.LocalStoreDeleteVolumeRequest) (proto.LocalStoreDeleteVolumeResponse, error) {
+	if req.VolumeID == "" {
+		return proto.LocalStoreDeleteVolumeResponse{}, errs.New(errs.UndefinedVolumeID, "job without a volume id")
+	}
+	deleted := proto.VolumeDeleted
+	if err := h.coll.UpdateVolume(ctx, proto.UpdateVolumeRequest{VolumeID: req.VolumeID, State: &deleted, DetachInstance: true}); err != nil {
+		return proto.LocalStoreDeleteVolumeResponse{}, annotate(err, "update volume "+req.VolumeID)
+	}
+	return proto.LocalStoreDeleteVolumeResponse{}, nil
+}

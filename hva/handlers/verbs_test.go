@@ -35,7 +35,7 @@ func TestRegisterServesEveryInstanceVerb(t *testing.T) {
 	want := []string{
 		hva + "attach_nic", hva + "cleanup", hva + "detach_nic", hva + "poweroff", hva + "poweron",
 		hva + "reboot", hva + "run_local_store", hva + "run_vol_store", hva + "soft_poweroff",
-		hva + "stop", hva + "terminate", ls + "run_local_store",
+		hva + "stop", hva + "terminate", ls + "delete_volume", ls + "run_local_store",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("registered %v, want %v", got, want)
@@ -514,4 +514,22 @@ func TestCollectorFailureFailsTheJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.want("i-c", []string{proto.InstanceStarting, proto.InstanceRunning}, proto.InstanceRunning, proto.StatusOnline, hypervisor.Running)
+}
+
+func TestLocalStoreDeleteVolumeRecordsDeletion(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	h, fc := e.h, e.coll
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // a redelivered job does the same, harmlessly
+		if _, err := h.localStoreDeleteVolume(ctx, proto.LocalStoreDeleteVolumeRequest{InstanceID: "i-a", VolumeID: "vol-a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ups := fc.VolumeUpdates()
+	if len(ups) != 2 || ups[0].VolumeID != "vol-a" || ups[0].State == nil || *ups[0].State != proto.VolumeDeleted || !ups[0].DetachInstance {
+		t.Fatalf("volume updates = %+v", ups)
+	}
+	if _, err := h.localStoreDeleteVolume(ctx, proto.LocalStoreDeleteVolumeRequest{}); err == nil {
+		t.Fatal("a job without a volume id succeeded")
+	}
 }

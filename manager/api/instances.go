@@ -10,6 +10,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/api/format"
 	"github.com/vdc-project/vdc/manager/jobs"
+	"github.com/vdc-project/vdc/manager/scheduling"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -620,11 +621,10 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 			}
 		}
 	}
-	// TODO(scheduling): release the host's capacity in the same txn once
-	// package manager/scheduling exists:
-	//	if err := scheduling.Release(tx, b, inst); err != nil {
-	//		return err
-	//	}
+	// The host's capacity comes back in the same txn.
+	if err := scheduling.Release(tx, b, inst); err != nil {
+		return err
+	}
 
 	if inst.State != proto.InstanceTerminated || inst.TerminatedAt == nil {
 		inst.State = proto.InstanceTerminated

@@ -19,13 +19,14 @@ import (
 
 // Fake is the in-memory collector. It is safe for concurrent use.
 type Fake struct {
-	mu        sync.Mutex
-	now       func() time.Time
-	instances map[string]*proto.InstanceView
-	updates   []proto.UpdateInstanceRequest
-	results   []proto.JobFinishedRequest
-	inject    map[string]error // verb -> error
-	changed   chan struct{}
+	mu            sync.Mutex
+	now           func() time.Time
+	instances     map[string]*proto.InstanceView
+	updates       []proto.UpdateInstanceRequest
+	volumeUpdates []proto.UpdateVolumeRequest
+	results       []proto.JobFinishedRequest
+	inject        map[string]error // verb -> error
+	changed       chan struct{}
 }
 
 // New returns an empty Fake; now stamps updated_at (nil = time.Now).
@@ -166,6 +167,25 @@ func (f *Fake) UpdateInstance(ctx context.Context, req proto.UpdateInstanceReque
 	return nil
 }
 
+// UpdateVolume implements sta-collector update_volume: it records the request.
+func (f *Fake) UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.begin(ctx, proto.VerbUpdateVolume); err != nil {
+		return err
+	}
+	f.volumeUpdates = append(f.volumeUpdates, req)
+	f.notifyLocked()
+	return nil
+}
+
+// VolumeUpdates returns the update_volume requests received so far.
+func (f *Fake) VolumeUpdates() []proto.UpdateVolumeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]proto.UpdateVolumeRequest(nil), f.volumeUpdates...)
+}
+
 // FinalizeInstance implements hva-collector finalize_instance.
 func (f *Fake) FinalizeInstance(ctx context.Context, id string) error {
 	st := proto.InstanceTerminated
@@ -225,6 +245,10 @@ func (f *Fake) Register(s *rpc.Server) {
 		func(ctx context.Context, req proto.GetInstanceMonitorDataRequest) (proto.GetInstanceMonitorDataResponse, error) {
 			list, err := f.InstanceMonitorData(ctx, req.NodeID)
 			return proto.GetInstanceMonitorDataResponse{Instances: list}, err
+		}))
+	s.Register(proto.EndpointStaCollector, proto.VerbUpdateVolume, rpc.Func(
+		func(ctx context.Context, req proto.UpdateVolumeRequest) (proto.UpdateVolumeResponse, error) {
+			return proto.UpdateVolumeResponse{}, f.UpdateVolume(ctx, req)
 		}))
 	s.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(
 		func(ctx context.Context, req proto.JobFinishedRequest) (proto.JobFinishedResponse, error) {

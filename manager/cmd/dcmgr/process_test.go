@@ -128,7 +128,8 @@ func TestProcessClusterSurvivesKill9(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		procs = append(procs, &proc{
 			name: fmt.Sprintf("p%d", i), dir: filepath.Join(base, fmt.Sprintf("p%d", i)),
-			api: "127.0.0.1:" + cluster.FreePort(t), serf: "127.0.0.1:" + cluster.FreePort(t),
+			api: "127.0.0.1:" + cluster.FreePort(t), rpc: "127.0.0.1:" + cluster.FreePort(t),
+			serf: "127.0.0.1:" + cluster.FreePort(t),
 			raft: "127.0.0.1:" + cluster.FreePort(t),
 		})
 	}

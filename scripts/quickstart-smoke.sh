@@ -25,6 +25,23 @@ run_once() {
 	local hosts
 	hosts=$(curl -fsS "$API/host_nodes.json" | grep -o '"total":[0-9]*')
 	[ "$hosts" = '"total":1' ] || { echo "host nodes after seeding: $hosts" >&2; return 1; }
+	# An instance runs on the demo hva and terminates, as the printed example promises.
+	local id state=""
+	id=$(curl -fsS -H "$H" -X POST -d image_id=wmi-demo1 -d hypervisor=dummy -d cpu_cores=1 -d memory_size=512 \
+		--data-urlencode 'vifs={"eth0":{"network":"nw-demo1"}}' "$API/instances.yml" | awk '/^:id:/{print $2}')
+	for _ in $(seq 300); do
+		state=$(curl -fsS -H "$H" "$API/instances/$id.yml" | awk '/^:state:/{print $2}')
+		[ "$state" = running ] && break
+		sleep 0.1
+	done
+	[ "$state" = running ] || { echo "instance $id is $state, not running" >&2; tail -20 "$VDC_DATA"/log/*.log >&2; return 1; }
+	curl -fsS -H "$H" -X DELETE "$API/instances/$id.yml" >/dev/null
+	for _ in $(seq 300); do
+		state=$(curl -fsS -H "$H" "$API/instances/$id.yml" | awk '/^:state:/{print $2}')
+		[ "$state" = terminated ] && break
+		sleep 0.1
+	done
+	[ "$state" = terminated ] || { echo "instance $id is $state, not terminated" >&2; return 1; }
 	kill -TERM "$pid"
 	wait "$pid" || true
 }

@@ -11,7 +11,7 @@ API=http://127.0.0.1:${API_PORT}
 export VDC_API=$API
 ACCOUNT=a-shpoolxx
 
-for b in dcmgr vdc-manage; do
+for b in dcmgr vdc-manage scheduler hva; do
 	[ -x "$BIN/$b" ] || { echo "missing $BIN/$b: run 'make build' first" >&2; exit 1; }
 done
 mkdir -p "$DATA/backups" "$DATA/log"
@@ -20,9 +20,18 @@ mkdir -p "$DATA/backups" "$DATA/log"
 	-rpc 127.0.0.1:9012 -serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
 	>>"$DATA/log/dcmgr.log" 2>&1 &
 DCMGR=$!
+"$BIN/scheduler" -node-id scheduler.demo1 -serf 127.0.0.1:9020 -rpc 127.0.0.1:9021 -join 127.0.0.1:9010 \
+	>>"$DATA/log/scheduler.log" 2>&1 &
+SCHED=$!
+# The dummy hypervisor simulates the host; instances reach running without a real VM.
+"$BIN/hva" -node-id hva.demo1 -serf 127.0.0.1:9022 -rpc 127.0.0.1:9023 -join 127.0.0.1:9010 \
+	-hypervisor dummy -cpu-cores 16 -memory-mb 32768 >>"$DATA/log/hva.log" 2>&1 &
+HVA=$!
 stop() {
 	trap - INT TERM EXIT
-	echo; echo "stopping dcmgr (pid $DCMGR)"
+	echo; echo "stopping hva, scheduler and dcmgr"
+	kill -TERM "$HVA" "$SCHED" 2>/dev/null || true
+	wait "$HVA" "$SCHED" 2>/dev/null || true
 	kill -TERM "$DCMGR" 2>/dev/null || true
 	wait "$DCMGR" 2>/dev/null || true
 }
@@ -60,11 +69,16 @@ m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-de
 cat <<MSG
 
 vdc is running: the 12.03 API is at $API/api/12.03 (data in $DATA, log in $DATA/log/dcmgr.log).
+A scheduler and an hva (dummy hypervisor, node hva.demo1) run beside it (logs in $DATA/log/).
 Demo data: account $ACCOUNT, DC network dcn-demo1, network nw-demo1 (10.0.2.0/24, DHCP range),
 host node hn-demo1 (hva.demo1), storage node sn-demo1 (sta.demo1), backup storage bkst-demo1,
 backup object bo-demo1, image wmi-demo1, groups hng-shhost / sng-shstor / nwg-shnet.
 
 Try:
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST -d image_id=wmi-demo1 -d hypervisor=dummy \
+       -d cpu_cores=1 -d memory_size=512 --data-urlencode 'vifs={"eth0":{"network":"nw-demo1"}}' \
+       $API/api/12.03/instances.yml
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' $API/api/12.03/instances.yml
   curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' $API/api/12.03/networks.yml
   curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST --data-urlencode display_name=mykey $API/api/12.03/ssh_key_pairs.json
   curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST --data-urlencode 'rule=tcp:22,22,ip4:0.0.0.0' $API/api/12.03/security_groups.yml

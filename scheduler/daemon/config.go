@@ -76,7 +76,7 @@ func DefaultServiceTypeConfig() scheduler.ServiceTypeConfig {
 	}
 }
 
-// DefaultConfig is one scheduler on 0.0.0.0:9020 (serf) and 9021 (RPC)
+// DefaultConfig is one scheduler on 0.0.0.0:9030 (serf) and 9031 (RPC), beside an hva (9020/9021) and a manager (9010-9012)
 // with the std service type and vendor 52:54:00, MACs 52:54:00:00:00:01 to
 // 52:54:00:ff:ff:fe.
 func DefaultConfig() Config {
@@ -86,8 +86,8 @@ func DefaultConfig() Config {
 	}
 	return Config{
 		NodeID:             "scheduler." + host,
-		SerfAddr:           "0.0.0.0:9020",
-		RPCAddr:            "0.0.0.0:9021",
+		SerfAddr:           "0.0.0.0:9030",
+		RPCAddr:            "0.0.0.0:9031",
 		Concurrency:        4,
 		PlanAttempts:       8,
 		CallTimeoutMS:      30000,

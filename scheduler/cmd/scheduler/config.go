@@ -25,8 +25,8 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "JSON config file (flags override it)")
 	node := fs.String("node-id", "", "agent node id (default scheduler.<host name>)")
-	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
-	rpcAddr := fs.String("rpc", "", "RPC listen address for job deliveries (default 0.0.0.0:9021)")
+	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9030)")
+	rpcAddr := fs.String("rpc", "", "RPC listen address for job deliveries (default 0.0.0.0:9031)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
 	var join, managers listFlag
 	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")

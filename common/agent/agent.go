@@ -195,7 +195,7 @@ func (a *Agent) Start() error {
 	if err != nil {
 		return fmt.Errorf("rpc listen %s: %w", a.cfg.RPCAddr, err)
 	}
-	rpcAddr, err := advertise(l.Addr().String(), a.cfg.AdvertiseHost)
+	rpcAddr, err := Advertise(l.Addr().String(), a.cfg.AdvertiseHost)
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("rpc advertise address: %w", err)
@@ -239,7 +239,7 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	sc.MemberlistConfig.BindAddr = host
 	sc.MemberlistConfig.BindPort = port
 	sc.MemberlistConfig.AdvertisePort = port // memberlist sets it when port is 0
-	if adv, err := advertise(a.cfg.SerfAddr, a.cfg.AdvertiseHost); err == nil {
+	if adv, err := Advertise(a.cfg.SerfAddr, a.cfg.AdvertiseHost); err == nil {
 		if advHost, _, err := net.SplitHostPort(adv); err == nil {
 			sc.MemberlistConfig.AdvertiseAddr = advHost
 		}
@@ -469,9 +469,9 @@ func (a *Agent) Members() []Member {
 	return out
 }
 
-// advertise is bind with an unspecified host replaced by host (or the first
-// non-loopback IPv4 address of this machine).
-func advertise(bind, host string) (string, error) {
+// Advertise is bind with an unspecified host replaced by host (or the first
+// non-loopback IPv4 address of this machine): the address others are told.
+func Advertise(bind, host string) (string, error) {
 	h, p, err := net.SplitHostPort(bind)
 	if err != nil {
 		return "", err
@@ -481,12 +481,14 @@ func advertise(bind, host string) (string, error) {
 		return bind, nil
 	}
 	if host == "" {
-		host = defaultAdvertiseHost()
+		host = DefaultAdvertiseHost()
 	}
 	return net.JoinHostPort(host, p), nil
 }
 
-func defaultAdvertiseHost() string {
+// DefaultAdvertiseHost is the first non-loopback IPv4 address of this host,
+// or 127.0.0.1 when it has none.
+func DefaultAdvertiseHost() string {
 	addrs, err := net.InterfaceAddrs()
 	if err == nil {
 		for _, a := range addrs {

@@ -122,33 +122,3 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-
-// advertise turns a bind address into one other hosts can reach.
-func advertise(bind, host string) (string, error) {
-	h, p, err := net.SplitHostPort(bind)
-	if err != nil {
-		return "", err
-	}
-	ip := net.ParseIP(h)
-	if h != "" && (ip == nil || !ip.IsUnspecified()) {
-		return bind, nil
-	}
-	if host == "" {
-		host = DefaultAdvertiseHost()
-	}
-	return net.JoinHostPort(host, p), nil
-}
-
-// DefaultAdvertiseHost is the first non-loopback IPv4 address of this host,
-// or 127.0.0.1 when it has none.
-func DefaultAdvertiseHost() string {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
-				return n.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 	"go.etcd.io/bbolt"
 
+	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/manager/state"
@@ -145,7 +146,7 @@ func (s *Server) setupRaft() error {
 		return err
 	}
 
-	s.raftAddr, err = advertise(s.cfg.RaftAddr, s.cfg.AdvertiseHost)
+	s.raftAddr, err = agent.Advertise(s.cfg.RaftAddr, s.cfg.AdvertiseHost)
 	if err != nil {
 		return fmt.Errorf("raft address: %w", err)
 	}
@@ -229,7 +230,7 @@ func (s *Server) setupSerf() error {
 	sc.NodeName = s.cfg.NodeName
 	if s.cfg.FastGossip {
 		sc.MemberlistConfig = memberlist.DefaultLocalConfig()
-		FastGossip(sc)
+		agent.FastGossip(sc)
 	} else {
 		sc.MemberlistConfig = memberlist.DefaultLANConfig()
 	}
@@ -266,24 +267,8 @@ func (s *Server) setupSerf() error {
 	return nil
 }
 
-// FastGossip tightens serf timers for loopback clusters: failures are seen in
-// about a second and a healed partition reconnects within a second.
-func FastGossip(sc *serf.Config) {
-	m := sc.MemberlistConfig
-	m.ProbeInterval = 200 * time.Millisecond
-	m.ProbeTimeout = 100 * time.Millisecond
-	m.GossipInterval = 50 * time.Millisecond
-	m.SuspicionMult = 2
-	m.PushPullInterval = 2 * time.Second
-	m.TCPTimeout = 2 * time.Second
-	sc.ReconnectInterval = time.Second
-	sc.ReconnectTimeout = time.Minute
-	sc.TombstoneTimeout = time.Minute
-	sc.ReapInterval = 5 * time.Second
-}
-
 func mustAdvertise(bind, host string) string {
-	a, err := advertise(bind, host)
+	a, err := agent.Advertise(bind, host)
 	if err != nil {
 		return bind
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
@@ -111,15 +112,8 @@ func (m *Manager) Shutdown(ctx context.Context) {
 // Advertised is the address other nodes use to reach listener l.
 func Advertised(l net.Listener, host string) string {
 	addr := l.Addr().String()
-	h, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
-		if host == "" {
-			host = cluster.DefaultAdvertiseHost()
-		}
-		return net.JoinHostPort(host, port)
+	if a, err := agent.Advertise(addr, host); err == nil {
+		return a
 	}
 	return addr
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
 )
@@ -83,11 +82,6 @@ func DefaultConfig() Config {
 	}
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
 // loadConfig builds the config from args: -config FILE is read first, then
 // the other flags override it.
 func loadConfig(args []string, stderr io.Writer) (Config, error) {
@@ -99,7 +93,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
 	rpcAddr := fs.String("rpc", "", "RPC listen address (default 0.0.0.0:9021)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
-	var join listFlag
+	var join config.List
 	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
 	token := fs.String("token", "", "shared RPC token of the cluster")
@@ -117,21 +111,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *path != "" {
-		b, err := os.ReadFile(*path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("config %s: %w", *path, err)
+		if err := config.LoadFile(*path, &c); err != nil {
+			return c, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
+	set := config.Set
 	set(&c.NodeID, *nodeID)
 	set(&c.SerfAddr, *serfAddr)
 	set(&c.RPCAddr, *rpcAddr)

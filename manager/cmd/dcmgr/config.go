@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 )
@@ -62,11 +59,6 @@ func DefaultConfig() Config {
 	}
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
 // loadConfig builds the config from args: -config FILE is read first, then
 // the other flags override it.
 func loadConfig(args []string, stderr io.Writer) (Config, error) {
@@ -82,7 +74,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	raftAddr := fs.String("raft", "", "raft transport address (default 0.0.0.0:9011)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
 	expect := fs.Int("bootstrap-expect", -1, "managers to wait for before bootstrapping (1 = alone, 0 = join only)")
-	var join listFlag
+	var join config.List
 	fs.Var(&join, "join", "serf address of a member to join (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
 	leave := fs.Bool("leave-on-terminate", false, "leave the cluster (give up the raft seat) on SIGTERM")
@@ -93,21 +85,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 		return c, err
 	}
 	if *path != "" {
-		b, err := os.ReadFile(*path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("config %s: %w", *path, err)
+		if err := config.LoadFile(*path, &c); err != nil {
+			return c, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
+	set := config.Set
 	set(&c.NodeName, *node)
 	set(&c.DataDir, *dataDir)
 	set(&c.APIAddr, *apiAddr)

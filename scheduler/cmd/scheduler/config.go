@@ -1,21 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"strings"
 
+	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/scheduler/daemon"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // loadConfig builds the config from args: defaults, then the JSON file of
 // -config, then the other flags.
@@ -28,7 +19,7 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9030)")
 	rpcAddr := fs.String("rpc", "", "RPC listen address for job deliveries (default 0.0.0.0:9031)")
 	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
-	var join, managers listFlag
+	var join, managers config.List
 	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
 	fs.Var(&managers, "manager", "RPC address of a manager, instead of finding them in serf (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
@@ -39,21 +30,11 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 		return c, err
 	}
 	if *path != "" {
-		b, err := os.ReadFile(*path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("config %s: %w", *path, err)
+		if err := config.LoadFile(*path, &c); err != nil {
+			return c, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
+	set := config.Set
 	set(&c.NodeID, *node)
 	set(&c.SerfAddr, *serfAddr)
 	set(&c.RPCAddr, *rpcAddr)

@@ -131,6 +131,11 @@ func (c *Client) Call(ctx context.Context, endpoint, verb string, req, resp any)
 			if !rpc.IsRetryable(err) {
 				return err
 			}
+			if ctx.Err() != nil && lastErr != nil {
+				// The attempt failed because the caller gave up; the
+				// failure worth reporting is the one before.
+				break
+			}
 			lastErr = err
 			c.logger.DebugContext(ctx, "manager did not accept; trying the next",
 				"endpoint", endpoint, "verb", verb, "manager", addr, "error", err)

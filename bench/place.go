@@ -133,8 +133,15 @@ const idleSample = 2 * time.Second
 // did not hold every instance that is new in the state.
 const pollPage = 512
 
-// placeRetries bounds the attempts of one POST or DELETE.
+// placeRetries bounds the attempts of one POST or DELETE. A POST is sent
+// again only after an answer that says it was not done (5xx); one without an
+// answer (a timeout) may have created the instance, so it is not repeated.
 const placeRetries = 5
+
+// placeRequestTimeout bounds one API call of the place benchmark: under
+// load a create waits for the CPU far longer than the other benchmarks'
+// requests do, and a POST that timed out cannot be repeated safely.
+const placeRequestTimeout = 2 * time.Minute
 
 // Place measures instances/s end to end: POST /instances to running and
 // DELETE to terminated, through the API of one manager with one scheduler
@@ -155,6 +162,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		c.Close()
 	}()
 	hc := newHTTPClient(o.Concurrency + 2)
+	hc.Timeout = placeRequestTimeout
 	defer hc.CloseIdleConnections()
 	r.progress("place: seeding %d host nodes, a /16 network and an image through the API", o.Hvas)
 	if err := c.seed(ctx, hc, o.Hvas); err != nil {
@@ -179,7 +187,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
 	env := phaseEnv{hc: hc, c: c, watch: watch}
-	out.Create, err = r.placePhase(ctx, env, o, "create", "", proto.InstanceRunning, func(ctx context.Context, i int) (string, error) {
+	out.Create, err = r.placePhase(ctx, env, o, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
 		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, c.base+"/instances.json", url.Values{
 			"image_id": {placeImageID}, "hypervisor": {"dummy"},
 			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
@@ -201,7 +209,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		return out, fmt.Errorf("create: %w", err)
 	}
 	r.progress("place: terminating %d instances with %d clients", o.Instances, o.Concurrency)
-	out.Terminate, err = r.placePhase(ctx, env, o, "terminate", proto.InstanceRunning, proto.InstanceTerminated, func(ctx context.Context, i int) (string, error) {
+	out.Terminate, err = r.placePhase(ctx, env, o, "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
 		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusBadRequest {
@@ -242,7 +250,7 @@ type placeRequest struct {
 // returns the instance id) while an observer polls the instance list for the
 // target state, and returns when every instance was seen in it.
 func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
-	name, from, target string, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
+	name, from, target string, idempotent bool, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	hc, base := env.hc, env.c.base
@@ -292,7 +300,8 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 					s := time.Now()
 					id, err = do(ctx, i)
 					lat = time.Since(s)
-					if err == nil || ctx.Err() != nil {
+					var se *statusError
+					if err == nil || ctx.Err() != nil || (!idempotent && !(errors.As(err, &se) && se.status >= 500)) {
 						break
 					}
 					mu.Lock()
@@ -304,7 +313,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
-						firstErr = fmt.Errorf("request %d failed %d times: %w", i, placeRetries, err)
+						firstErr = fmt.Errorf("request %d failed: %w", i, err)
 					}
 					mu.Unlock()
 					cancel()
@@ -373,13 +382,6 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 	<-requestsDone
 	ph.CPU, _ = cpuSince(cpuBefore)
 	ph.Samples = sampler.Stop()
-	ph.Pipeline = pipelineStats(ph.Samples, from, target, 0)
-	if firstErr != nil {
-		return ph, firstErr
-	}
-	if pollErr != nil {
-		return ph, pollErr
-	}
 
 	var lats, tos []time.Duration
 	var last, lastAnswer time.Time
@@ -416,6 +418,12 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 		ph.PerSec = float64(ph.Reached) / ph.Seconds
 	}
 	ph.Pipeline = pipelineStats(ph.Samples, from, target, ph.PerSec)
+	if firstErr != nil {
+		return ph, firstErr
+	}
+	if pollErr != nil {
+		return ph, pollErr
+	}
 	if ph.Reached != o.Instances {
 		err := ctx.Err()
 		if err == nil {

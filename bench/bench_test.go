@@ -85,3 +85,59 @@ func TestShortSuite(t *testing.T) {
 		}
 	}
 }
+
+// TestShortPlace runs `vdcbench place --short` in-process: 1 manager, 1
+// scheduler daemon and 5 dummy hvas place and terminate 50 instances through
+// the API. It asserts only that every instance reached running and then
+// terminated, and that the figures reach the report — never a time or a rate.
+func TestShortPlace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r := &Runner{Dir: t.TempDir()}
+	o := ShortOptions()
+	rep, err := r.Run(ctx, []string{"place"}, o, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Place
+	if p == nil || p.Create == nil || p.Terminate == nil {
+		t.Fatalf("place result incomplete: %+v", p)
+	}
+	if p.Create.Reached != o.Place.Instances || p.Create.Target != "running" {
+		t.Errorf("create: %d of %d instances seen %s", p.Create.Reached, o.Place.Instances, p.Create.Target)
+	}
+	if p.Terminate.Reached != o.Place.Instances || p.Terminate.Target != "terminated" {
+		t.Errorf("terminate: %d of %d instances seen %s", p.Terminate.Reached, o.Place.Instances, p.Terminate.Target)
+	}
+	for _, v := range []*float64{rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms, rep.TerminationsPerSec} {
+		if v == nil {
+			t.Errorf("headline figures missing: %+v", rep)
+			break
+		}
+	}
+
+	path := filepath.Join(t.TempDir(), "out.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"placements_per_sec", "create_to_running_p50_ms", "create_to_running_p99_ms", "terminations_per_sec", "place", "machine"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("JSON has no %q", k)
+		}
+	}
+	var tables bytes.Buffer
+	rep.WriteTables(&tables)
+	for _, h := range []string{"## machine", "## place", "create → running", "terminate → terminated"} {
+		if !strings.Contains(tables.String(), h) {
+			t.Errorf("tables lack %q", h)
+		}
+	}
+}

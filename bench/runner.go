@@ -34,18 +34,21 @@ type Options struct {
 	Raft     RaftOptions
 	API      APIOptions
 	Failover FailoverOptions
+	Place    PlaceOptions
 }
 
 // DefaultOptions is the full suite.
 func DefaultOptions() Options {
-	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions()}
+	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions(),
+		Place: DefaultPlaceOptions()}
 }
 
 // ShortOptions is the smoke suite: tiny windows, 1 repetition, 2 failover
 // trials, few seeded records. Its figures mean nothing; it keeps the harness
 // from rotting.
 func ShortOptions() Options {
-	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions()}
+	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions(),
+		Place: ShortPlaceOptions()}
 }
 
 // Report is everything one invocation measured, as written by --json.
@@ -60,6 +63,13 @@ type Report struct {
 	FailoverP99Ms          *float64 `json:"failover_p99_ms,omitempty"`
 	FailoverMedianMs       *float64 `json:"failover_median_ms,omitempty"`
 	LostAcknowledgedWrites *int     `json:"lost_acknowledged_writes,omitempty"`
+	// End to end through the API with a scheduler and dummy hvas (place).
+	PlacementsPerSec      *float64 `json:"placements_per_sec,omitempty"`
+	CreateToRunningP50Ms  *float64 `json:"create_to_running_p50_ms,omitempty"`
+	CreateToRunningP99Ms  *float64 `json:"create_to_running_p99_ms,omitempty"`
+	TerminationsPerSec    *float64 `json:"terminations_per_sec,omitempty"`
+	DeleteToTerminatedP50 *float64 `json:"delete_to_terminated_p50_ms,omitempty"`
+	DeleteToTerminatedP99 *float64 `json:"delete_to_terminated_p99_ms,omitempty"`
 
 	// CPU is the average CPU use while each benchmark ran: its own and
 	// everybody else's on the machine (other_cores well above 0 means the
@@ -69,6 +79,7 @@ type Report struct {
 	Raft     *RaftResult     `json:"raft,omitempty"`
 	API      *APIResult      `json:"api,omitempty"`
 	Failover *FailoverResult `json:"failover,omitempty"`
+	Place    *PlaceResult    `json:"place,omitempty"`
 }
 
 // Fill sets the headline figures from the results present.
@@ -93,6 +104,16 @@ func (rep *Report) Fill() {
 		p99, med, lost := rep.Failover.P99Ms, rep.Failover.FailoverMs.Median, rep.Failover.Lost
 		rep.FailoverP99Ms, rep.FailoverMedianMs, rep.LostAcknowledgedWrites = &p99, &med, &lost
 	}
+	if rep.Place != nil {
+		if c := rep.Place.Create; c != nil && c.Reached == c.Requested {
+			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
+			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
+		}
+		if t := rep.Place.Terminate; t != nil && t.Reached == t.Requested {
+			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
+			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
+		}
+	}
 }
 
 // WriteTables prints the machine and every table present.
@@ -100,7 +121,7 @@ func (rep *Report) WriteTables(w io.Writer) {
 	rep.Machine.WriteTable(w)
 	if len(rep.CPU) > 0 {
 		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
-		for _, name := range []string{"raft", "api", "failover"} {
+		for _, name := range []string{"raft", "api", "failover", "place"} {
 			if u, ok := rep.CPU[name]; ok {
 				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
 			}
@@ -119,6 +140,9 @@ func (rep *Report) WriteTables(w io.Writer) {
 	}
 	if rep.Failover != nil {
 		rep.Failover.WriteTable(w)
+	}
+	if rep.Place != nil {
+		rep.Place.WriteTable(w)
 	}
 }
 
@@ -221,7 +245,7 @@ func gitCommit(ctx context.Context) string {
 	return commit
 }
 
-// Run runs the benchmarks named in which ("raft", "api", "failover"), in that
+// Run runs the benchmarks named in which ("raft", "api", "failover", "place"), in that
 // order, and returns the report. On an error the report holds what finished.
 func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool) (*Report, error) {
 	rep := &Report{Machine: Probe(ctx), Short: short}
@@ -236,6 +260,8 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 			rep.API, err = r.API(ctx, o.API)
 		case "failover":
 			rep.Failover, err = r.Failover(ctx, o.Failover)
+		case "place":
+			rep.Place, err = r.Place(ctx, o.Place)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

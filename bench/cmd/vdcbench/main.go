@@ -2,7 +2,7 @@
 // 12.03 API and leader failover — in one process on loopback, and prints the
 // figures with the machine they were taken on.
 //
-//	vdcbench raft|api|failover|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
+//	vdcbench raft|api|failover|place|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
 //
 // Everything it starts listens on 127.0.0.1 only, keeps its data under a
 // temporary directory removed at exit, and stops by itself.
@@ -27,12 +27,14 @@ import (
 	"github.com/vdc-project/vdc/bench"
 )
 
-const usage = `usage: vdcbench raft|api|failover|all [flags]
+const usage = `usage: vdcbench raft|api|failover|place|all [flags]
 
   raft      commands/s and commit latency of srv.Apply on 1 and 3 managers
   api       req/s and latency of show, list and create through the 12.03 API
   failover  leader kill under API write load: time to the next acked write, lost acked writes
-  all       the three in turn (flags get a raft-/api-/failover- prefix)
+  place     instances/s end to end: POST /instances to running and DELETE to terminated,
+            1 manager + 1 scheduler daemon + N dummy hvas in this process
+  all       the four in turn (flags get a raft-/api-/failover-/place- prefix)
 
 Run "vdcbench <command> -h" for the flags of a command.
 `
@@ -49,10 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	var which []string
 	switch cmd {
-	case "raft", "api", "failover":
+	case "raft", "api", "failover", "place":
 		which = []string{cmd}
 	case "all":
-		which = []string{"raft", "api", "failover"}
+		which = []string{"raft", "api", "failover", "place"}
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -70,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	fs := flag.NewFlagSet("vdcbench "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials (smoke run)")
+	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials, place 5 hvas × 50 instances (smoke run)")
 	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
 	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
@@ -107,6 +109,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Before, p+"before", o.Before, "load before the leader is killed")
 		fs.DurationVar(&o.After, p+"after", o.After, "load after the first write acked post-kill")
 		fs.StringVar(&o.Resource, p+"resource", o.Resource, "auto|ssh_key_pairs|backup_storages")
+	}
+	if slices.Contains(which, "place") {
+		p := prefix("place")
+		o := &opts.Place
+		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "in-process dummy hvas (N), host nodes hva.b1..hva.bN")
+		fs.IntVar(&o.Instances, p+"instances", o.Instances, "instances created then terminated (M)")
+		fs.IntVar(&o.Concurrency, p+"concurrency", o.Concurrency, "keep-alive clients sending POST/DELETE (C)")
+		fs.DurationVar(&o.Poll, p+"poll", o.Poll, "period of the list polls observing states")
+		fs.IntVar(&o.SchedulerConcurrency, p+"scheduler-concurrency", o.SchedulerConcurrency, "scheduler daemon job concurrency")
+		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
+		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

@@ -1,0 +1,599 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vdc-project/vdc/proto"
+	"github.com/vdc-project/vdc/scheduler/daemon"
+)
+
+// PlaceOptions configure the `place` benchmark.
+type PlaceOptions struct {
+	Hvas        int           // in-process dummy hvas, each its own serf member
+	Instances   int           // instances created, then terminated
+	Concurrency int           // keep-alive clients sending the POSTs / DELETEs
+	Poll        time.Duration // period of the list polls that observe states
+	// SchedulerConcurrency is the scheduler daemon's job concurrency (0: its
+	// shipped default); LocalStoreConcurrency each hva's local-store-handle
+	// concurrency (the hva's shipped default is 2).
+	SchedulerConcurrency  int
+	LocalStoreConcurrency int
+	// Timeout bounds each phase (create → running, delete → terminated).
+	Timeout time.Duration
+}
+
+// DefaultPlaceOptions is the full run.
+func DefaultPlaceOptions() PlaceOptions {
+	return PlaceOptions{
+		Hvas: 50, Instances: 5000, Concurrency: 64, Poll: 100 * time.Millisecond,
+		SchedulerConcurrency: daemon.DefaultConfig().Concurrency, LocalStoreConcurrency: 2,
+		Timeout: 20 * time.Minute,
+	}
+}
+
+// ShortPlaceOptions is the smoke run of `--short`.
+func ShortPlaceOptions() PlaceOptions {
+	o := DefaultPlaceOptions()
+	o.Hvas = 5
+	o.Instances = 50
+	o.Concurrency = 16
+	o.Poll = 50 * time.Millisecond
+	o.Timeout = 2 * time.Minute
+	return o
+}
+
+// PlacePhase is one phase of the `place` benchmark: every instance sent one
+// request (POST /instances or DELETE /instances/{id}) and observed, by list
+// polls, in the phase's target state (running or terminated).
+type PlacePhase struct {
+	Name      string `json:"name"`
+	Target    string `json:"target_state"`
+	Requested int    `json:"requested"`
+	Reached   int    `json:"reached"`
+	// Seconds is from the first request sent to the poll response in which
+	// the last instance was first seen in the target state; PerSec is
+	// Reached / Seconds, the end-to-end rate.
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"per_sec"`
+	// Request* describe the API calls alone: from the first sent to the last
+	// answered, and each call's latency. Retries counts failed calls that
+	// were sent again.
+	RequestSeconds float64 `json:"request_seconds"`
+	RequestsPerSec float64 `json:"requests_per_sec"`
+	RequestP50ms   float64 `json:"request_p50_ms"`
+	RequestP99ms   float64 `json:"request_p99_ms"`
+	Retries        int     `json:"retries"`
+	// To* are from a request's response to the first poll response that
+	// showed the instance in the target state (resolution: the poll period
+	// plus the poll's own duration).
+	ToP50ms float64 `json:"to_state_p50_ms"`
+	ToP99ms float64 `json:"to_state_p99_ms"`
+	ToMaxms float64 `json:"to_state_max_ms"`
+	// Polls is the number of observation rounds, FullPolls those that had to
+	// fetch the whole list because a page of the newest did not hold every
+	// instance new in the state; PollMeanMs is a round's mean duration.
+	Polls      int `json:"polls"`
+	PollErrors int `json:"poll_errors"`
+	// LastPollError is the last failed poll's error.
+	LastPollError string  `json:"last_poll_error,omitempty"`
+	FullPolls     int     `json:"full_polls"`
+	PollMeanMs    float64 `json:"poll_mean_ms"`
+	PollMaxMs     float64 `json:"poll_max_ms"`
+	CPU           cpuUse  `json:"cpu"`
+	// SerfFailures counts agents the manager's serf declared failed during
+	// the phase (sampled every 100 ms; on loopback each one is a false
+	// detection), ManagerLost the times the scheduler's serf declared the
+	// manager failed, MinAliveAgents the fewest agents alive at the manager.
+	SerfFailures   int `json:"serf_failures_at_manager"`
+	ManagerLost    int `json:"manager_lost_by_scheduler"`
+	MinAliveAgents int `json:"min_alive_agents"`
+	// StalePlans counts plans the leader rejected as stale (the scheduler
+	// planned again), NoManagerRounds the scheduler's rounds in which no
+	// manager accepted a call (none alive in its serf view, or none leading).
+	StalePlans      int `json:"stale_plans"`
+	NoManagerRounds int `json:"no_manager_rounds"`
+	// Pipeline summarizes Samples: where instances and jobs waited.
+	Pipeline []PipelineStat   `json:"pipeline"`
+	Samples  []PipelineSample `json:"samples"`
+}
+
+// PlaceResult is the `place` benchmark's table.
+type PlaceResult struct {
+	Options PlaceOptions `json:"options"`
+	// SetupSeconds is from the first start to every host online.
+	SetupSeconds float64 `json:"setup_seconds"`
+	// IdleCPU is the CPU used with the cluster up and idle (serf gossip of
+	// Hvas+2 members, health loop, hva monitors) over idleSample, and
+	// IdleSerfFailures the agents the manager declared failed meanwhile.
+	IdleCPU          cpuUse      `json:"idle_cpu"`
+	IdleSerfFailures int         `json:"idle_serf_failures"`
+	Create           *PlacePhase `json:"create,omitempty"`
+	Terminate        *PlacePhase `json:"terminate,omitempty"`
+}
+
+// Goal of the end-to-end rate (issue 3).
+const placeGoalPerSec = 2000
+
+// idleSample is how long the idle cluster's CPU use is sampled.
+const idleSample = 2 * time.Second
+
+// pollPage is how many of the newest instances in the target state a poll
+// round asks for first; a round fetches the whole list only when the page
+// did not hold every instance that is new in the state.
+const pollPage = 512
+
+// placeRetries bounds the attempts of one POST or DELETE. A POST is sent
+// again only after an answer that says it was not done (5xx); one without an
+// answer (a timeout) may have created the instance, so it is not repeated.
+const placeRetries = 5
+
+// placeRequestTimeout bounds one API call of the place benchmark: under
+// load a create waits for the CPU far longer than the other benchmarks'
+// requests do, and a POST that timed out cannot be repeated safely.
+const placeRequestTimeout = 2 * time.Minute
+
+// Place measures instances/s end to end: POST /instances to running and
+// DELETE to terminated, through the API of one manager with one scheduler
+// daemon and o.Hvas dummy hvas, all in this process on loopback.
+func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error) {
+	if o.Hvas < 1 || o.Instances < 1 || o.Concurrency < 1 || o.Poll <= 0 || o.LocalStoreConcurrency < 1 {
+		return nil, fmt.Errorf("place: need hvas, instances, concurrency, local-store concurrency and a poll period (got %+v)", o)
+	}
+	out := &PlaceResult{Options: o}
+	start := time.Now()
+	r.progress("place: starting 1 manager, 1 scheduler and %d dummy hvas", o.Hvas)
+	c, err := startPlaceCluster(ctx, r.Dir, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		r.progress("place: stopping the cluster")
+		c.Close()
+	}()
+	hc := newHTTPClient(o.Concurrency + 2)
+	hc.Timeout = placeRequestTimeout
+	defer hc.CloseIdleConnections()
+	r.progress("place: seeding %d host nodes, a /16 network and an image through the API", o.Hvas)
+	if err := c.seed(ctx, hc, o.Hvas); err != nil {
+		return nil, err
+	}
+	if err := c.waitReady(ctx, hc, o.Hvas); err != nil {
+		return nil, err
+	}
+	out.SetupSeconds = time.Since(start).Seconds()
+	watch := startMemberWatch(c.mgr.Cluster, c.scheduler.Agent(), o.Hvas+1)
+	defer watch.Stop()
+	before := sampleCPU()
+	if err := sleepCtx(ctx, idleSample); err != nil {
+		return nil, err
+	}
+	out.IdleCPU, _ = cpuSince(before)
+	out.IdleSerfFailures, _, _ = watch.counts()
+	r.progress("place: %d hosts online after %.1f s; idle cluster uses %.2f cores (%.2f by other processes), %d serf failures",
+		o.Hvas, out.SetupSeconds, out.IdleCPU.Own, out.IdleCPU.Other, out.IdleSerfFailures)
+
+	vifs := `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
+	ids := make([]string, o.Instances)
+	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
+	env := phaseEnv{hc: hc, c: c, watch: watch}
+	out.Create, err = r.placePhase(ctx, env, o, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
+		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, c.base+"/instances.json", url.Values{
+			"image_id": {placeImageID}, "hypervisor": {"dummy"},
+			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
+			"vifs": {vifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
+		}))
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil || doc.ID == "" {
+			return "", fmt.Errorf("create instance: no id in %.200s", body)
+		}
+		ids[i] = doc.ID
+		return doc.ID, nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("create: %w", err)
+	}
+	r.progress("place: terminating %d instances with %d clients", o.Instances, o.Concurrency)
+	out.Terminate, err = r.placePhase(ctx, env, o, "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
+		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
+		var se *statusError
+		if errors.As(err, &se) && se.status == http.StatusBadRequest {
+			// A retry of a DELETE whose first answer was lost finds the
+			// instance terminating already (400/125): that is success.
+			var doc struct {
+				State string `json:"state"`
+			}
+			if getJSON(ctx, hc, c.base+"/instances/"+ids[i]+".json", &doc) == nil &&
+				(doc.State == proto.InstanceShuttingDown || doc.State == proto.InstanceTerminated) {
+				return ids[i], nil
+			}
+		}
+		return ids[i], err
+	})
+	if err != nil {
+		return out, fmt.Errorf("terminate: %w", err)
+	}
+	return out, nil
+}
+
+// phaseEnv is what a phase works with.
+type phaseEnv struct {
+	hc    *http.Client
+	c     *placeCluster
+	watch *memberWatch
+}
+
+// placeRequest is one instance's request of a phase.
+type placeRequest struct {
+	id     string
+	sentAt time.Time // first attempt
+	doneAt time.Time // successful response
+	lat    time.Duration
+}
+
+// placePhase sends o.Instances requests with o.Concurrency workers (do
+// returns the instance id) while an observer polls the instance list for the
+// target state, and returns when every instance was seen in it.
+func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
+	name, from, target string, idempotent bool, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	hc, base := env.hc, env.c.base
+	ph := &PlacePhase{Name: name, Target: target, Requested: o.Instances}
+	cpuBefore := sampleCPU()
+	env.watch.resetMin(o.Hvas + 1)
+	failed0, lost0, _ := env.watch.counts()
+	stale0, noMgr0 := env.c.schedLog.get(msgStalePlan), env.c.schedLog.get(msgNoManager)
+	defer func() {
+		failed, lost, minAlive := env.watch.counts()
+		ph.SerfFailures, ph.ManagerLost, ph.MinAliveAgents = failed-failed0, lost-lost0, minAlive
+		ph.StalePlans = env.c.schedLog.get(msgStalePlan) - stale0
+		ph.NoManagerRounds = env.c.schedLog.get(msgNoManager) - noMgr0
+	}()
+
+	var (
+		mu       sync.Mutex
+		reqs     = make([]placeRequest, o.Instances)
+		answered int
+		retries  int
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	obs := &observer{hc: hc, url: base + "/instances.json?state=" + target, seen: map[string]time.Time{}}
+	// Creations are also watched for instances the scheduler gave up on
+	// (they go to terminated at once and would never run).
+	if target == proto.InstanceRunning {
+		obs.failURL = base + "/instances.json?state=" + proto.InstanceTerminated + "&limit=1"
+	}
+	sampler := startPipelineSampler(env.c.mgr.Cluster.Store())
+	t0 := time.Now()
+	for range o.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= o.Instances || ctx.Err() != nil {
+					return
+				}
+				sent := time.Now()
+				var id string
+				var err error
+				var lat time.Duration
+				for attempt := range placeRetries {
+					s := time.Now()
+					id, err = do(ctx, i)
+					lat = time.Since(s)
+					var se *statusError
+					if err == nil || ctx.Err() != nil || (!idempotent && !(errors.As(err, &se) && se.status >= 500)) {
+						break
+					}
+					mu.Lock()
+					retries++
+					mu.Unlock()
+					_ = sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond)
+				}
+				done := time.Now()
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("request %d failed: %w", i, err)
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				reqs[i] = placeRequest{id: id, sentAt: sent, doneAt: done, lat: lat}
+				answered++
+				mu.Unlock()
+			}
+		}()
+	}
+	requestsDone := make(chan struct{})
+	go func() { wg.Wait(); close(requestsDone) }()
+
+	// The observer polls until every answered request's instance was seen in
+	// the target state after all requests were answered.
+	complete := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered < o.Instances {
+			return false
+		}
+		for i := range reqs {
+			if _, ok := obs.seen[reqs[i].id]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	lastProgress := time.Now()
+	var pollErr error
+	for {
+		roundStart := time.Now()
+		if err := obs.round(ctx); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, errPlacementFailed) {
+				pollErr = err
+				break
+			}
+			// A poll that failed (a list slower than the client's
+			// timeout, under load) is counted and polled again.
+			ph.PollErrors++
+			ph.LastPollError = err.Error()
+		}
+		if complete() {
+			break
+		}
+		if time.Since(lastProgress) >= 5*time.Second {
+			mu.Lock()
+			n := answered
+			mu.Unlock()
+			stages := ""
+			if s, ok := sampler.last(); ok {
+				stages = "; " + s.String()
+			}
+			r.progress("place: %s: %d of %d requests answered, %d instances seen %s%s", name, n, o.Instances, len(obs.seen), target, stages)
+			lastProgress = time.Now()
+		}
+		if err := sleepCtx(ctx, o.Poll-time.Since(roundStart)); err != nil {
+			break
+		}
+	}
+	cancel()
+	<-requestsDone
+	ph.CPU, _ = cpuSince(cpuBefore)
+	ph.Samples = sampler.Stop()
+
+	var lats, tos []time.Duration
+	var last, lastAnswer time.Time
+	for _, q := range reqs {
+		if q.id == "" {
+			continue
+		}
+		lats = append(lats, q.lat)
+		lastAnswer = later(lastAnswer, q.doneAt)
+		if at, ok := obs.seen[q.id]; ok {
+			ph.Reached++
+			last = later(last, at)
+			tos = append(tos, max(0, at.Sub(q.doneAt)))
+		}
+	}
+	ph.Retries = retries
+	ph.Polls, ph.FullPolls = obs.polls, obs.fullPolls
+	if obs.polls > 0 {
+		ph.PollMeanMs = ms(obs.pollTime) / float64(obs.polls)
+		ph.PollMaxMs = ms(obs.pollMax)
+	}
+	if len(lats) > 0 {
+		slices.Sort(lats)
+		ph.RequestP50ms, ph.RequestP99ms = ms(Percentile(lats, 50)), ms(Percentile(lats, 99))
+		ph.RequestSeconds = lastAnswer.Sub(t0).Seconds()
+		ph.RequestsPerSec = float64(len(lats)) / ph.RequestSeconds
+	}
+	if len(tos) > 0 {
+		slices.Sort(tos)
+		ph.ToP50ms, ph.ToP99ms, ph.ToMaxms = ms(Percentile(tos, 50)), ms(Percentile(tos, 99)), ms(tos[len(tos)-1])
+	}
+	if ph.Reached > 0 {
+		ph.Seconds = last.Sub(t0).Seconds()
+		ph.PerSec = float64(ph.Reached) / ph.Seconds
+	}
+	ph.Pipeline = pipelineStats(ph.Samples, from, target, ph.PerSec)
+	if firstErr != nil {
+		return ph, firstErr
+	}
+	if pollErr != nil {
+		return ph, pollErr
+	}
+	if ph.Reached != o.Instances {
+		err := ctx.Err()
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return ph, fmt.Errorf("%d of %d instances seen %s: %w", ph.Reached, o.Instances, target, err)
+	}
+	return ph, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// observer records when each instance was first seen in one state. It
+// relies on the set of instances in that state only growing during a phase
+// (running while creating, terminated while terminating), so the list's
+// total minus the instances seen so far is the number not seen yet.
+type observer struct {
+	hc      *http.Client
+	url     string // list with the state filter
+	failURL string // list whose total must stay 0, or ""
+
+	mu        sync.Mutex
+	seen      map[string]time.Time
+	polls     int
+	fullPolls int
+	pollTime  time.Duration
+	pollMax   time.Duration
+	lastFail  time.Time
+}
+
+// errPlacementFailed is an instance terminated while being created: the
+// scheduler found no place for it.
+var errPlacementFailed = errors.New("placement failed")
+
+// failCheckEvery is how often failURL is checked.
+const failCheckEvery = time.Second
+
+// round asks for the newest page of instances in the state and, when that
+// page misses some that are new in it, for the whole list.
+func (o *observer) round(ctx context.Context) error {
+	start := time.Now()
+	total, err := o.fetch(ctx, pollPage)
+	if err != nil {
+		return err
+	}
+	full := false
+	if o.unseen(total) > 0 {
+		full = true
+		if _, err := o.fetch(ctx, total+pollPage); err != nil {
+			return err
+		}
+	}
+	d := time.Since(start)
+	o.mu.Lock()
+	o.polls++
+	if full {
+		o.fullPolls++
+	}
+	o.pollTime += d
+	o.pollMax = max(o.pollMax, d)
+	o.mu.Unlock()
+	if o.failURL != "" && time.Since(o.lastFail) >= failCheckEvery {
+		o.lastFail = time.Now()
+		var env []listEnvelope
+		if err := getJSON(ctx, o.hc, o.failURL, &env); err != nil {
+			return err
+		}
+		if len(env) == 1 && env[0].Total > 0 {
+			return fmt.Errorf("%w: %d instances were terminated while being created, e.g. %s",
+				errPlacementFailed, env[0].Total, firstID(env[0]))
+		}
+	}
+	return nil
+}
+
+func (o *observer) unseen(total int) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return total - len(o.seen)
+}
+
+// fetch lists up to limit instances in the state and marks the new ones.
+func (o *observer) fetch(ctx context.Context, limit int) (int, error) {
+	var env []listEnvelope
+	if err := getJSON(ctx, o.hc, o.url+"&limit="+strconv.Itoa(limit), &env); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	if len(env) != 1 {
+		return 0, errors.New("instance list: not an envelope")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, x := range env[0].Results {
+		if _, ok := o.seen[x.ID]; !ok {
+			o.seen[x.ID] = now
+		}
+	}
+	return env[0].Total, nil
+}
+
+// listEnvelope is the part of a list document the benchmark reads.
+type listEnvelope struct {
+	Total   int `json:"total"`
+	Results []struct {
+		ID string `json:"id"`
+	} `json:"results"`
+}
+
+func firstID(e listEnvelope) string {
+	if len(e.Results) == 0 {
+		return "?"
+	}
+	return e.Results[0].ID
+}
+
+// getJSON GETs u with the account header and decodes a 200 answer into v.
+func getJSON(ctx context.Context, c *http.Client, u string, v any) error {
+	body, err := expectOK(doRequest(ctx, c, http.MethodGet, u, nil))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// WriteTable prints the result in the style of the other tables.
+func (res *PlaceResult) WriteTable(w io.Writer) {
+	o := res.Options
+	fmt.Fprintf(w, "## place: 1 manager + 1 scheduler daemon + %d dummy hvas in one process, end to end through the 12.03 API\n\n", o.Hvas)
+	fmt.Fprintf(w, "%d instances (%d core, %d MB, 1 vif on a /16, local boot volume) POSTed by %d keep-alive clients, then DELETEd the same way;\n",
+		o.Instances, placeInstCores, placeInstMemoryMB, o.Concurrency)
+	fmt.Fprintf(w, "states observed by polling GET /instances?state=… every %s (newest %d first, whole list when needed).\n", o.Poll, pollPage)
+	fmt.Fprintf(w, "Scheduler concurrency %d, local-store concurrency %d per hva; every agent its own serf member (FastGossip) and RPC listener.\n",
+		o.SchedulerConcurrency, o.LocalStoreConcurrency)
+	fmt.Fprintf(w, "Setup (start, seed, all hosts online) %.1f s; the idle cluster used %.2f cores (other processes %.2f).\n\n",
+		res.SetupSeconds, res.IdleCPU.Own, res.IdleCPU.Other)
+	fmt.Fprintln(w, "| Phase | reached | end-to-end inst/s | goal | requests/s (API only) | request p50 / p99 ms | → state p50 / p99 / max ms | polls (full) mean ms, failed | retries | CPU own / other |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
+		if ph == nil {
+			continue
+		}
+		goal := "–"
+		if ph.Name == "create" {
+			goal = strconv.Itoa(placeGoalPerSec)
+		}
+		fmt.Fprintf(w, "| %s → %s | %d / %d | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d | %.2f / %.2f |\n",
+			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
+			ph.RequestP50ms, ph.RequestP99ms, ph.ToP50ms, ph.ToP99ms, ph.ToMaxms,
+			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.CPU.Own, ph.CPU.Other)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| Phase | serf: agents declared failed by the manager | manager declared failed by the scheduler | fewest agents alive | stale plans re-planned | scheduler rounds with no manager |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "| idle (%s) | %d | – | – | – | – |\n", idleSample, res.IdleSerfFailures)
+	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
+		if ph != nil {
+			fmt.Fprintf(w, "| %s | %d | %d | %d of %d | %d | %d |\n", ph.Name, ph.SerfFailures, ph.ManagerLost,
+				ph.MinAliveAgents, o.Hvas+1, ph.StalePlans, ph.NoManagerRounds)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
+		if ph != nil {
+			writePipeline(w, ph)
+		}
+	}
+}

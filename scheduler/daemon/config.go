@@ -30,7 +30,9 @@ type Config struct {
 	// Concurrency is how many scheduler jobs run at once.
 	Concurrency int `json:"concurrency"`
 	// PlanAttempts bounds how often an instance is planned again after the
-	// leader rejected its plan as stale, before it is failed.
+	// leader rejected its plan as stale, before it is failed. Contending
+	// schedulers all pick the same next host and address, so losses are
+	// normal under load (a 1,000-instance race needed up to 10 attempts).
 	PlanAttempts int `json:"plan_attempts"`
 	// CallTimeoutMS bounds one RPC to a manager.
 	CallTimeoutMS int `json:"call_timeout_ms"`
@@ -89,7 +91,7 @@ func DefaultConfig() Config {
 		SerfAddr:           "0.0.0.0:9030",
 		RPCAddr:            "0.0.0.0:9031",
 		Concurrency:        4,
-		PlanAttempts:       8,
+		PlanAttempts:       32,
 		CallTimeoutMS:      30000,
 		MacVendorID:        "525400",
 		MacRanges:          []MacRangeConfig{{ID: DefaultMacRangeID, Begin: "000001", End: "fffffe"}},

@@ -21,7 +21,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NodeID != "scheduler.flag" || c.Concurrency != 8 || c.PlanAttempts != 8 || c.SerfAddr != "0.0.0.0:9030" {
+	if c.NodeID != "scheduler.flag" || c.Concurrency != 8 || c.PlanAttempts != 32 || c.SerfAddr != "0.0.0.0:9030" {
 		t.Errorf("config = %+v", c)
 	}
 	if !reflect.DeepEqual(c.Join, []string{"10.0.0.1:9010"}) || !reflect.DeepEqual(c.Managers, []string{"10.0.0.5:9002"}) {

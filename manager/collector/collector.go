@@ -1,7 +1,10 @@
 // Package collector serves the RPC endpoints agents call back while they run
-// jobs (spec/agents.md §2.0): hva-collector and job-collector. Reads come from
-// the local state; writes go through raft, so only the leader accepts them
-// (followers answer NoLeader and the agent tries the next manager).
+// jobs (spec/agents.md §2.0): hva-collector and job-collector. Only the
+// leader answers, reads included (followers answer NoLeader and the agent
+// tries the next manager): writes go through raft, and a read must see every
+// write the leader made before delivering the job that reads it — a
+// follower may not have applied the plan that enqueued a run_local_store
+// yet, and would show the instance still scheduling.
 package collector
 
 import (
@@ -62,9 +65,17 @@ func (s *Service) write(ctx context.Context, plan func(tx *state.Tx, b *state.Bu
 	return state.Commit(ctx, s.d.Cluster.Store(), s.d.Cluster, plan)
 }
 
+// read runs fn on the leader's state (see the package comment).
+func (s *Service) read(fn func(tx *state.Tx) error) error {
+	if !s.d.Cluster.IsLeader() {
+		return errs.New(errs.NoLeader, "this manager is not the leader")
+	}
+	return s.d.Cluster.Store().View(fn)
+}
+
 func (s *Service) getInstance(_ context.Context, req proto.GetInstanceRequest) (proto.InstanceView, error) {
 	var out proto.InstanceView
-	err := s.d.Cluster.Store().View(func(tx *state.Tx) error {
+	err := s.read(func(tx *state.Tx) error {
 		v, err := InstanceView(tx, req.InstanceID)
 		out = v
 		return err
@@ -193,7 +204,7 @@ func (s *Service) finalizeInstance(ctx context.Context, req proto.FinalizeInstan
 // hypervisor: those placed on the node in running, halting or shuttingdown.
 func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDataRequest) (proto.GetInstanceMonitorDataResponse, error) {
 	out := proto.GetInstanceMonitorDataResponse{Instances: []proto.InstanceMonitorEntry{}}
-	err := s.d.Cluster.Store().View(func(tx *state.Tx) error {
+	err := s.read(func(tx *state.Tx) error {
 		host, err := hostByNodeID(tx, req.NodeID)
 		if err != nil {
 			return err

@@ -12,7 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +27,13 @@ const account = "a-e2etest"
 
 type daemon struct {
 	name string
+	bin  string
+	args []string
 	cmd  *exec.Cmd
 	log  string
+	// exited is set once kill has reaped the process (safe to read from
+	// any goroutine, unlike cmd.ProcessState).
+	exited atomic.Bool
 }
 
 type cluster1 struct {
@@ -35,24 +43,50 @@ type cluster1 struct {
 	dir     string
 	serf    string
 	daemons []*daemon
+
+	managers []*manager
+	sched    *daemon // the first scheduler
+	hva      *daemon // the first hva (hva.e2e1)
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // build compiles the daemons once per test binary run.
 func build(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), "../"+pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "vdc-e2e-bin"); buildErr != nil {
+			return
 		}
+		for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), "../"+pkg).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return dir
+	return binDir
 }
 
 func (c *cluster1) start(name, bin string, args ...string) *daemon {
 	c.t.Helper()
-	d := &daemon{name: name, log: filepath.Join(c.dir, name+".log")}
+	d := &daemon{name: name, bin: bin, args: args, log: filepath.Join(c.dir, name+".log")}
 	f, err := os.Create(d.log)
 	if err != nil {
 		c.t.Fatal(err)
@@ -77,26 +111,116 @@ func (c *cluster1) start(name, bin string, args ...string) *daemon {
 	return d
 }
 
+// restart starts d's binary again with the same arguments (so the same node
+// id and addresses) followed by extra (later flags win), logging to name.log.
+func (c *cluster1) restart(d *daemon, name string, extra ...string) *daemon {
+	c.t.Helper()
+	return c.start(name, d.bin, append(slices.Clone(d.args), extra...)...)
+}
+
+// kill ends d with SIGKILL: no leave, no flush, no job handover.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	if d.cmd.ProcessState != nil {
+		return
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill %s: %v", d.name, err)
+	}
+	_ = d.cmd.Wait()
+	d.exited.Store(true)
+}
+
+// signal sends sig to d (SIGSTOP freezes it: its sockets stay open but
+// nothing answers).
+func (d *daemon) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s %v: %v", d.name, sig, err)
+	}
+}
+
 func port(t *testing.T) string { return "127.0.0.1:" + cluster.FreePort(t) }
+
+// options size a test cluster; the zero value is newCluster's.
+type options struct {
+	// managers is 1 (default) or 3 (-bootstrap-expect 3, joining the first).
+	managers int
+	// hvaCores and hvaMemoryMB size the dummy hypervisor (default 8 and
+	// 8192); hostCores and hostMemoryMB are what the host node record offers
+	// the scheduler (default: the same).
+	hvaCores, hvaMemoryMB, hostCores, hostMemoryMB int
+}
+
+// manager is one dcmgr process of the cluster.
+type manager struct {
+	name, api string // api is the 12.03 base URL
+	internal  string // base URL of /internal/v1
+	rpc       string // agent RPC address (collector, scheduler-collector)
+	d         *daemon
+}
 
 // newCluster starts one manager, one scheduler and one hva (dummy, 8 cores,
 // 8 GiB, node id hva.e2e1), and registers the catalog an instance needs.
 func newCluster(t *testing.T) *cluster1 {
 	t.Helper()
+	return newClusterWith(t, options{})
+}
+
+func newClusterWith(t *testing.T, o options) *cluster1 {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the daemons")
 	}
+	if o.managers == 0 {
+		o.managers = 1
+	}
+	if o.hvaCores == 0 {
+		o.hvaCores = 8
+	}
+	if o.hvaMemoryMB == 0 {
+		o.hvaMemoryMB = 8192
+	}
+	if o.hostCores == 0 {
+		o.hostCores = o.hvaCores
+	}
+	if o.hostMemoryMB == 0 {
+		o.hostMemoryMB = o.hvaMemoryMB
+	}
 	c := &cluster1{t: t, bins: build(t), dir: t.TempDir()}
-	api := port(t)
-	c.api = "http://" + api + "/api/12.03"
-	c.serf = port(t)
-	c.start("dcmgr", "dcmgr", "-node", "m1", "-data-dir", filepath.Join(c.dir, "m1"), "-api", api,
-		"-rpc", port(t), "-serf", c.serf, "-raft", port(t), "-fast-gossip", "-log-level", "info")
-	c.start("scheduler", "scheduler", "-node-id", "scheduler.e2e", "-serf", port(t), "-rpc", port(t),
+	for i := 1; i <= o.managers; i++ {
+		name := fmt.Sprintf("m%d", i)
+		api, serf, rpc := port(t), port(t), port(t)
+		args := []string{"-node", name, "-data-dir", filepath.Join(c.dir, name), "-api", api,
+			"-rpc", rpc, "-serf", serf, "-raft", port(t), "-fast-gossip", "-log-level", "info"}
+		if o.managers > 1 {
+			args = append(args, "-bootstrap-expect", fmt.Sprint(o.managers))
+		}
+		if i == 1 {
+			c.serf = serf
+		} else {
+			args = append(args, "-join", c.serf)
+		}
+		dname := "dcmgr"
+		if o.managers > 1 {
+			dname = "dcmgr-" + name
+		}
+		m := &manager{name: name, api: "http://" + api + "/api/12.03", internal: "http://" + api + "/internal/v1", rpc: rpc}
+		m.d = c.start(dname, "dcmgr", args...)
+		c.managers = append(c.managers, m)
+	}
+	c.api = c.managers[0].api
+	c.sched = c.start("scheduler", "scheduler", "-node-id", "scheduler.e2e", "-serf", port(t), "-rpc", port(t),
 		"-join", c.serf, "-fast-gossip", "-log-level", "info")
-	c.start("hva", "hva", "-node-id", "hva.e2e1", "-serf", port(t), "-rpc", port(t), "-join", c.serf,
-		"-fast-gossip", "-hypervisor", "dummy", "-cpu-cores", "8", "-memory-mb", "8192",
-		"-monitor-interval", "500ms", "-log-level", "info")
+	c.hva = c.start("hva", "hva", "-node-id", "hva.e2e1", "-serf", port(t), "-rpc", port(t), "-join", c.serf,
+		"-fast-gossip", "-hypervisor", "dummy", "-cpu-cores", fmt.Sprint(o.hvaCores),
+		"-memory-mb", fmt.Sprint(o.hvaMemoryMB), "-monitor-interval", "500ms", "-log-level", "info")
+	if o.managers > 1 {
+		testutil.WaitFor(t, 30*time.Second, func() error {
+			_, err := c.leader()
+			return err
+		})
+	}
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		_, err := c.call("GET", "/host_nodes.json", nil, "")
 		return err
@@ -115,7 +239,8 @@ func newCluster(t *testing.T) *cluster1 {
 		"network": {"10.77.0.0"}, "prefix": {"24"}, "gw": {"10.77.0.1"}, "network_mode": {"securitygroup"},
 		"dhcp_range": {"default"}, "account_id": {account}}, "")
 	c.must("POST", "/host_nodes.json", url.Values{"uuid": {"hn-e2e1"}, "node_id": {"hva.e2e1"}, "arch": {"x86_64"},
-		"hypervisor": {"dummy"}, "offering_cpu_cores": {"8"}, "offering_memory_size": {"8192"},
+		"hypervisor": {"dummy"}, "offering_cpu_cores": {fmt.Sprint(o.hostCores)},
+		"offering_memory_size":   {fmt.Sprint(o.hostMemoryMB)},
 		"offering_disk_space_mb": {"100000"}}, "")
 	c.must("POST", "/backup_storages.json", url.Values{"uuid": {"bkst-e2e1"}, "storage_type": {"local"},
 		"base_uri": {"file:///tmp/e2e/"}}, "")
@@ -238,6 +363,82 @@ func (c *cluster1) waitJobsIdle() {
 		}
 		return nil
 	})
+}
+
+// leader is the live manager the raft peers name leader (asked of each live
+// manager; the answer counts only when the leader confirms it).
+func (c *cluster1) leader() (*manager, error) {
+	var lastErr error = fmt.Errorf("no live manager")
+	for _, m := range c.managers {
+		if m.d.cmd.ProcessState != nil {
+			continue
+		}
+		id, err := peersLeader(m)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, l := range c.managers {
+			if l.name != id || l.d.cmd.ProcessState != nil {
+				continue
+			}
+			if own, err := peersLeader(l); err == nil && own == l.name {
+				return l, nil
+			}
+		}
+		lastErr = fmt.Errorf("%s names %s leader, which does not confirm it", m.name, id)
+	}
+	return nil, lastErr
+}
+
+func peersLeader(m *manager) (string, error) {
+	res, err := (&http.Client{Timeout: 5 * time.Second}).Get(m.internal + "/peers")
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var peers []struct {
+		ID     string `json:"id"`
+		Leader bool   `json:"leader"`
+	}
+	if res.StatusCode != 200 {
+		return "", fmt.Errorf("%s peers: HTTP %d", m.name, res.StatusCode)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&peers); err != nil {
+		return "", err
+	}
+	for _, p := range peers {
+		if p.Leader {
+			return p.ID, nil
+		}
+	}
+	return "", fmt.Errorf("%s knows no leader", m.name)
+}
+
+// jobs lists every job record (newest first, as the API sorts them).
+func (c *cluster1) jobs() []map[string]any {
+	c.t.Helper()
+	env := c.must("GET", "/jobs.json?limit=1000", nil, "").([]any)[0].(map[string]any)
+	var out []map[string]any
+	for _, j := range env["results"].([]any) {
+		out = append(out, j.(map[string]any))
+	}
+	if total := int(env["total"].(float64)); total != len(out) {
+		c.t.Fatalf("jobs: %d of %d listed", len(out), total)
+	}
+	return out
+}
+
+// jobsOf lists the jobs of resource id on queue (an endpoint name).
+func (c *cluster1) jobsOf(id, queue string) []map[string]any {
+	c.t.Helper()
+	var out []map[string]any
+	for _, j := range c.jobs() {
+		if j["resource_id"] == id && j["queue_name"] == queue {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func TestInstanceLifecycleOnDummyHva(t *testing.T) {

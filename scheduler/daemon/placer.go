@@ -348,8 +348,10 @@ func (p *Placer) call(ctx context.Context, verb string, req, resp any) error {
 // gives up after one round over the managers.
 func (p *Placer) callEndpoint(ctx context.Context, endpoint, verb string, req, resp any, retry bool) error {
 	delay := minBackoff
+	// lastErr survives the rounds: when the caller gives up mid-call, the
+	// failure worth reporting is the last answer, not the cancellation.
+	var lastErr error = errs.New(errs.Unavailable, "no manager known yet")
 	for {
-		var lastErr error = errs.New(errs.Unavailable, "no manager known yet")
 		for _, addr := range p.order(p.managers()) {
 			cctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 			err := p.client.Call(cctx, addr, endpoint, verb, req, resp)
@@ -361,7 +363,7 @@ func (p *Placer) callEndpoint(ctx context.Context, endpoint, verb string, req, r
 				return err
 			}
 			if ctx.Err() != nil {
-				return err
+				return fmt.Errorf("%s/%s: %w (last error: %v)", endpoint, verb, errs.Wrap(errs.Timeout, ctx.Err(), "no manager accepted the call"), lastErr)
 			}
 			lastErr = err
 		}

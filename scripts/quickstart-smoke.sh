@@ -8,12 +8,19 @@ export VDC_DATA
 VDC_DATA=$(mktemp -d /tmp/vdc-smoke.XXXXXX)
 API=http://127.0.0.1:${VDC_API_PORT:-9001}/api/12.03
 H='X_VDC_ACCOUNT_UUID: a-shpoolxx'
-trap 'rm -rf "$VDC_DATA"' EXIT
+QS_PID=
+cleanup() {
+	# A failed check must not leave the daemons holding the ports.
+	if [ -n "$QS_PID" ]; then kill -TERM "$QS_PID" 2>/dev/null || true; wait "$QS_PID" 2>/dev/null || true; fi
+	rm -rf "$VDC_DATA"
+}
+trap cleanup EXIT
 
 run_once() {
 	local out="$VDC_DATA/quickstart.out"
 	./scripts/quickstart.sh >"$out" 2>&1 &
 	local pid=$!
+	QS_PID=$pid
 	for _ in $(seq 200); do
 		grep -q "vdc is running" "$out" && break
 		kill -0 "$pid" 2>/dev/null || { cat "$out"; echo "quick start exited early" >&2; return 1; }
@@ -44,6 +51,7 @@ run_once() {
 	[ "$state" = terminated ] || { echo "instance $id is $state, not terminated" >&2; return 1; }
 	kill -TERM "$pid"
 	wait "$pid" || true
+	QS_PID=
 }
 run_once
 run_once

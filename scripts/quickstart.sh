@@ -66,6 +66,12 @@ m backupobject add --uuid bo-demo1 --backup-storage-id bkst-demo1 --object-key d
 m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-dev-type local \
 	--display-name "demo image" --is-public --state available --account-id "$ACCOUNT"
 
+# The hva's serf membership makes hn-demo1 online; instances need an online host.
+for _ in $(seq 100); do
+	curl -fsS "$API/api/12.03/host_nodes/hn-demo1.json" 2>/dev/null | grep -q '"status":"online"' && break
+	sleep 0.1
+done
+
 cat <<MSG
 
 vdc is running: the 12.03 API is at $API/api/12.03 (data in $DATA, log in $DATA/log/dcmgr.log).

@@ -21,8 +21,8 @@ run_once() {
 	./scripts/quickstart.sh >"$out" 2>&1 &
 	local pid=$!
 	QS_PID=$pid
-	for _ in $(seq 200); do
-		grep -q "vdc is running" "$out" && break
+	for _ in $(seq 600); do
+		grep -qs "vdc is running" "$out" && break
 		kill -0 "$pid" 2>/dev/null || { cat "$out"; echo "quick start exited early" >&2; return 1; }
 		sleep 0.1
 	done

@@ -37,8 +37,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# Wait for the API (the manager elects itself leader within a second).
-for _ in $(seq 100); do
+# Wait for the API (the manager elects itself leader within a second; a
+# loaded machine may take longer).
+for _ in $(seq 300); do
 	if curl -fsS "$API/api/12.03/host_nodes.json" >/dev/null 2>&1; then break; fi
 	kill -0 "$DCMGR" 2>/dev/null || { echo "dcmgr exited; see $DATA/log/dcmgr.log" >&2; tail -20 "$DATA/log/dcmgr.log" >&2; exit 1; }
 	sleep 0.1

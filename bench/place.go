@@ -78,6 +78,11 @@ type PlacePhase struct {
 	// out), LastError the last one's error.
 	Failed    int    `json:"failed_requests"`
 	LastError string `json:"last_request_error,omitempty"`
+	// Stranded counts this phase's instances left in scheduling after their
+	// scheduler job ended without placing them (its 5-minute deadline
+	// passed while it waited): they will never run, so the phase stops
+	// waiting for them.
+	Stranded int `json:"stranded"`
 	// To* are from a request's response to the first poll response that
 	// showed the instance in the target state (resolution: the poll period
 	// plus the poll's own duration).
@@ -110,6 +115,8 @@ type PlacePhase struct {
 	// Pipeline summarizes Samples: where instances and jobs waited.
 	Pipeline []PipelineStat   `json:"pipeline"`
 	Samples  []PipelineSample `json:"samples"`
+
+	reached []string // ids seen in the target state
 }
 
 // PlaceResult is the `place` benchmark's table.
@@ -211,11 +218,18 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		ids[i] = doc.ID
 		return doc.ID, nil
 	})
+	var createErr error
 	if err != nil {
-		return out, fmt.Errorf("create: %w", err)
+		createErr = fmt.Errorf("create: %w", err)
+		if out.Create == nil || out.Create.Reached == 0 {
+			return out, createErr
+		}
+		r.progress("place: %v", createErr)
 	}
-	// Creates that failed for good are left out (their ids are unknown).
-	ids = slices.DeleteFunc(ids, func(id string) bool { return id == "" })
+	// Only the instances that reached running are terminated (creates that
+	// failed or were stranded are left out), even after a create phase that
+	// stopped early, so that its terminations are measured too.
+	ids = out.Create.reached
 	r.progress("place: terminating %d instances with %d clients", len(ids), o.Concurrency)
 	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
 		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
@@ -234,9 +248,9 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		return ids[i], err
 	})
 	if err != nil {
-		return out, fmt.Errorf("terminate: %w", err)
+		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
 	}
-	return out, nil
+	return out, createErr
 }
 
 // phaseEnv is what a phase works with.
@@ -346,7 +360,8 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 			return false
 		}
 		for i := range reqs {
-			if _, ok := obs.seen[reqs[i].id]; !ok && reqs[i].id != "" {
+			id := reqs[i].id
+			if _, ok := obs.seen[id]; !ok && id != "" && !sampler.isStranded(id) {
 				return false
 			}
 		}
@@ -374,13 +389,13 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 		}
 		if time.Since(lastProgress) >= 5*time.Second {
 			mu.Lock()
-			n := answered
+			got := answered
 			mu.Unlock()
 			stages := ""
 			if s, ok := sampler.last(); ok {
 				stages = "; " + s.String()
 			}
-			r.progress("place: %s: %d of %d requests answered, %d instances seen %s%s", name, n, n, len(obs.seen), target, stages)
+			r.progress("place: %s: %d of %d requests answered, %d instances seen %s%s", name, got, n, len(obs.seen), target, stages)
 			lastProgress = time.Now()
 		}
 		if err := sleepCtx(ctx, o.Poll-time.Since(roundStart)); err != nil {
@@ -402,8 +417,11 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 		lastAnswer = later(lastAnswer, q.doneAt)
 		if at, ok := obs.seen[q.id]; ok {
 			ph.Reached++
+			ph.reached = append(ph.reached, q.id)
 			last = later(last, at)
 			tos = append(tos, max(0, at.Sub(q.doneAt)))
+		} else if sampler.isStranded(q.id) {
+			ph.Stranded++
 		}
 	}
 	ph.Retries = retries
@@ -434,7 +452,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	if pollErr != nil {
 		return ph, pollErr
 	}
-	if ph.Reached != n-failed {
+	if ph.Reached+ph.Stranded != n-failed {
 		err := ctx.Err()
 		if err == nil {
 			err = errors.New("stopped")
@@ -585,8 +603,8 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 		if ph.Name == "create" {
 			goal = strconv.Itoa(placeGoalPerSec)
 		}
-		fmt.Fprintf(w, "| %s → %s | %d / %d | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d / %d | %.2f / %.2f |\n",
-			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
+		fmt.Fprintf(w, "| %s → %s | %d / %d, %d stranded | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d / %d | %.2f / %.2f |\n",
+			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.Stranded, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
 			ph.RequestP50ms, ph.RequestP99ms, ph.ToP50ms, ph.ToP99ms, ph.ToMaxms,
 			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
 	}

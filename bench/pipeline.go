@@ -22,6 +22,10 @@ type PipelineSample struct {
 	AtSeconds float64        `json:"at_s"`
 	Instances map[string]int `json:"instances"`
 	Jobs      map[string]int `json:"jobs"`
+	// Stranded counts instances in scheduling without an unfinished
+	// scheduler job: the job ended (its deadline passed, most likely) and
+	// nothing will place or terminate them.
+	Stranded int `json:"stranded"`
 }
 
 // PipelineStat is one stage's count over a phase: its time average, its
@@ -42,10 +46,11 @@ type pipelineSampler struct {
 	store *state.Store
 	t0    time.Time
 
-	mu      sync.Mutex
-	samples []PipelineSample
-	stop    context.CancelFunc
-	done    chan struct{}
+	mu       sync.Mutex
+	samples  []PipelineSample
+	stranded map[string]bool // of the latest sample
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 func startPipelineSampler(st *state.Store) *pipelineSampler {
@@ -84,27 +89,50 @@ func (p *pipelineSampler) last() (PipelineSample, bool) {
 
 func (p *pipelineSampler) sample() {
 	s := PipelineSample{AtSeconds: time.Since(p.t0).Seconds(), Instances: map[string]int{}, Jobs: map[string]int{}}
+	stranded := map[string]bool{}
 	_ = p.store.View(func(tx *state.Tx) error {
-		_ = tx.Each(proto.KindInstance, false, func(e state.Entry) error {
+		scheduling := map[string]bool{} // instances with a scheduler job queued
+		_ = tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
+			var q proto.JobQueueEntry
+			if json.Unmarshal(e.Value, &q) != nil {
+				return nil
+			}
+			base := proto.EndpointBase(q.Endpoint)
+			s.Jobs[base]++
+			var j proto.Job
+			if base == proto.EndpointScheduler {
+				if _, err := tx.Get(proto.KindJob, q.ID, &j); err == nil {
+					scheduling[j.ResourceID] = true
+				}
+			}
+			return nil
+		})
+		return tx.Each(proto.KindInstance, false, func(e state.Entry) error {
 			var v struct {
+				ID    string `json:"id"`
 				State string `json:"state"`
 			}
 			if json.Unmarshal(e.Value, &v) == nil {
 				s.Instances[v.State]++
-			}
-			return nil
-		})
-		return tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
-			var q proto.JobQueueEntry
-			if json.Unmarshal(e.Value, &q) == nil {
-				s.Jobs[proto.EndpointBase(q.Endpoint)]++
+				if v.State == proto.InstanceScheduling && !scheduling[v.ID] {
+					stranded[v.ID] = true
+				}
 			}
 			return nil
 		})
 	})
+	s.Stranded = len(stranded)
 	p.mu.Lock()
 	p.samples = append(p.samples, s)
+	p.stranded = stranded
 	p.mu.Unlock()
+}
+
+// isStranded reports whether the latest sample found instance id stranded.
+func (p *pipelineSampler) isStranded(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stranded[id]
 }
 
 // String is a one-line form for progress output.
@@ -117,6 +145,9 @@ func (s PipelineSample) String() string {
 	b.WriteString("; queued jobs")
 	for _, k := range slices.Sorted(maps.Keys(s.Jobs)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.Jobs[k])
+	}
+	if s.Stranded > 0 {
+		fmt.Fprintf(&b, "; %d stranded in scheduling without a job", s.Stranded)
 	}
 	return b.String()
 }
@@ -142,6 +173,11 @@ func pipelineStats(samples []PipelineSample, from, to string, rate float64) []Pi
 			k = "jobs " + k
 			sum[k] += n
 			mx[k] = max(mx[k], n)
+		}
+		if s.Stranded > 0 {
+			const k = "instances stranded in scheduling (job ended)"
+			sum[k] += s.Stranded
+			mx[k] = max(mx[k], s.Stranded)
 		}
 	}
 	var out []PipelineStat

@@ -74,6 +74,15 @@ type PlacePhase struct {
 	RequestP50ms   float64 `json:"request_p50_ms"`
 	RequestP99ms   float64 `json:"request_p99_ms"`
 	Retries        int     `json:"retries"`
+	// Failed counts requests that failed for good (their instances are left
+	// out), LastError the last one's error.
+	Failed    int    `json:"failed_requests"`
+	LastError string `json:"last_request_error,omitempty"`
+	// Stranded counts this phase's instances left in scheduling after their
+	// scheduler job ended without placing them (its 5-minute deadline
+	// passed while it waited): they will never run, so the phase stops
+	// waiting for them.
+	Stranded int `json:"stranded"`
 	// To* are from a request's response to the first poll response that
 	// showed the instance in the target state (resolution: the poll period
 	// plus the poll's own duration).
@@ -106,6 +115,8 @@ type PlacePhase struct {
 	// Pipeline summarizes Samples: where instances and jobs waited.
 	Pipeline []PipelineStat   `json:"pipeline"`
 	Samples  []PipelineSample `json:"samples"`
+
+	reached []string // ids seen in the target state
 }
 
 // PlaceResult is the `place` benchmark's table.
@@ -134,8 +145,10 @@ const idleSample = 2 * time.Second
 const pollPage = 512
 
 // placeRetries bounds the attempts of one POST or DELETE. A POST is sent
-// again only after an answer that says it was not done (5xx); one without an
-// answer (a timeout) may have created the instance, so it is not repeated.
+// again only after 503 (not done: no leader, overloaded); after a timeout or
+// a 504 (raft apply timed out, "may or may not have been applied") it may
+// have created the instance, so it is not repeated. A request that still
+// fails is counted in Failed and the phase goes on without its instance.
 const placeRetries = 5
 
 // placeRequestTimeout bounds one API call of the place benchmark: under
@@ -187,7 +200,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
 	env := phaseEnv{hc: hc, c: c, watch: watch}
-	out.Create, err = r.placePhase(ctx, env, o, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
+	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
 		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, c.base+"/instances.json", url.Values{
 			"image_id": {placeImageID}, "hypervisor": {"dummy"},
 			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
@@ -205,11 +218,20 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		ids[i] = doc.ID
 		return doc.ID, nil
 	})
+	var createErr error
 	if err != nil {
-		return out, fmt.Errorf("create: %w", err)
+		createErr = fmt.Errorf("create: %w", err)
+		if out.Create == nil || out.Create.Reached == 0 {
+			return out, createErr
+		}
+		r.progress("place: %v", createErr)
 	}
-	r.progress("place: terminating %d instances with %d clients", o.Instances, o.Concurrency)
-	out.Terminate, err = r.placePhase(ctx, env, o, "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
+	// Only the instances that reached running are terminated (creates that
+	// failed or were stranded are left out), even after a create phase that
+	// stopped early, so that its terminations are measured too.
+	ids = out.Create.reached
+	r.progress("place: terminating %d instances with %d clients", len(ids), o.Concurrency)
+	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
 		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusBadRequest {
@@ -226,9 +248,9 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 		return ids[i], err
 	})
 	if err != nil {
-		return out, fmt.Errorf("terminate: %w", err)
+		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
 	}
-	return out, nil
+	return out, createErr
 }
 
 // phaseEnv is what a phase works with.
@@ -246,15 +268,15 @@ type placeRequest struct {
 	lat    time.Duration
 }
 
-// placePhase sends o.Instances requests with o.Concurrency workers (do
+// placePhase sends n requests with o.Concurrency workers (do
 // returns the instance id) while an observer polls the instance list for the
 // target state, and returns when every instance was seen in it.
-func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
+func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n int,
 	name, from, target string, idempotent bool, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	hc, base := env.hc, env.c.base
-	ph := &PlacePhase{Name: name, Target: target, Requested: o.Instances}
+	ph := &PlacePhase{Name: name, Target: target, Requested: n}
 	cpuBefore := sampleCPU()
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
@@ -268,10 +290,11 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 
 	var (
 		mu       sync.Mutex
-		reqs     = make([]placeRequest, o.Instances)
+		reqs     = make([]placeRequest, n)
 		answered int
 		retries  int
-		firstErr error
+		failed   int
+		lastErr  string
 		next     atomic.Int64
 		wg       sync.WaitGroup
 	)
@@ -289,7 +312,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= o.Instances || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil {
 					return
 				}
 				sent := time.Now()
@@ -301,7 +324,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 					id, err = do(ctx, i)
 					lat = time.Since(s)
 					var se *statusError
-					if err == nil || ctx.Err() != nil || (!idempotent && !(errors.As(err, &se) && se.status >= 500)) {
+					if err == nil || ctx.Err() != nil || (!idempotent && !(errors.As(err, &se) && se.status == http.StatusServiceUnavailable)) {
 						break
 					}
 					mu.Lock()
@@ -311,16 +334,16 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 				}
 				done := time.Now()
 				mu.Lock()
+				answered++
 				if err != nil {
-					if firstErr == nil {
-						firstErr = fmt.Errorf("request %d failed: %w", i, err)
+					if ctx.Err() == nil {
+						failed++
+						lastErr = fmt.Sprintf("request %d: %v", i, err)
 					}
 					mu.Unlock()
-					cancel()
-					return
+					continue
 				}
 				reqs[i] = placeRequest{id: id, sentAt: sent, doneAt: done, lat: lat}
-				answered++
 				mu.Unlock()
 			}
 		}()
@@ -329,15 +352,16 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 	go func() { wg.Wait(); close(requestsDone) }()
 
 	// The observer polls until every answered request's instance was seen in
-	// the target state after all requests were answered.
+	// the target state after all requests were answered (or failed).
 	complete := func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if answered < o.Instances {
+		if answered < n {
 			return false
 		}
 		for i := range reqs {
-			if _, ok := obs.seen[reqs[i].id]; !ok {
+			id := reqs[i].id
+			if _, ok := obs.seen[id]; !ok && id != "" && !sampler.isStranded(id) {
 				return false
 			}
 		}
@@ -365,13 +389,13 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 		}
 		if time.Since(lastProgress) >= 5*time.Second {
 			mu.Lock()
-			n := answered
+			got := answered
 			mu.Unlock()
 			stages := ""
 			if s, ok := sampler.last(); ok {
 				stages = "; " + s.String()
 			}
-			r.progress("place: %s: %d of %d requests answered, %d instances seen %s%s", name, n, o.Instances, len(obs.seen), target, stages)
+			r.progress("place: %s: %d of %d requests answered, %d instances seen %s%s", name, got, n, len(obs.seen), target, stages)
 			lastProgress = time.Now()
 		}
 		if err := sleepCtx(ctx, o.Poll-time.Since(roundStart)); err != nil {
@@ -393,8 +417,11 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 		lastAnswer = later(lastAnswer, q.doneAt)
 		if at, ok := obs.seen[q.id]; ok {
 			ph.Reached++
+			ph.reached = append(ph.reached, q.id)
 			last = later(last, at)
 			tos = append(tos, max(0, at.Sub(q.doneAt)))
+		} else if sampler.isStranded(q.id) {
+			ph.Stranded++
 		}
 	}
 	ph.Retries = retries
@@ -418,18 +445,19 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions,
 		ph.PerSec = float64(ph.Reached) / ph.Seconds
 	}
 	ph.Pipeline = pipelineStats(ph.Samples, from, target, ph.PerSec)
-	if firstErr != nil {
-		return ph, firstErr
+	ph.Failed, ph.LastError = failed, lastErr
+	if failed == n {
+		return ph, fmt.Errorf("every request failed, e.g. %s", lastErr)
 	}
 	if pollErr != nil {
 		return ph, pollErr
 	}
-	if ph.Reached != o.Instances {
+	if ph.Reached+ph.Stranded != n-failed {
 		err := ctx.Err()
 		if err == nil {
 			err = errors.New("stopped")
 		}
-		return ph, fmt.Errorf("%d of %d instances seen %s: %w", ph.Reached, o.Instances, target, err)
+		return ph, fmt.Errorf("%d of %d instances seen %s: %w", ph.Reached, n-failed, target, err)
 	}
 	return ph, nil
 }
@@ -565,7 +593,7 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 		o.SchedulerConcurrency, o.LocalStoreConcurrency)
 	fmt.Fprintf(w, "Setup (start, seed, all hosts online) %.1f s; the idle cluster used %.2f cores (other processes %.2f).\n\n",
 		res.SetupSeconds, res.IdleCPU.Own, res.IdleCPU.Other)
-	fmt.Fprintln(w, "| Phase | reached | end-to-end inst/s | goal | requests/s (API only) | request p50 / p99 ms | → state p50 / p99 / max ms | polls (full) mean ms, failed | retries | CPU own / other |")
+	fmt.Fprintln(w, "| Phase | reached | end-to-end inst/s | goal | requests/s (API only) | request p50 / p99 ms | → state p50 / p99 / max ms | polls (full) mean ms, failed | requests retried / failed | CPU own / other |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
 		if ph == nil {
@@ -575,10 +603,10 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 		if ph.Name == "create" {
 			goal = strconv.Itoa(placeGoalPerSec)
 		}
-		fmt.Fprintf(w, "| %s → %s | %d / %d | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d | %.2f / %.2f |\n",
-			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
+		fmt.Fprintf(w, "| %s → %s | %d / %d, %d stranded | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d / %d | %.2f / %.2f |\n",
+			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.Stranded, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
 			ph.RequestP50ms, ph.RequestP99ms, ph.ToP50ms, ph.ToP99ms, ph.ToMaxms,
-			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.CPU.Own, ph.CPU.Other)
+			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| Phase | serf: agents declared failed by the manager | manager declared failed by the scheduler | fewest agents alive | stale plans re-planned | scheduler rounds with no manager |")

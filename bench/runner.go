@@ -105,11 +105,11 @@ func (rep *Report) Fill() {
 		rep.FailoverP99Ms, rep.FailoverMedianMs, rep.LostAcknowledgedWrites = &p99, &med, &lost
 	}
 	if rep.Place != nil {
-		if c := rep.Place.Create; c != nil && c.Reached == c.Requested {
+		if c := rep.Place.Create; c != nil && c.Reached > 0 && c.Reached+c.Failed+c.Stranded == c.Requested {
 			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
 			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
 		}
-		if t := rep.Place.Terminate; t != nil && t.Reached == t.Requested {
+		if t := rep.Place.Terminate; t != nil && t.Reached > 0 && t.Reached+t.Failed+t.Stranded == t.Requested {
 			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
 			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
 		}

@@ -31,9 +31,11 @@ test-unit: ## fast tests only (skips in-process cluster tests)
 test-integration: ## in-process cluster tests and multi-process manager tests (real raft, serf, HTTP)
 	$(GO) test -race -count=1 -timeout 12m -run 'Cluster|Three|Failover|Restart|Rejoin|Forward|NoLeader|Process' ./manager/...
 
+# The end-to-end placement part runs 10 hvas × 500 instances here: the issue's 50 × 5,000 does not finish in
+# reasonable time on a 2-core box yet (see the issue notes); run `vdcbench place` for other sizes.
 bench: build ## full benchmark suite; prints tables and writes bench/out/latest.json
 	@mkdir -p bench/out
-	./$(BIN)/vdcbench all --json bench/out/latest.json
+	./$(BIN)/vdcbench all --place-hvas 10 --place-instances 500 --place-phase-timeout 5m --json bench/out/latest.json
 
 bench-short: build ## seconds-long run of the benchmark harness
 	./$(BIN)/vdcbench all --short

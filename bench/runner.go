@@ -1,6 +1,7 @@
 // Package bench measures the manager foundation (raft commit path, 12.03 API,
-// leader failover) in one process on loopback and reports the figures with
-// the machine they were taken on, in the style of limits.md.
+// leader failover) and instance placement end to end (manager, scheduler
+// daemon and dummy hvas) in one process on loopback and reports the figures
+// with the machine they were taken on, in the style of limits.md.
 package bench
 
 import (

@@ -1,6 +1,8 @@
 // Command vdcbench measures the manager foundation — raft commit path, the
-// 12.03 API and leader failover — in one process on loopback, and prints the
-// figures with the machine they were taken on.
+// 12.03 API and leader failover — and instances/s end to end (POST
+// /instances to running with a scheduler daemon and dummy hvas) in one
+// process on loopback, and prints the figures with the machine they were
+// taken on.
 //
 //	vdcbench raft|api|failover|place|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
 //

@@ -46,6 +46,10 @@ type Deps struct {
 	Tick time.Duration
 	// MaxBackoff caps the delay between deliveries to an unreachable agent.
 	MaxBackoff time.Duration
+	// OnFail, when set, adds to the txn that records a job failed or
+	// cancelled by the dispatcher what its resource needs so that it does not
+	// wait forever (an instance stuck in scheduling is terminated).
+	OnFail func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error
 }
 
 // Dispatcher is the leader loop that delivers unfinished jobs to the agents
@@ -303,7 +307,16 @@ func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.Job
 // finish records the job's end; a job that already ended stays as it was.
 func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result map[string]any) {
 	err := ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
-		return FinishTx(tx, b, id, ds.d.Now(), status, msg, result)
+		now := ds.d.Now()
+		if status != FinishSuccess && ds.d.OnFail != nil && tx.Exists(proto.KindJobQueue, id) {
+			var j proto.Job
+			if _, err := tx.Get(proto.KindJob, id, &j); err == nil {
+				if err := ds.d.OnFail(tx, b, j, msg, now); err != nil {
+					return err
+				}
+			}
+		}
+		return FinishTx(tx, b, id, now, status, msg, result)
 	})
 	if err != nil {
 		ds.d.Logger.Warn("record job end", "job_id", id, "status", status, "error", err)

@@ -24,7 +24,9 @@ type fixture struct {
 	ds  *Dispatcher
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+func newFixtureWith(t *testing.T, onFail func(*state.Tx, *state.Builder, proto.Job, string, time.Time) error) *fixture {
 	t.Helper()
 	srv := cluster.TestServer(t, nil)
 	client := rpc.NewClient(rpc.ClientConfig{})
@@ -38,6 +40,7 @@ func newFixture(t *testing.T) *fixture {
 		Tick:    50 * time.Millisecond,
 		// Short backoff so that a late agent is found quickly.
 		MaxBackoff: 200 * time.Millisecond,
+		OnFail:     onFail,
 	})
 	srv.FSM().OnApply(func(uint64) { ds.Wake() })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -191,5 +194,19 @@ func TestCancelledJobStopsOnAgent(t *testing.T) {
 	}
 	if j, _ := f.job(id); *j.FinishStatus != FinishCancel {
 		t.Fatalf("finish status = %s", *j.FinishStatus)
+	}
+}
+
+func TestFailedJobRunsOnFailInSameTxn(t *testing.T) {
+	f := newFixtureWith(t, func(_ *state.Tx, b *state.Builder, j proto.Job, reason string, _ time.Time) error {
+		b.Put("marks", j.ID, map[string]string{"reason": reason})
+		return nil
+	})
+	id := f.waitFinished(f.enqueue(proto.EndpointScheduler, proto.VerbScheduleInstance,
+		proto.ScheduleInstanceRequest{InstanceID: "i-x"}, 300*time.Millisecond)).ID
+	var mark map[string]string
+	_ = f.srv.Store().View(func(tx *state.Tx) error { _, err := tx.Get("marks", id, &mark); return err })
+	if mark["reason"] == "" {
+		t.Fatalf("OnFail did not run with the job's end: %v", mark)
 	}
 }

@@ -160,3 +160,20 @@ func failInstance(tx *state.Tx, b *state.Builder, instanceID, reason string, now
 	b.Update(proto.KindInstance, inst.ID, im.ModifyIndex, &inst)
 	return nil
 }
+
+// FailUnplaced is the dispatcher's hook for a scheduler job that ended
+// without success (deadline passed, agent refused it): an instance still in
+// scheduling would otherwise wait there forever, so it is terminated and
+// released in the same txn, with the job's reason as last_error.
+func FailUnplaced(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
+	if j.QueueName != proto.EndpointScheduler ||
+		(j.Verb != proto.VerbScheduleInstance && j.Verb != proto.VerbScheduleStartInstance) {
+		return nil
+	}
+	id, _ := j.Params["instance_id"].(string)
+	var inst proto.Instance
+	if _, err := tx.Get(proto.KindInstance, id, &inst); err != nil || inst.State != proto.InstanceScheduling {
+		return nil
+	}
+	return failInstance(tx, b, id, "scheduling did not finish: "+reason, now)
+}

@@ -76,6 +76,7 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
+		OnFail: scheduling.FailUnplaced,
 	})
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)

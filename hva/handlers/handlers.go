@@ -48,6 +48,31 @@ type Collector interface {
 	UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error
 }
 
+// LocalStore keeps an instance's files on this host: its local volumes (the
+// boot volume deployed from its image) and its metadata drive
+// (hva/localstore). nil in Config: the instance has no files here (the
+// dummy hypervisor).
+type LocalStore interface {
+	// Prepare makes the instance's local volumes and metadata drive ready
+	// and fills their paths into spec.Disks (boot disk first). firstBoot is
+	// false when a halted instance is powered on again (its volumes exist).
+	// Idempotent.
+	Prepare(ctx context.Context, v *proto.InstanceView, spec *hypervisor.Spec, firstBoot bool) error
+	// Remove deletes what Prepare made for the instance; absent files are
+	// removed already.
+	Remove(ctx context.Context, instanceID string) error
+}
+
+// HostNetwork plugs vnics into the host's networks (hva/network): a tap per
+// vnic on its DC network's bridge. nil in Config: no host networking.
+type HostNetwork interface {
+	// Plug makes each NIC's tap exist, up, on its DC network's bridge, and
+	// fills in what the domain needs (NIC.Bridge). Idempotent.
+	Plug(ctx context.Context, nics []hypervisor.NIC) error
+	// Unplug removes the taps of these vifs; absent taps are removed already.
+	Unplug(ctx context.Context, vifIDs []string) error
+}
+
 // Publisher publishes fan-out events (*agent.Agent).
 type Publisher interface {
 	Publish(ctx context.Context, ev proto.Event) error
@@ -65,6 +90,9 @@ type Config struct {
 	Hypervisor hypervisor.Hypervisor
 	Collector  Collector
 	Events     Publisher
+	// LocalStore and Network are optional (see their types).
+	LocalStore LocalStore
+	Network    HostNetwork
 	Logger     *slog.Logger
 	// SoftPoweroffTimeout: see DefaultSoftPoweroffTimeout.
 	SoftPoweroffTimeout time.Duration
@@ -199,15 +227,27 @@ func (h *Handlers) domainState(ctx context.Context, id string) (hypervisor.State
 	return d.State, nil
 }
 
-// startDomain makes the instance's domain run: defined (again, with the
-// current spec, unless it is alive) and started.
-func (h *Handlers) startDomain(ctx context.Context, v *proto.InstanceView) error {
+// startDomain makes the instance's domain run: its files and taps ready,
+// defined (again, with the current spec, unless it is alive) and started.
+// firstBoot is false for poweron.
+func (h *Handlers) startDomain(ctx context.Context, v *proto.InstanceView, firstBoot bool) error {
 	st, err := h.domainState(ctx, v.ID)
 	if err != nil {
 		return err
 	}
 	if !st.Alive() {
-		if err := h.hv.Define(ctx, specOf(v)); err != nil {
+		spec := specOf(v)
+		if ls := h.cfg.LocalStore; ls != nil {
+			if err := ls.Prepare(ctx, v, &spec, firstBoot); err != nil {
+				return annotate(err, "prepare the local store of "+v.ID)
+			}
+		}
+		if nw := h.cfg.Network; nw != nil {
+			if err := nw.Plug(ctx, spec.NICs); err != nil {
+				return annotate(err, "plug the vnics of "+v.ID)
+			}
+		}
+		if err := h.hv.Define(ctx, spec); err != nil {
 			return annotate(err, "define domain "+v.ID)
 		}
 	}
@@ -236,6 +276,36 @@ func (h *Handlers) teardown(ctx context.Context, id string) error {
 		return annotate(err, "undefine domain "+id)
 	}
 	return nil
+}
+
+// remove removes the instance's domain and then its host-side parts.
+func (h *Handlers) remove(ctx context.Context, v *proto.InstanceView, files bool) error {
+	if err := h.teardown(ctx, v.ID); err != nil {
+		return err
+	}
+	return h.release(ctx, v, files)
+}
+
+// release removes the host-side parts of an instance whose domain is gone:
+// taps, and with files also its local volumes and metadata drive (stop
+// keeps them for the next start).
+func (h *Handlers) release(ctx context.Context, v *proto.InstanceView, files bool) error {
+	var errList []error
+	if nw := h.cfg.Network; nw != nil && len(v.Vifs) > 0 {
+		ids := make([]string, 0, len(v.Vifs))
+		for _, vif := range v.Vifs {
+			ids = append(ids, vif.ID)
+		}
+		if err := nw.Unplug(ctx, ids); err != nil {
+			errList = append(errList, annotate(err, "unplug the vnics of "+v.ID))
+		}
+	}
+	if ls := h.cfg.LocalStore; ls != nil && files {
+		if err := ls.Remove(ctx, v.ID); err != nil {
+			errList = append(errList, annotate(err, "remove the local store of "+v.ID))
+		}
+	}
+	return errors.Join(errList...)
 }
 
 // specOf is the domain spec of an instance: its size, its volumes (boot

@@ -158,7 +158,7 @@ func (h *Handlers) repair(ctx context.Context, id string) error {
 	case proto.InstanceShuttingDown:
 		h.logger.WarnContext(ctx, "instance stuck shutting down; terminating it", "instance_id", id,
 			"since", v.UpdatedAt, "domain", domain)
-		return h.finishTerminate(ctx, id)
+		return h.finishTerminate(ctx, v)
 	}
 	return nil
 }
@@ -193,5 +193,10 @@ func (h *Handlers) checkOrphan(ctx context.Context, id string, confirm bool) (su
 		return true, nil
 	}
 	h.logger.WarnContext(ctx, "removing a domain left behind", "instance_id", id, "reason", why)
-	return false, h.teardown(ctx, id)
+	if v == nil || v.State == proto.InstanceStopped {
+		// Unknown: nothing but the domain to go by. Stopped: its files
+		// stay for the next start.
+		return false, h.teardown(ctx, id)
+	}
+	return false, h.remove(ctx, v, true)
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -78,7 +79,7 @@ func (h *Handlers) boot(ctx context.Context, id, verb string) error {
 		default:
 			return wrongState(v, verb, proto.InstancePending, proto.InstanceStarting)
 		}
-		if err := h.startDomain(ctx, v); err != nil {
+		if err := h.startDomain(ctx, v, true); err != nil {
 			if ctx.Err() != nil {
 				// Interrupted (shutdown, deadline, cancel): the instance stays
 				// starting and a redelivery carries on.
@@ -96,7 +97,7 @@ func (h *Handlers) boot(ctx context.Context, id, verb string) error {
 
 func (h *Handlers) failBoot(ctx context.Context, v *proto.InstanceView, cause error) error {
 	h.logger.WarnContext(ctx, "boot failed; terminating the instance", "instance_id", v.ID, "error", cause)
-	if err := h.teardown(ctx, v.ID); err != nil {
+	if err := errors.Join(h.teardown(ctx, v.ID), h.release(ctx, v, true)); err != nil {
 		h.logger.WarnContext(ctx, "remove the domain of a failed boot", "instance_id", v.ID, "error", err)
 	}
 	if err := h.update(ctx, v.ID, proto.InstanceTerminated, ""); err != nil {
@@ -121,8 +122,8 @@ func (h *Handlers) terminate(ctx context.Context, req proto.HvaTerminateRequest)
 		id := v.ID
 		switch v.State {
 		case proto.InstanceTerminated:
-			// Done before (a redelivery): only make sure no domain is left.
-			return h.teardown(ctx, id)
+			// Done before (a redelivery): only make sure nothing is left.
+			return h.remove(ctx, v, true)
 		case proto.InstanceShuttingDown:
 			// A redelivery: carry on.
 		case proto.InstanceRunning, proto.InstanceHalted:
@@ -137,14 +138,15 @@ func (h *Handlers) terminate(ctx context.Context, req proto.HvaTerminateRequest)
 				return err
 			}
 		}
-		return h.finishTerminate(ctx, id)
+		return h.finishTerminate(ctx, v)
 	})
 }
 
 // finishTerminate removes the domain of an instance in shuttingdown and
 // marks it terminated.
-func (h *Handlers) finishTerminate(ctx context.Context, id string) error {
-	tdErr := h.teardown(ctx, id)
+func (h *Handlers) finishTerminate(ctx context.Context, v *proto.InstanceView) error {
+	id := v.ID
+	tdErr := h.remove(ctx, v, true)
 	if tdErr != nil && ctx.Err() != nil {
 		return tdErr
 	}
@@ -167,7 +169,7 @@ func (h *Handlers) stop(ctx context.Context, req proto.HvaStopRequest) (proto.Hv
 		id := v.ID
 		switch v.State {
 		case proto.InstanceStopped:
-			return h.teardown(ctx, id)
+			return h.remove(ctx, v, false)
 		case proto.InstanceStopping:
 		case proto.InstanceRunning:
 			if err := h.update(ctx, id, proto.InstanceStopping, ""); err != nil {
@@ -176,7 +178,7 @@ func (h *Handlers) stop(ctx context.Context, req proto.HvaStopRequest) (proto.Hv
 		default:
 			return wrongState(v, "stop", proto.InstanceRunning)
 		}
-		tdErr := h.teardown(ctx, id)
+		tdErr := h.remove(ctx, v, false)
 		if tdErr != nil && ctx.Err() != nil {
 			return tdErr
 		}
@@ -219,7 +221,10 @@ func (h *Handlers) cleanup(ctx context.Context, req proto.HvaCleanupRequest) (pr
 		return proto.HvaCleanupResponse{}, errs.New(errs.InvalidInstanceState,
 			"instance %s is %s on this node; cleanup only removes what is left after it moved", id, v.State)
 	}
-	if err := h.teardown(ctx, id); err != nil {
+	if v == nil || err != nil {
+		v = &proto.InstanceView{ID: id}
+	}
+	if err := h.remove(ctx, v, true); err != nil {
 		return proto.HvaCleanupResponse{}, err
 	}
 	h.publishTerminated(ctx, id)
@@ -315,7 +320,7 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 		default:
 			return wrongState(v, "poweron", proto.InstanceHalted)
 		}
-		if err := h.startDomain(ctx, v); err != nil {
+		if err := h.startDomain(ctx, v, false); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}

@@ -63,6 +63,10 @@ type NIC struct {
 	DeviceIndex int `json:"device_index"`
 	// DcNetwork is the DC network whose bridge the tap joins ("" = none).
 	DcNetwork string `json:"dc_network,omitempty"`
+	// Bridge is that DC network's bridge on this host and MTU the tap's
+	// MTU (0 = the bridge's), filled in by the host network (hva/network).
+	Bridge string `json:"bridge,omitempty"`
+	MTU    int    `json:"mtu,omitempty"`
 }
 
 // Validate checks what every driver needs.

@@ -15,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // Prefix is where the 12.03 app is mounted.
@@ -30,6 +31,8 @@ type Backend interface {
 	Members() []cluster.Member
 	Peers() ([]cluster.Peer, error)
 	Stats() map[string]string
+	// Publish sends a fan-out event to the agents (serf user event).
+	Publish(ctx context.Context, ev proto.Event) error
 }
 
 // Config holds the dcmgr.conf settings the API uses (spec/agents.md §7).
@@ -234,5 +237,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// publish sends events after a committed change. Delivery is best effort
+// (agents reconcile periodically), so a failure is logged, not returned: the
+// change is already acknowledged.
+func (a *API) publish(ctx context.Context, evs ...proto.Event) {
+	for _, ev := range evs {
+		if err := a.b.Publish(ctx, ev); err != nil {
+			a.logger.WarnContext(ctx, "publish event", "event", ev.Name, "error", err)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // Serf tag names shared by every vdc daemon (DESIGN.md "Processes").
@@ -602,6 +603,24 @@ func (s *Server) FSM() *state.FSM { return s.fsm }
 
 // Serf is the local serf member.
 func (s *Server) Serf() *serf.Serf { return s.serf }
+
+// Publish sends a fan-out event (a serf user event, encoded as agents
+// encode theirs) to every member's subscribers. Best effort: receivers
+// reconcile from the state, so a lost event is repaired by their next
+// periodic pass.
+func (s *Server) Publish(ctx context.Context, ev proto.Event) error {
+	if err := ctx.Err(); err != nil {
+		return errs.Wrap(errs.Timeout, err, "publish "+ev.Name)
+	}
+	name, payload, err := agent.EncodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	if err := s.serf.UserEvent(name, payload, false); err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Name, err)
+	}
+	return nil
+}
 
 // NodeName is this manager's name.
 func (s *Server) NodeName() string { return s.cfg.NodeName }

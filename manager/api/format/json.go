@@ -38,7 +38,6 @@ func (e Error) Error() string { return string(e) }
 const ErrInvalidUTF8 = Error("format: string is not valid UTF-8")
 
 func appendJSON(b []byte, v any) ([]byte, error) {
-	var err error
 	switch x := v.(type) {
 	case nil:
 		return append(b, "null"...), nil
@@ -89,56 +88,11 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 		if x == nil {
 			return append(b, "null"...), nil
 		}
-		b = append(b, '{')
-		for i, k := range x.keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendJSONString(b, k); err != nil {
-				return b, err
-			}
-			b = append(b, ':')
-			if b, err = appendJSON(b, x.vals[i]); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
+		return appendJSONObject(b, x.keys, x.vals)
 	case map[string]any:
-		if x == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '{')
-		for i, k := range sortedKeys(x) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendJSONString(b, k); err != nil {
-				return b, err
-			}
-			b = append(b, ':')
-			if b, err = appendJSON(b, x[k]); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
+		return appendJSONMap(b, x)
 	case map[string]string:
-		if x == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '{')
-		for i, k := range sortedKeys(x) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendJSONString(b, k); err != nil {
-				return b, err
-			}
-			b = append(b, ':')
-			if b, err = appendJSONString(b, x[k]); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
+		return appendJSONMap(b, x)
 	case []any:
 		return appendJSONArray(b, x)
 	case []string:
@@ -331,6 +285,38 @@ func appendJSONString(b []byte, s string) ([]byte, error) {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"'), nil
+}
+
+// appendJSONMap renders a map as an object with its keys sorted (nil: null).
+func appendJSONMap[V any](b []byte, m map[string]V) ([]byte, error) {
+	if m == nil {
+		return append(b, "null"...), nil
+	}
+	keys := sortedKeys(m)
+	vals := make([]V, len(keys))
+	for i, k := range keys {
+		vals[i] = m[k]
+	}
+	return appendJSONObject(b, keys, vals)
+}
+
+// appendJSONObject renders keys[i]: vals[i] pairs in order.
+func appendJSONObject[V any](b []byte, keys []string, vals []V) ([]byte, error) {
+	var err error
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendJSONString(b, k); err != nil {
+			return b, err
+		}
+		b = append(b, ':')
+		if b, err = appendJSON(b, vals[i]); err != nil {
+			return b, err
+		}
+	}
+	return append(b, '}'), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -81,25 +81,9 @@ func (e *emitter) emitNode(v any, root, mapping, simpleKey bool) error {
 		}
 		return e.emitMapping(x.keys, x.vals)
 	case map[string]any:
-		if x == nil {
-			return e.emitPlainValue("")
-		}
-		keys := sortedKeys(x)
-		vals := make([]any, len(keys))
-		for i, k := range keys {
-			vals[i] = x[k]
-		}
-		return e.emitMapping(keys, vals)
+		return emitMap(e, x)
 	case map[string]string:
-		if x == nil {
-			return e.emitPlainValue("")
-		}
-		keys := sortedKeys(x)
-		vals := make([]any, len(keys))
-		for i, k := range keys {
-			vals[i] = x[k]
-		}
-		return e.emitMapping(keys, vals)
+		return emitMap(e, x)
 	case []any:
 		if x == nil {
 			return e.emitPlainValue("")
@@ -187,4 +171,17 @@ func psychFloat(f float64, bits int) string {
 func psychTime(t time.Time) string {
 	var tmp [40]byte
 	return string(t.UTC().AppendFormat(tmp[:0], "2006-01-02 15:04:05.000000000 Z"))
+}
+
+// emitMap emits a map as a mapping with its keys sorted (nil: empty value).
+func emitMap[V any](e *emitter, m map[string]V) error {
+	if m == nil {
+		return e.emitPlainValue("")
+	}
+	keys := sortedKeys(m)
+	vals := make([]any, len(keys))
+	for i, k := range keys {
+		vals[i] = m[k]
+	}
+	return e.emitMapping(keys, vals)
 }

@@ -49,15 +49,7 @@ func groupCommand(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 	}
 	uuid := add.Flags().String("uuid", "", "caller-chosen id (hng-/sng-/nwg-xxxxxxxx or the bare part)")
-	add.RunE = func(cmd *cobra.Command, args []string) error {
-		k, err := lookupGroupKind(args[0])
-		if err != nil {
-			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
+	add.RunE = a.groupRun(func(cmd *cobra.Command, args []string, k groupKind, c *client) error {
 		form := url.Values{"name": {args[1]}}
 		if *uuid != "" {
 			form.Set("uuid", *uuid)
@@ -67,7 +59,7 @@ func groupCommand(a *app) *cobra.Command {
 			return err
 		}
 		return a.printDoc(resp.body)
-	}
+	})
 
 	mapCmd := &cobra.Command{
 		Use:   "map host|storage|network GROUP_ID MEMBER_ID...",
@@ -78,15 +70,7 @@ against a concurrent change of the same group).`,
 		Args: cobra.MinimumNArgs(3),
 	}
 	keep := mapCmd.Flags().Bool("add", false, "keep the current members and add these")
-	mapCmd.RunE = func(cmd *cobra.Command, args []string) error {
-		k, err := lookupGroupKind(args[0])
-		if err != nil {
-			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
+	mapCmd.RunE = a.groupRun(func(cmd *cobra.Command, args []string, k groupKind, c *client) error {
 		ctx := cmd.Context()
 		path := k.path + "/" + escape(args[1])
 		members := args[2:]
@@ -121,7 +105,7 @@ against a concurrent change of the same group).`,
 			return err
 		}
 		return a.printDoc(resp.body)
-	}
+	})
 
 	list := &cobra.Command{
 		Use:   "list host|storage|network",
@@ -129,37 +113,21 @@ against a concurrent change of the same group).`,
 		Args:  cobra.ExactArgs(1),
 	}
 	pageSize := list.Flags().Int("page-size", 100, "results fetched per request")
-	list.RunE = func(cmd *cobra.Command, args []string) error {
-		k, err := lookupGroupKind(args[0])
-		if err != nil {
-			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
+	list.RunE = a.groupRun(func(cmd *cobra.Command, args []string, k groupKind, c *client) error {
 		return a.list(cmd.Context(), c, k.path, url.Values{}, *pageSize, groupCols())
-	}
+	})
 
 	show := &cobra.Command{
 		Use:   "show host|storage|network ID",
 		Short: "Show a group",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := lookupGroupKind(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.groupRun(func(cmd *cobra.Command, args []string, k groupKind, c *client) error {
 			resp, err := c.api(cmd.Context(), http.MethodGet, k.path+"/"+escape(args[1]), nil)
 			if err != nil {
 				return err
 			}
 			return a.printDoc(resp.body)
-		},
+		}),
 	}
 
 	del := &cobra.Command{
@@ -167,15 +135,7 @@ against a concurrent change of the same group).`,
 		Aliases: []string{"delete", "rm"},
 		Short:   "Delete groups (their mappings go with them)",
 		Args:    cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := lookupGroupKind(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.groupRun(func(cmd *cobra.Command, args []string, k groupKind, c *client) error {
 			for _, id := range args[1:] {
 				resp, err := c.api(cmd.Context(), http.MethodDelete, k.path+"/"+escape(id), nil)
 				if err != nil {
@@ -186,8 +146,24 @@ against a concurrent change of the same group).`,
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(add, mapCmd, list, show, del)
 	return cmd
+}
+
+// groupRun adapts a group subcommand: KIND (args[0]) resolved and a client
+// made before fn runs.
+func (a *app) groupRun(fn func(cmd *cobra.Command, args []string, k groupKind, c *client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		k, err := lookupGroupKind(args[0])
+		if err != nil {
+			return err
+		}
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, k, c)
+	}
 }

@@ -62,11 +62,10 @@ fi
 # The cloud kernel's versioned package changes with Debian point releases:
 # resolve it through the linux-image-cloud-amd64 metapackage.
 resolve_kernel() {
-	kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-		awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-cloud-amd64$/ {print $2; exit}')
-	kver=""
-	[ -n "$kpkg" ] && kver=$(apt-cache policy "$kpkg" | awk '$1 == "Candidate:" {print $2}')
-	[ -n "$kpkg" ] && [ -n "$kver" ] && [ "$kver" != "(none)" ]
+	# The metapackage pins the exact version: one (slow) apt-cache call.
+	read -r kpkg kver < <(apt-cache show --no-all-versions linux-image-cloud-amd64 2>/dev/null |
+		sed -n 's/^Depends:.*\(linux-image-[^ ,]*-cloud-amd64\) (= \([^)]*\)).*/\1 \2/p' | head -n 1) || true
+	[ -n "${kpkg:-}" ] && [ -n "${kver:-}" ]
 }
 if ! resolve_kernel; then
 	[ "$(id -u)" = 0 ] || { log "apt cannot resolve linux-image-cloud-amd64 (run apt-get update as root)"; exit 1; }

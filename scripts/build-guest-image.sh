@@ -8,6 +8,17 @@
 # on the serial console, serves HTTP on 80 (index: "<instance-id> <hostname>")
 # and TCP echo on 7, answers ping, and powers off on an ACPI power-button press.
 #
+# Metadata drive the guest reads (the hva writes it): vfat over the whole
+# disk (a partition labelled METADATA works too), label METADATA, bare
+# values without trailing newline: meta-data/{instance-id,local-hostname,
+# hostname,x-account-id,first-boot,public-keys/0/openssh-key}, user-data,
+# metadata.yml, and per vnic meta-data/network/interfaces/macs/<mac>/
+# {device-number,local-ipv4s,x-netmask,x-prefix,x-network,x-broadcast,
+# x-gateway,x-dns,x-metric} where <mac> is lowercase aa-bb-cc-dd-ee-ff:
+# dashes, because FAT names cannot hold ':'. NICs whose MAC has no directory
+# stay down. A user-data starting with "#!" runs in the background after
+# networking, on every boot (the guest keeps no state across boots).
+#
 # Usage: scripts/build-guest-image.sh [--out DIR]
 #   DIR defaults to var/guest-image under the repository. Writes
 #   DIR/vdc-tiny.raw and DIR/vdc-tiny.raw.md5 (md5 hex only) and prints the
@@ -158,9 +169,13 @@ cat >"$rd/etc/inittab" <<'EOF'
 EOF
 cat >"$rd/etc/acpi/PWRF/00000080" <<'EOF'
 #!/bin/sh
-# ACPI power button (the hypervisor's graceful stop): power off.
+# ACPI power button (the hypervisor's graceful stop): power off at once.
+# Nothing needs flushing (the root is the initramfs, the metadata drive is
+# mounted read-only), and busybox init's own shutdown spends two seconds
+# in sleeps.
 echo "vdc-guest: ACPI power button, powering off" >/dev/console
-exec /sbin/poweroff
+sync
+exec /sbin/poweroff -f
 EOF
 chmod +x "$rd/etc/acpi/PWRF/00000080"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rd/etc/passwd"
@@ -178,6 +193,9 @@ exec </dev/console >/dev/console 2>&1
 modprobe -a virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_ascii nls_iso8859-1 nls_utf8 button evdev ||
 	echo "vdc-guest: loading modules failed"
 ip link set lo up
+# Listen for the power button from here on: a graceful stop sent while the
+# guest is still booting is not lost.
+acpid -c /etc/acpi -l /var/log/acpid.log
 
 # The metadata drive is the disk whose vfat label is METADATA (normally vdb).
 # virtio_blk registers its disks while modprobe runs; the short poll only
@@ -244,7 +262,6 @@ done
 printf '%s %s\n' "$iid" "$host" >/www/index.html
 httpd -p 80 -h /www
 nc -ll -p 7 -e /bin/cat </dev/null >/dev/null 2>&1 &
-acpid -c /etc/acpi -l /var/log/acpid.log
 echo "vdc-guest: booted $iid hostname=$host ips=$ips"
 
 if [ "$(head -c 2 /mnt/metadata/user-data 2>/dev/null)" = "#!" ]; then

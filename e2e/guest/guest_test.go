@@ -46,6 +46,9 @@ const (
 	bootTimeout = 3 * time.Minute
 )
 
+// bootLine is what the guest prints once configured from metadataFiles.
+var bootLine = fmt.Sprintf("vdc-guest: booted %s hostname=%s ips=%s", instanceID, hostname, guestIP)
+
 // userData runs in the guest after networking; it publishes what /init
 // configured through the guest's own web server.
 const userData = `#!/bin/sh
@@ -64,27 +67,7 @@ func TestTinyGuest(t *testing.T) {
 	overlay := filepath.Join(dir, "root.qcow2")
 	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image, overlay)
 	meta := filepath.Join(dir, "metadata.img")
-	mac := strings.ReplaceAll(guestMAC, ":", "-")
-	nic := "meta-data/network/interfaces/macs/" + mac + "/"
-	writeMetadataDrive(t, dir, meta, map[string]string{
-		"meta-data/instance-id":               instanceID,
-		"meta-data/local-hostname":            hostname,
-		"meta-data/hostname":                  hostname,
-		"meta-data/x-account-id":              "a-gitest",
-		"meta-data/first-boot":                "",
-		"meta-data/public-keys/0/openssh-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0ZXN0a2V5 gi@test",
-		nic + "device-number":                 "0",
-		nic + "local-ipv4s":                   guestIP,
-		nic + "x-netmask":                     "255.255.255.0",
-		nic + "x-prefix":                      "24",
-		nic + "x-network":                     "192.168.250.0",
-		nic + "x-broadcast":                   "192.168.250.255",
-		nic + "x-gateway":                     hostIP,
-		nic + "x-dns":                         hostIP,
-		nic + "x-metric":                      "100",
-		"user-data":                           userData,
-		"metadata.yml":                        "instance-id: " + instanceID + "\n",
-	})
+	writeMetadataDrive(t, dir, meta, metadataFiles())
 
 	console := filepath.Join(dir, "console.log")
 	started := time.Now()
@@ -93,7 +76,6 @@ func TestTinyGuest(t *testing.T) {
 		disks:   []disk{{path: overlay, format: "qcow2"}, {path: meta, format: "raw", readOnly: true}},
 		macs:    []string{guestMAC, otherMAC},
 	})
-	bootLine := fmt.Sprintf("vdc-guest: booted %s hostname=%s ips=%s", instanceID, hostname, guestIP)
 	waitLines(t, console, bootLine, 1)
 	t.Logf("boot: %s from virsh create to the vdc-guest line", time.Since(started).Round(10*time.Millisecond))
 
@@ -211,48 +193,93 @@ func TestTinyGuest(t *testing.T) {
 	})
 }
 
-// buildImage runs the build script (cached across runs under var/) and checks
-// its contract: the last stdout line is the image, the .md5 sidecar holds
-// the image's md5 in hex.
+// metadataFiles is the drive's content for the test guest: one vnic
+// (guestMAC) with an address, gateway and DNS server.
+func metadataFiles() map[string]string {
+	mac := strings.ReplaceAll(guestMAC, ":", "-")
+	nic := "meta-data/network/interfaces/macs/" + mac + "/"
+	return map[string]string{
+		"meta-data/instance-id":               instanceID,
+		"meta-data/local-hostname":            hostname,
+		"meta-data/hostname":                  hostname,
+		"meta-data/x-account-id":              "a-gitest",
+		"meta-data/first-boot":                "",
+		"meta-data/public-keys/0/openssh-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0ZXN0a2V5 gi@test",
+		nic + "device-number":                 "0",
+		nic + "local-ipv4s":                   guestIP,
+		nic + "x-netmask":                     "255.255.255.0",
+		nic + "x-prefix":                      "24",
+		nic + "x-network":                     "192.168.250.0",
+		nic + "x-broadcast":                   "192.168.250.255",
+		nic + "x-gateway":                     hostIP,
+		nic + "x-dns":                         hostIP,
+		nic + "x-metric":                      "100",
+		"user-data":                           userData,
+		"metadata.yml":                        "instance-id: " + instanceID + "\n",
+	}
+}
+
+// buildImage runs the build script with its default output (cached across
+// runs under var/) and checks where it put the image.
 func buildImage(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := time.Now()
-	cmd := exec.Command(filepath.Join(root, "scripts", "build-guest-image.sh"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build-guest-image.sh: %v\n%s", err, stderr.Bytes())
-	}
-	t.Logf("build-guest-image.sh: %s\n%s", time.Since(started).Round(10*time.Millisecond), strings.TrimSpace(stderr.String()))
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	image := lines[len(lines)-1]
-	if image != filepath.Join(root, "var", "guest-image", "vdc-tiny.raw") {
-		t.Fatalf("build-guest-image.sh printed %q last, want the image under var/guest-image", image)
-	}
-	data, err := os.ReadFile(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := md5.Sum(data)
-	sidecar, err := os.ReadFile(image + ".md5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(sidecar) != hex.EncodeToString(sum[:]) {
-		t.Fatalf("%s.md5 = %q, image md5 is %x", image, sidecar, sum)
-	}
-	if len(data) > 64<<20 {
-		t.Errorf("image is %d bytes; it is meant to be a few tens of MB", len(data))
+	image, elapsed, log := runBuild(t, "")
+	t.Logf("build-guest-image.sh: %s\n%s", elapsed.Round(10*time.Millisecond), log)
+	if want := filepath.Join(repoRoot(t), "var", "guest-image", "vdc-tiny.raw"); image != want {
+		t.Fatalf("build-guest-image.sh printed %q last, want %q", image, want)
 	}
 	return image
 }
 
-func tempDir(t *testing.T) string {
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return root
+}
+
+// runBuild runs scripts/build-guest-image.sh (with --out unless out is
+// empty) and checks its contract: the last stdout line is the image, the
+// .md5 sidecar holds the image's md5 in hex. It returns the image, how long
+// the script took and what it logged.
+func runBuild(tb testing.TB, out string) (string, time.Duration, string) {
+	tb.Helper()
+	args := []string{}
+	if out != "" {
+		args = append(args, "--out", out)
+	}
+	started := time.Now()
+	cmd := exec.Command(filepath.Join(repoRoot(tb), "scripts", "build-guest-image.sh"), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	elapsed := time.Since(started)
+	if err != nil {
+		tb.Fatalf("build-guest-image.sh: %v\n%s", err, stderr.Bytes())
+	}
+	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
+	image := lines[len(lines)-1]
+	data, err := os.ReadFile(image)
+	if err != nil {
+		tb.Fatalf("build-guest-image.sh's last line is not the image: %v", err)
+	}
+	sum := md5.Sum(data)
+	sidecar, err := os.ReadFile(image + ".md5")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if string(sidecar) != hex.EncodeToString(sum[:]) {
+		tb.Fatalf("%s.md5 = %q, image md5 is %x", image, sidecar, sum)
+	}
+	if len(data) > 64<<20 {
+		tb.Errorf("image is %d bytes; it is meant to be a few tens of MB", len(data))
+	}
+	return image, elapsed, strings.TrimSpace(stderr.String())
+}
+
+func tempDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "gi-guest-")
 	if err != nil {
@@ -264,7 +291,7 @@ func tempDir(t *testing.T) string {
 
 // setupBridge makes the test network: a bridge without uplink whose host
 // side sits in the guest's subnet.
-func setupBridge(t *testing.T) {
+func setupBridge(t testing.TB) {
 	t.Helper()
 	_ = exec.Command("ip", "link", "del", bridgeName).Run() // left by a killed run
 	run(t, "ip", "link", "add", bridgeName, "type", "bridge")
@@ -280,7 +307,7 @@ func setupBridge(t *testing.T) {
 // writeMetadataDrive writes the metadata drive as the hva does: vfat over the
 // whole disk, label METADATA, bare values without trailing newlines.
 // mtools writes it without mounting anything.
-func writeMetadataDrive(t *testing.T, dir, img string, files map[string]string) {
+func writeMetadataDrive(t testing.TB, dir, img string, files map[string]string) {
 	t.Helper()
 	tree := filepath.Join(dir, "metadata")
 	for name, value := range files {
@@ -325,7 +352,7 @@ type domain struct {
 
 // createDomain starts a transient TCG domain: BIOS boot from the first disk
 // (vda), virtio NICs on the test bridge, serial console to a file.
-func createDomain(t *testing.T, dir string, d domain) {
+func createDomain(t testing.TB, dir string, d domain) {
 	t.Helper()
 	esc := func(s string) string {
 		var b strings.Builder
@@ -360,7 +387,7 @@ func createDomain(t *testing.T, dir string, d domain) {
 	virsh(t, "create", f)
 }
 
-func removeDomain(t *testing.T) {
+func removeDomain(t testing.TB) {
 	t.Helper()
 	if _, err := domainState(); err != nil {
 		return
@@ -379,17 +406,17 @@ func domainState() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func virsh(t *testing.T, args ...string) {
+func virsh(t testing.TB, args ...string) {
 	t.Helper()
 	run(t, "virsh", append([]string{"-c", libvirtURI}, args...)...)
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	output(t, name, args...)
 }
 
-func output(t *testing.T, name string, args ...string) string {
+func output(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
@@ -403,7 +430,7 @@ func output(t *testing.T, name string, args ...string) string {
 }
 
 // consoleLines reads the serial console log (CRLF line ends).
-func consoleLines(t *testing.T, path string) []string {
+func consoleLines(t testing.TB, path string) []string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
@@ -417,7 +444,7 @@ func consoleLines(t *testing.T, path string) []string {
 }
 
 // waitLines waits until the console shows line n times.
-func waitLines(t *testing.T, console, line string, n int) {
+func waitLines(t testing.TB, console, line string, n int) {
 	t.Helper()
 	testutil.WaitFor(t, bootTimeout, func() error {
 		lines := consoleLines(t, console)
@@ -441,7 +468,7 @@ func count(lines []string, match func(string) bool) int {
 
 // httpGet fetches a path from the guest's web server, waiting for it to
 // answer (first ARP, a user-data script still writing its file).
-func httpGet(t *testing.T, path string) string {
+func httpGet(t testing.TB, path string) string {
 	t.Helper()
 	// No proxy from the environment: the guest is on a bridge of this host.
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}

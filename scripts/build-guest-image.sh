@@ -70,6 +70,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The guest runs the host's busybox: it must be the static build.
+dpkg-query -S /bin/busybox 2>/dev/null | grep -q '^busybox-static:' ||
+	{ log "/bin/busybox does not come from busybox-static"; exit 1; }
+
 # The cloud kernel's versioned package changes with Debian point releases:
 # resolve it through the linux-image-cloud-amd64 metapackage.
 resolve_kernel() {

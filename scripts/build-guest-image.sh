@@ -89,11 +89,14 @@ if ! resolve_kernel; then
 fi
 
 pkgver() { dpkg-query -W -f='${Version}' "$1"; }
-key=$({
-	sha256sum <"${BASH_SOURCE[0]}"
-	echo "$kpkg=$kver"
-	for p in "${tools[@]}"; do echo "$p=$(pkgver "$p")"; done
-} | sha256sum | cut -d' ' -f1)
+cache_key() {
+	{
+		sha256sum <"${BASH_SOURCE[0]}"
+		echo "$kpkg=$kver"
+		for p in "${tools[@]}"; do echo "$p=$(pkgver "$p")"; done
+	} | sha256sum | cut -d' ' -f1
+}
+key=$(cache_key)
 
 if [ -f "$image" ] && [ -f "$image.md5" ] && [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ] &&
 	[ "$(md5sum <"$image" | cut -d' ' -f1)" = "$(cat "$image.md5")" ]; then
@@ -118,6 +121,7 @@ if [ -z "$deb" ]; then
 		[ "$(id -u)" = 0 ] || exit 1
 		apt_update
 		resolve_kernel
+		key=$(cache_key)
 		(cd "$out/debs" && apt-get download -qq -o APT::Sandbox::User=root "$kpkg=$kver" >&2)
 	fi
 	deb=$(ls "$out/debs/${kpkg}_"*.deb)

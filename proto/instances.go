@@ -98,6 +98,9 @@ type Volume struct {
 	AttachedAt      *time.Time     `json:"attached_at"`
 	DetachedAt      *time.Time     `json:"detached_at"`
 	DeletedAt       *time.Time     `json:"deleted_at"`
+	// LastError says why the volume ended deleted when a job failed (no
+	// storage node fits, the storage agent refused); empty otherwise.
+	LastError string `json:"last_error,omitempty"`
 }
 
 func (r *Volume) OwnerID() string         { return r.AccountID }

@@ -343,5 +343,3 @@ func TestStaCollectorFollower(t *testing.T) {
 type follower struct{ *cluster.Server }
 
 func (follower) IsLeader() bool { return false }
-
-

@@ -383,7 +383,7 @@ func (a *API) attach(ctx context.Context, req *Request, volID, instID string) (a
 			return nil, invalidVolumeState(v)
 		}
 		now := a.now()
-		v.InstanceID = &inst.ID
+		v.InstanceID, v.KeepOnTerminate = &inst.ID, true
 		v.UpdatedAt = now
 		if inst.State == proto.InstanceHalted {
 			v.State, v.AttachedAt = proto.VolumeAttached, &now
@@ -457,7 +457,7 @@ func (a *API) detach(ctx context.Context, req *Request, volID, pathInst string) 
 		}
 		now := a.now()
 		unlink := func() {
-			v.InstanceID, v.DetachedAt = nil, &now
+			v.InstanceID, v.DetachedAt, v.KeepOnTerminate = nil, &now, false
 			v.State = proto.VolumeAvailable
 		}
 		switch {

@@ -554,3 +554,33 @@ func TestVolumeReadRoutesBothFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeDetachedOnTerminate: a volume attached through the volumes API
+// survives its instance (detached, available), while the instance's own
+// volumes go with it.
+func TestVolumeDetachedOnTerminate(t *testing.T) {
+	f := newVolEnv(t)
+	inst := f.placed(proto.InstanceHalted)
+	vol := f.available()
+	f.do(put("/volumes/"+vol+"/attach.json", "instance_id", inst)).ok()
+	if v := f.volume(vol); !v.KeepOnTerminate || v.State != proto.VolumeAttached {
+		t.Fatalf("attached = %+v", v)
+	}
+	f.setInstance(inst, func(v *proto.Instance) { v.State = proto.InstanceStopped })
+	wantEq(t, "delete", f.do(req{method: "DELETE", path: "/instances/" + inst + ".json"}).ok().arr(), []any{inst})
+	v := f.volume(vol)
+	if v.State != proto.VolumeAvailable || v.InstanceID != nil || v.DetachedAt == nil || v.KeepOnTerminate {
+		t.Fatalf("volume of the terminated instance = %+v", v)
+	}
+	for _, j := range f.jobs() {
+		if j.ResourceID == vol && j.Verb == proto.VerbDeleteVolume {
+			t.Fatalf("the attached volume is being deleted: %+v", j)
+		}
+	}
+	if boot := f.volume(f.instance(inst).BootVolumeID); boot.State != proto.VolumeDeleting && boot.State != proto.VolumeDeleted {
+		t.Fatalf("boot volume = %s", boot.State)
+	}
+	// Free again: it can be attached elsewhere.
+	other := f.placed(proto.InstanceRunning)
+	f.do(put("/volumes/"+vol+"/attach.json", "instance_id", other)).ok()
+}

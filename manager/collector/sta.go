@@ -213,8 +213,7 @@ func (s *Service) updateVolume(ctx context.Context, req proto.UpdateVolumeReques
 			return errs.New(errs.InvalidVolumeState, "%s is deleted", vol.ID)
 		}
 		if req.DetachInstance && vol.InstanceID != nil {
-			vol.InstanceID = nil
-			vol.DetachedAt = &now
+			vol.InstanceID, vol.DetachedAt, vol.KeepOnTerminate = nil, &now, false
 		}
 		if req.Device != nil {
 			vol.Device = mergeDevice(tx, &vol, req.Device)

@@ -39,6 +39,8 @@ func (s *Service) registerSta(srv *rpc.Server) {
 	srv.Register(ep, proto.VerbUpdateVolume, rpc.Func(s.updateVolume))
 	srv.Register(ep, proto.VerbUpdateBackupObject, rpc.Func(s.updateBackupObject))
 	srv.Register(ep, proto.VerbPostProcessBackupImage, rpc.Func(s.postProcessBackupImage))
+	srv.Register(ep, proto.VerbUpdateImage, rpc.Func(s.updateImage))
+	srv.Register(proto.EndpointJobCollector, proto.VerbSubmitJob, rpc.Func(s.submitJob))
 }
 
 // VolumeView resolves a volume with what an agent needs: its device (with
@@ -275,9 +277,13 @@ func (s *Service) updateBackupObject(ctx context.Context, req proto.UpdateBackup
 		if err != nil {
 			return errs.New(errs.UnknownBackupObject, "%s", req.BackupObjectID)
 		}
-		gone := bo.State == boDeleted || bo.State == boPurged
-		if gone && (req.State == nil || *req.State == bo.State || *req.State == boDeleted) {
-			return nil // a late report on a failed or deleted backup
+		if bo.State == boDeleted || bo.State == boPurged {
+			switch {
+			case req.State != nil && (*req.State == bo.State || *req.State == boDeleted):
+				return nil // a repeated fail report
+			case req.State == nil || *req.State != boPurged:
+				return errs.New(errs.InvalidBackupObjectState, "%s is %s", bo.ID, bo.State)
+			}
 		}
 		now := s.d.Now()
 		changed := false
@@ -324,15 +330,56 @@ func (s *Service) updateBackupObject(ctx context.Context, req proto.UpdateBackup
 // update_backup_object settles it then). An image no longer creating is left
 // as it is.
 func (s *Service) postProcessBackupImage(ctx context.Context, req proto.PostProcessBackupImageRequest) (proto.PostProcessBackupImageResponse, error) {
+	var out proto.PostProcessBackupImageResponse
 	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
 		var img proto.Image
 		m, err := tx.Get(proto.KindImage, req.ImageID, &img)
 		if err != nil {
 			return errs.New(errs.UnknownImage, "%s", req.ImageID)
 		}
-		return settleImage(tx, b, &img, m, nil, s.d.Now())
+		err = settleImage(tx, b, &img, m, nil, s.d.Now())
+		out.Available = img.State == imageAvailable
+		return err
 	})
-	return proto.PostProcessBackupImageResponse{}, err
+	return out, err
+}
+
+// imageStateAllowed lists the states an agent may move an image to, from
+// which states (spec §3.3): a backup finishing makes it available, a
+// failed one deletes it. Nothing leaves deleted.
+var imageStateAllowed = map[string][]string{
+	imageCreating:  {"init", "pending", imageCreating},
+	imageAvailable: {"pending", imageCreating, imageAvailable},
+	imageDeleted:   {"init", "pending", imageCreating, imageAvailable, imageDeleted},
+}
+
+// updateImage is update_image (the source's sta called it on sta-collector,
+// where it did not exist; the hva's local store calls it on hva-collector):
+// state deleted deletes the image (deleted_at stamped); a repeated report
+// is a no-op.
+func (s *Service) updateImage(ctx context.Context, req proto.UpdateImageRequest) (proto.UpdateImageResponse, error) {
+	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
+		var img proto.Image
+		m, err := tx.Get(proto.KindImage, req.ImageID, &img)
+		if err != nil {
+			return errs.New(errs.UnknownImage, "%s", req.ImageID)
+		}
+		if req.State == nil || *req.State == img.State {
+			return nil
+		}
+		from, ok := imageStateAllowed[*req.State]
+		if !ok || !slices.Contains(from, img.State) {
+			return errs.New(errs.InvalidParameter, "image %s: %s -> %s is not a valid transition", img.ID, img.State, *req.State)
+		}
+		now := s.d.Now()
+		img.State, img.UpdatedAt = *req.State, now
+		if img.State == imageDeleted {
+			img.DeletedAt = &now
+		}
+		b.Update(proto.KindImage, img.ID, m.ModifyIndex, &img)
+		return nil
+	})
+	return proto.UpdateImageResponse{}, err
 }
 
 // settleImages settles every image in creating that is made from bo (as its

@@ -267,8 +267,8 @@ func TestStaBackupObjectsAndImages(t *testing.T) {
 	if got.State != "available" || got.Progress != 100 || got.Checksum != "d41d8cd9" || *got.AllocationSize != 4096 || got.ObjectKey != "bo-boot1.raw" {
 		t.Fatalf("bo = %+v", got)
 	}
-	if _, err := e.s.postProcessBackupImage(e.ctx, proto.PostProcessBackupImageRequest{ImageID: "wmi-1"}); err != nil {
-		t.Fatal(err)
+	if pp, err := e.s.postProcessBackupImage(e.ctx, proto.PostProcessBackupImageRequest{ImageID: "wmi-1"}); err != nil || pp.Available {
+		t.Fatalf("post_process = %+v, %v", pp, err)
 	}
 	if st := e.imageState("wmi-1"); st != "creating" {
 		t.Fatalf("image with a backup still running = %s", st)
@@ -279,8 +279,8 @@ func TestStaBackupObjectsAndImages(t *testing.T) {
 	if st := e.imageState("wmi-1"); st != "available" {
 		t.Fatalf("image with every backup done = %s", st)
 	}
-	if _, err := e.s.postProcessBackupImage(e.ctx, proto.PostProcessBackupImageRequest{ImageID: "wmi-1"}); err != nil {
-		t.Fatal(err)
+	if pp, err := e.s.postProcessBackupImage(e.ctx, proto.PostProcessBackupImageRequest{ImageID: "wmi-1"}); err != nil || !pp.Available {
+		t.Fatalf("post_process = %+v, %v", pp, err)
 	}
 
 	// A failed backup (deleted) deletes the image, and post-processing a
@@ -322,9 +322,70 @@ func TestStaBackupObjectsAndImages(t *testing.T) {
 	if !reflect.DeepEqual(before, e.buckets()) {
 		t.Fatalf("late deleted report changed the state")
 	}
+	e.refused(errs.InvalidBackupObjectState, func() error {
+		return e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-extra2", Progress: ptr(50.0)})
+	})
+	if err := e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-extra2", State: ptr("purged")}); err != nil {
+		t.Fatal(err)
+	}
 	e.refused(errs.UnknownBackupObject, func() error {
 		return e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-nope", State: ptr("available")})
 	})
+
+	// update_image: a failed image backup deletes it; nothing revives it.
+	e.image("3")
+	upd := func(id, st string) error {
+		_, err := e.s.updateImage(e.ctx, proto.UpdateImageRequest{ImageID: id, State: ptr(st)})
+		return err
+	}
+	if err := upd("wmi-3", "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	var img3 proto.Image
+	if e.get(proto.KindImage, "wmi-3", &img3); img3.State != "deleted" || img3.DeletedAt == nil {
+		t.Fatalf("image = %+v", img3)
+	}
+	if err := upd("wmi-3", "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	e.refused(errs.InvalidParameter, func() error { return upd("wmi-3", "available") })
+	e.refused(errs.UnknownImage, func() error { return upd("wmi-nope", "deleted") })
+}
+
+func TestSubmitJob(t *testing.T) {
+	e := newStaEnv(t)
+	e.seed(func(b *state.Builder) {
+		b.Create(proto.KindJob, "job-parent1", proto.Job{ID: "job-parent1", QueueName: "sta-handle.sta.demo1",
+			Verb: proto.VerbCreateVolumeAndRunInstance, State: "running"})
+	})
+	req := proto.SubmitJobRequest{ParentID: "job-parent1", Key: "wait", Endpoint: "hva-handle.hva.demo1",
+		Verb: proto.VerbWaitVolumesAvailable, Args: []byte(`{"instance_id":"i-x"}`), ResourceID: "i-x"}
+	first, err := e.s.submitJob(e.ctx, req)
+	if err != nil || first.JobID == "" {
+		t.Fatalf("submit_job = %+v, %v", first, err)
+	}
+	var j proto.Job
+	if !e.get(proto.KindJob, first.JobID, &j) || j.Verb != proto.VerbWaitVolumesAvailable || j.QueueName != "hva-handle.hva.demo1" ||
+		j.Params["instance_id"] != "i-x" || j.ParentID == nil || *j.ParentID != "job-parent1" || j.State != "pending" ||
+		!e.get(proto.KindJobQueue, first.JobID, &proto.JobQueueEntry{}) {
+		t.Fatalf("job = %+v", j)
+	}
+	// The parent re-run submits again: the same job.
+	before := e.buckets()
+	again, err := e.s.submitJob(e.ctx, req)
+	if err != nil || again.JobID != first.JobID || !reflect.DeepEqual(before, e.buckets()) {
+		t.Fatalf("resubmit = %+v, %v", again, err)
+	}
+	bad := []proto.SubmitJobRequest{
+		{Key: "k", Endpoint: "hva-handle.hva.demo1", Verb: proto.VerbWaitVolumesAvailable},
+		{ParentID: "job-parent1", Key: "k", Endpoint: "hva-handle", Verb: proto.VerbWaitVolumesAvailable},
+		{ParentID: "job-parent1", Key: "k", Endpoint: "hva-handle.hva.demo1", Verb: "no_such_verb"},
+		{ParentID: "job-nope", Key: "k", Endpoint: "hva-handle.hva.demo1", Verb: proto.VerbWaitVolumesAvailable},
+		{ParentID: "job-parent1", Key: "k2", Endpoint: "hva-handle.hva.demo1", Verb: proto.VerbWaitVolumesAvailable, Args: []byte(`[1]`)},
+	}
+	for _, r := range bad {
+		e.refused(errs.InvalidParameter, func() error { _, err := e.s.submitJob(e.ctx, r); return err })
+	}
 }
 
 // TestStaCollectorFollower: a follower answers NoLeader (the agent tries

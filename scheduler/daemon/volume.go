@@ -26,7 +26,7 @@ func (p *Placer) ScheduleVolume(ctx context.Context, req proto.ScheduleVolumeReq
 	var lastStale error
 	for attempt := 1; attempt <= p.cfg.PlanAttempts; attempt++ {
 		var w proto.VolumeSchedView
-		if err := p.call(ctx, proto.VerbGetVolumeView, proto.GetVolumeViewRequest{VolumeID: req.VolumeID}, &w); err != nil {
+		if err := p.call(ctx, proto.VerbGetVolumeView, proto.GetVolumeViewRequest(req), &w); err != nil {
 			return resp, err
 		}
 		switch w.Volume.State {

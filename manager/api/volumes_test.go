@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -583,4 +584,36 @@ func TestVolumeDetachedOnTerminate(t *testing.T) {
 	// Free again: it can be attached elsewhere.
 	other := f.placed(proto.InstanceRunning)
 	f.do(put("/volumes/"+vol+"/attach.json", "instance_id", other)).ok()
+}
+
+// TestVolumeCreateRace: concurrent creates on one storage node never
+// overcommit it: with room for 3 volumes, 8 racing requests give 3
+// volumes and 5 answers 400/109.
+func TestVolumeCreateRace(t *testing.T) {
+	f := newVolEnv(t)
+	const n = 8
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := f.do(req{method: "POST", path: "/volumes.json", form: url.Values{"volume_size": {"1300"}, "storage_node_id": {"sn-demo1"}}})
+			codes[i] = r.status
+			var m map[string]any
+			if r.status != 200 && (json.Unmarshal(r.body, &m) != nil || m["code"] != "109") {
+				t.Errorf("answer %d: %s", r.status, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, c := range codes {
+		if c == 200 {
+			ok++
+		}
+	}
+	if ok != 3 || f.storageUsed("sn-demo1") != 3*1300*mb || f.count(proto.KindVolume) != 3 {
+		t.Fatalf("%d created (%v), %d bytes used, %d volumes", ok, codes, f.storageUsed("sn-demo1"), f.count(proto.KindVolume))
+	}
 }

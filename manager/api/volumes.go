@@ -359,7 +359,8 @@ func (a *API) attachInstanceVolume(ctx context.Context, req *Request) (any, erro
 // (being created, deleted, …) → 400/140. The volume is linked to the
 // instance at once, so a concurrent attach elsewhere is refused. Running:
 // hva-handle.<host>.attach, the agent drives attaching → attached; halted:
-// attached now.
+// attached now. A volume attached here is detached, not deleted, when its
+// instance terminates (KeepOnTerminate, finalizeInstance).
 func (a *API) attach(ctx context.Context, req *Request, volID, instID string) (any, error) {
 	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		v, vm, err := getVolume(tx, req, volID)

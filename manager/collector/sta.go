@@ -257,13 +257,14 @@ func mergeDevice(tx *state.Tx, vol *proto.Volume, d *proto.VolumeDevice) *proto.
 }
 
 // boStateAllowed lists the states an agent may move a backup object to,
-// from which states: pending → creating → available, and deleted (the fail
-// path) from anything alive. Nothing leaves deleted or purged.
+// from which states: pending → creating → available, deleted (the fail
+// path) from anything alive, purged once its bytes are removed. Nothing
+// leaves deleted (but for purged) or purged.
 var boStateAllowed = map[string][]string{
 	boCreating:  {boPending, boCreating},
 	boAvailable: {boPending, boCreating, boAvailable},
 	boDeleted:   {boPending, boCreating, boAvailable, boDeleted},
-	boPurged:    {boDeleted, boPurged},
+	boPurged:    {boAvailable, boDeleted, boPurged}, // delete_snapshot removes the stored bytes
 }
 
 // updateBackupObject records a backup's progress and outcome. Reaching
@@ -314,7 +315,7 @@ func (s *Service) updateBackupObject(ctx context.Context, req proto.UpdateBackup
 		}
 		bo.UpdatedAt = now
 		b.Update(proto.KindBackupObject, bo.ID, m.ModifyIndex, bo)
-		if changed && (bo.State == boAvailable || bo.State == boDeleted) {
+		if changed && (bo.State == boAvailable || bo.State == boDeleted || bo.State == boPurged) {
 			return settleImages(tx, b, &bo, now)
 		}
 		return nil

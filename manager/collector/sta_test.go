@@ -328,6 +328,13 @@ func TestStaBackupObjectsAndImages(t *testing.T) {
 	if err := e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-extra2", State: ptr("purged")}); err != nil {
 		t.Fatal(err)
 	}
+	// delete_snapshot purges an available object.
+	if err := e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-boot1", State: ptr("purged")}); err != nil {
+		t.Fatal(err)
+	}
+	e.refused(errs.InvalidBackupObjectState, func() error {
+		return e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-boot1", State: ptr("available")})
+	})
 	e.refused(errs.UnknownBackupObject, func() error {
 		return e.updateBO(proto.UpdateBackupObjectRequest{BackupObjectID: "bo-nope", State: ptr("available")})
 	})

@@ -98,6 +98,13 @@ type Volume struct {
 	AttachedAt      *time.Time     `json:"attached_at"`
 	DetachedAt      *time.Time     `json:"detached_at"`
 	DeletedAt       *time.Time     `json:"deleted_at"`
+	// LastError says why the volume ended deleted when a job failed (no
+	// storage node fits, the storage agent refused); empty otherwise.
+	LastError string `json:"last_error,omitempty"`
+	// KeepOnTerminate marks a volume attached through the volumes API: when
+	// its instance terminates it is detached (unlinked, available), not
+	// deleted with the instance's own volumes (spec §3.2).
+	KeepOnTerminate bool `json:"keep_on_terminate,omitempty"`
 }
 
 func (r *Volume) OwnerID() string         { return r.AccountID }

@@ -32,6 +32,9 @@ func TestStorageSchedulers(t *testing.T) {
 		{"LeastUsage exact fit", StorageLeastUsage{}, vol(50*gib, ""), "sn-big", 0},
 		{"LeastUsage ignores snapshot rule", StorageLeastUsage{}, vol(1*gib, "sn-small"), "sn-big", 0},
 		{"LeastUsage nothing fits", StorageLeastUsage{}, vol(51*gib, ""), "", KindStorageNode},
+		{"FindFirst exact fit", StorageFindFirst{}, vol(5*gib, ""), "sn-small", 0},
+		{"FindFirst offline node not used even when it alone fits", StorageFindFirst{}, vol(80*gib, ""), "", KindStorageNode},
+		{"LeastUsage offline node not used even when it alone fits", StorageLeastUsage{}, vol(80*gib, ""), "", KindStorageNode},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,6 +44,15 @@ func TestStorageSchedulers(t *testing.T) {
 				t.Errorf("node = %s, want %s", sn.ID, tt.want)
 			}
 		})
+	}
+	// No nodes, and an overcommitted node (negative free space, an offering
+	// shrunk below its volumes), place nothing.
+	for _, sched := range []StorageScheduler{StorageFindFirst{}, StorageLeastUsage{}} {
+		for _, ns := range [][]StorageNode{nil, {{ID: "sn-over", Online: true, FreeBytes: -gib}}} {
+			if sn, err := sched.ScheduleStorage(&View{StorageNodes: ns}, &VolumeRequest{ID: "vol-0"}); !IsKind(err, KindStorageNode) {
+				t.Errorf("%T on %v = %v, %v", sched, ns, sn, err)
+			}
+		}
 	}
 	_, err := StorageLeastUsage{}.ScheduleStorage(&View{StorageNodes: nodes}, &VolumeRequest{ID: "vol-x", SizeBytes: 100 * gib})
 	checkErr(t, err, KindStorageNode, "Unable to find a suitable storage node for volume vol-x (107374182400 bytes)")

@@ -65,6 +65,11 @@ type Config struct {
 	// BackupStorages maps a service type to the backup storage that instance
 	// backups without `backup_storage_id` go to (service_type backup_storage_id).
 	BackupStorages map[string]string `json:"backup_storages"`
+
+	// Volumes: POST /volumes' volume_size bounds in MB (dcmgr.conf keys of
+	// the same names).
+	CreateVolumeMinSize int64 `json:"create_volume_min_size"`
+	CreateVolumeMaxSize int64 `json:"create_volume_max_size"`
 }
 
 // DefaultConfig mirrors dcmgr.conf's defaults.
@@ -78,6 +83,9 @@ func DefaultConfig() Config {
 		StoppedInstanceUsageFactor: 1.0,
 		DefaultForcePoweroff:       true,
 		PoweronReadinessValidation: true,
+
+		CreateVolumeMinSize: 10,
+		CreateVolumeMaxSize: 3000,
 	}
 }
 
@@ -105,6 +113,9 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	}
 	if cfg.RecentTerminatedPeriod <= 0 {
 		cfg.RecentTerminatedPeriod = d.RecentTerminatedPeriod
+	}
+	if cfg.CreateVolumeMinSize == 0 && cfg.CreateVolumeMaxSize == 0 {
+		cfg.CreateVolumeMinSize, cfg.CreateVolumeMaxSize = d.CreateVolumeMinSize, d.CreateVolumeMaxSize
 	}
 	a := &API{
 		cfg:    cfg,

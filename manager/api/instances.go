@@ -569,6 +569,12 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 			return nil
 		}
 		vol.UpdatedAt = now
+		if vol.KeepOnTerminate {
+			// Attached through PUT /volumes/:id/attach: detached (§3.2).
+			vol.InstanceID, vol.DetachedAt, vol.State, vol.KeepOnTerminate = nil, &now, proto.VolumeAvailable, false
+			b.Update(proto.KindVolume, vol.ID, ve.ModifyIndex, &vol)
+			return nil
+		}
 		var endpoint string
 		var args any
 		switch {

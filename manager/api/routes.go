@@ -19,4 +19,6 @@ func (a *API) routes() {
 	a.registerSecurityGroups()
 	a.registerSshKeyPairs()
 	a.registerStorageNodes()
+	a.registerVolumes()
+	a.registerVolumeSnapshots()
 }

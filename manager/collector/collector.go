@@ -53,7 +53,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	srv.Register(proto.EndpointHvaCollector, proto.VerbUpdateInstance, rpc.Func(s.updateInstance))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbFinalizeInstance, rpc.Func(s.finalizeInstance))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbGetInstanceMonitorData, rpc.Func(s.monitorData))
-	srv.Register(proto.EndpointStaCollector, proto.VerbUpdateVolume, rpc.Func(s.updateVolume))
+	s.registerSta(srv) // sta.go
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(s.jobFinished))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobProgress, rpc.Func(s.jobProgress))
 }
@@ -140,49 +140,6 @@ func (s *Service) updateInstance(ctx context.Context, req proto.UpdateInstanceRe
 		return nil
 	})
 	return proto.UpdateInstanceResponse{}, err
-}
-
-// updateVolume records what a storage or local-store agent did to a volume.
-// A volume that reached deleted stays deleted (a redelivered job cannot
-// revive it); deleted_at and attached/detached times are stamped here.
-func (s *Service) updateVolume(ctx context.Context, req proto.UpdateVolumeRequest) (proto.UpdateVolumeResponse, error) {
-	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
-		var vol proto.Volume
-		m, err := tx.Get(proto.KindVolume, req.VolumeID, &vol)
-		if err != nil {
-			return errs.New(errs.UnknownVolume, "%s", req.VolumeID)
-		}
-		if vol.State == proto.VolumeDeleted {
-			if req.State != nil && *req.State == proto.VolumeDeleted {
-				return nil
-			}
-			return errs.New(errs.InvalidVolumeState, "%s is deleted", vol.ID)
-		}
-		now := s.d.Now()
-		if req.State != nil && *req.State != vol.State {
-			vol.State = *req.State
-			switch vol.State {
-			case proto.VolumeDeleted:
-				vol.DeletedAt = &now
-			case proto.VolumeAttached:
-				vol.AttachedAt = &now
-			}
-		}
-		if req.DetachInstance && vol.InstanceID != nil {
-			vol.InstanceID = nil
-			vol.DetachedAt = &now
-		}
-		if req.Device != nil {
-			vol.Device = req.Device
-		}
-		if req.GuestDeviceName != nil {
-			vol.GuestDeviceName = *req.GuestDeviceName
-		}
-		vol.UpdatedAt = now
-		b.Update(proto.KindVolume, vol.ID, m.ModifyIndex, vol)
-		return nil
-	})
-	return proto.UpdateVolumeResponse{}, err
 }
 
 func contains(list []string, s string) bool {

@@ -94,6 +94,9 @@ func applyPlan(tx *state.Tx, b *state.Builder, req *proto.SubmitPlanRequest, now
 	if err := charge(tx, b, &host, &inst, disk); err != nil {
 		return nil, err
 	}
+	if err := chargeVolumes(tx, b, vols, sns); err != nil {
+		return nil, err
+	}
 	nt := newNicTxn(tx, b, &inst, now)
 	var vifIDs []string
 	if req.Start {

@@ -164,8 +164,12 @@ func failInstance(tx *state.Tx, b *state.Builder, instanceID, reason string, now
 // FailUnplaced is the dispatcher's hook for a scheduler job that ended
 // without success (deadline passed, agent refused it): an instance still in
 // scheduling would otherwise wait there forever, so it is terminated and
-// released in the same txn, with the job's reason as last_error.
+// released in the same txn, with the job's reason as last_error. Volume
+// jobs likewise end their volume (failUnplacedVolume).
 func FailUnplaced(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
+	if j.Verb == proto.VerbScheduleVolume || j.Verb == proto.VerbCreateVolume {
+		return failUnplacedVolume(tx, b, j, reason, now)
+	}
 	if j.QueueName != proto.EndpointScheduler ||
 		(j.Verb != proto.VerbScheduleInstance && j.Verb != proto.VerbScheduleStartInstance) {
 		return nil

@@ -56,6 +56,9 @@ func (s *Service) Register(srv *rpc.Server) {
 	srv.Register(ep, proto.VerbGetView, rpc.Func(s.GetView))
 	srv.Register(ep, proto.VerbSubmitPlan, rpc.Func(s.SubmitPlan))
 	srv.Register(ep, proto.VerbScheduleFailed, rpc.Func(s.ScheduleFailed))
+	srv.Register(ep, proto.VerbGetVolumeView, rpc.Func(s.GetVolumeView))
+	srv.Register(ep, proto.VerbSubmitVolumePlan, rpc.Func(s.SubmitVolumePlan))
+	srv.Register(ep, proto.VerbScheduleVolumeFailed, rpc.Func(s.ScheduleVolumeFailed))
 }
 
 // GetView returns the view an instance is placed in. It is served by the

@@ -76,13 +76,8 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 		return nil, err
 	}
 
-	// One pass over volumes: storage node usage and the instance's volumes.
-	storageUsed := map[string]int64{}
 	var vols []proto.Volume
 	err = each(tx, proto.KindVolume, func(v *proto.Volume, _ state.Meta) error {
-		if v.StorageNodeID != nil && volumeAlive(v.State) {
-			storageUsed[*v.StorageNodeID] += v.Size
-		}
 		if v.InstanceID != nil && *v.InstanceID == inst.ID && placeable(v, start) {
 			vols = append(vols, *v)
 		}
@@ -91,10 +86,14 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	if err != nil {
 		return nil, err
 	}
+	// Free space comes from the StorageUsage records plans charge (storage.go).
 	err = each(tx, proto.KindStorageNode, func(sn *proto.StorageNode, _ state.Meta) error {
+		free, err := storageFree(tx, sn)
+		if err != nil {
+			return err
+		}
 		w.StorageNodes = append(w.StorageNodes, proto.SchedStorageNode{
-			ID: sn.ID, NodeID: sn.NodeID, Online: nodeIsOnline(tx, sn.NodeID),
-			FreeBytes: sn.OfferingDiskSpaceMB<<20 - storageUsed[sn.ID],
+			ID: sn.ID, NodeID: sn.NodeID, Online: nodeIsOnline(tx, sn.NodeID), FreeBytes: free,
 		})
 		return nil
 	})

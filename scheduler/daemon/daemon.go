@@ -62,6 +62,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	}
 	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleInstance, agent.JobFunc(d.placer.ScheduleInstance))
 	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleStartInstance, agent.JobFunc(d.placer.ScheduleStartInstance))
+	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleVolume, agent.JobFunc(d.placer.ScheduleVolume))
 	return d, nil
 }
 

@@ -40,7 +40,7 @@ func (a *API) registerInstances() {
 	a.route("PUT /instances/{id}/poweroff", write, a.poweroffInstance)
 	a.route("PUT /instances/{id}/poweron", write, a.poweronInstance)
 	a.route("PUT /instances/{id}/backup", write, a.backupInstance)
-	// PUT /instances/{id}/move (live migration) arrives with the migration issue.
+	a.route("PUT /instances/{id}/move", write, a.moveInstance)
 	a.route("GET /instances/{instance_id}/volumes", read, a.listInstanceVolumes)
 	a.route("PUT /instances/{instance_id}/volumes/{vol_id}/backup", write, a.backupInstanceVolume)
 	a.route("GET /instances/{instance_id}/monitoring", read, a.listInstanceMonitoring)
@@ -495,6 +495,10 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 		now := a.now()
 		switch v.State {
 		case proto.InstanceTerminated, proto.InstanceScheduling:
+			return nil, invalidState(v)
+		case proto.InstanceMigrating:
+			// Upstream sent terminate, which the hva refuses in this state;
+			// the VM is on two hosts until the move ends: wait for it.
 			return nil, invalidState(v)
 		case proto.InstanceStopped:
 			err = finalizeInstance(tx, b, v, now)

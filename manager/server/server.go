@@ -21,6 +21,8 @@ import (
 	"github.com/vdc-project/vdc/manager/health"
 	"github.com/vdc-project/vdc/manager/jobs"
 	"github.com/vdc-project/vdc/manager/scheduling"
+	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // Config is a manager's configuration. The listeners are opened by the
@@ -76,7 +78,12 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
-		OnFail: scheduling.FailUnplaced,
+		OnFail: func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
+			if err := scheduling.FailUnplaced(tx, b, j, reason, now); err != nil {
+				return err
+			}
+			return collector.FailMigration(tx, b, j, reason, now)
+		},
 	})
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)

@@ -78,6 +78,7 @@ func TestMoveBetweenDummyHvas(t *testing.T) {
 
 	c.move(id, hn2)
 	doc := c.waitOn(id, hn2)
+	c.waitJobsIdle() // the source removes its leftovers after reporting running
 	if doc["status"] != "online" {
 		t.Fatalf("moved instance status %v", doc["status"])
 	}
@@ -94,7 +95,6 @@ func TestMoveBetweenDummyHvas(t *testing.T) {
 	if inst.MigratingTo != nil || inst.LastError != "" {
 		t.Fatalf("after the move: migrating_to %v, last_error %q", inst.MigratingTo, inst.LastError)
 	}
-	c.waitJobsIdle()
 	rvs := c.jobOf(id, proto.MigrationHandle(ip2), proto.VerbRunVolStore)
 	sm := c.jobOf(id, proto.MigrationHandle(ip1), proto.VerbStartMigration)
 	for _, j := range []map[string]any{rvs, sm} {
@@ -116,6 +116,7 @@ func TestMoveBetweenDummyHvas(t *testing.T) {
 	// And back.
 	c.move(id, hn1)
 	c.waitOn(id, hn1)
+	c.waitJobsIdle()
 	if c.domain(ip1, id) != "running" || c.domain(ip2, id) != "" {
 		t.Fatalf("domains after moving back: %q %q", c.domain(ip1, id), c.domain(ip2, id))
 	}
@@ -199,6 +200,7 @@ func TestMoveFailures(t *testing.T) {
 	c.hvas[ip1].hv.InjectError(dummy.OpMigrate, nil)
 	c.move(a, hostOf(ip4))
 	c.waitOn(a, hostOf(ip4))
+	c.waitJobsIdle()
 	c.wantUsage(hostOf(ip4), 2, a)
 	c.wantUsage(hn1, 0)
 }

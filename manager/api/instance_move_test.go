@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/vdc-project/vdc/manager/collector"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -106,4 +107,25 @@ func TestInstanceMove(t *testing.T) {
 	// hn-dest1 is full now (4 of 4 cores).
 	id3 := f.placed(proto.InstanceRunning)
 	f.rejects(400, "120", put("/instances/"+id3+"/move.json", "host_node_id", "hn-dest1"))
+}
+
+// TestCancelMoveJob: cancelling the move's job through the API (with the
+// server's job-end hook) ends the move: running on the source, the
+// destination's room given back, the destination told to clean up.
+func TestCancelMoveJob(t *testing.T) {
+	f := newInstEnv(t)
+	f.api.SetJobEndHook(collector.FailMigration)
+	f.addHost("hn-dest1", "hva.dest1", "kvm", "x86_64", "online", 4, 4096)
+	id := f.placed(proto.InstanceRunning)
+	f.put("/instances/"+id+"/move.json", url.Values{"host_node_id": {"hn-dest1"}}).ok()
+	j := f.wantJob(proto.MigrationHandle("hva.dest1"), proto.VerbRunVolStore, id, nil)
+	f.del("/jobs/" + j.ID + ".json").ok()
+	v := f.instance(id)
+	if v.State != proto.InstanceRunning || v.MigratingTo != nil || *v.HostNodeID != "hn-demo1" {
+		t.Fatalf("after the cancel: %s to %v on %v", v.State, v.MigratingTo, *v.HostNodeID)
+	}
+	if _, ok := f.usage("hn-dest1"); ok {
+		t.Fatal("the destination's reservation was kept")
+	}
+	f.wantJob(proto.HvaHandle("hva.dest1"), proto.VerbCleanup, id, map[string]any{"instance_id": id})
 }

@@ -546,8 +546,15 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 			// concurrently conflicts with the terminate.
 			v.UpdatedAt = now
 			b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
+			// The hva terminates only running or halted instances unless
+			// forced; upstream's delete of an instance still booting (pending,
+			// starting) or halting therefore failed at the agent and was lost.
+			// A delete in a transitional state forces it: the hva runs it
+			// after the job working on the instance (one at a time per
+			// instance), and a boot that comes after finds it terminated.
+			force := v.State != proto.InstanceRunning && v.State != proto.InstanceHalted
 			err = enqueueJob(b, now, proto.HvaHandle(h.NodeID), proto.VerbTerminate, v.ID,
-				proto.HvaTerminateRequest{InstanceID: v.ID})
+				proto.HvaTerminateRequest{InstanceID: v.ID, Force: force})
 		}
 		if err != nil {
 			return nil, err

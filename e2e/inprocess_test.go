@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,44 @@ type ipHva struct {
 	node  string
 	agent *agent.Agent
 	hv    *dummy.Driver
+	coll  *recordingCollector
+}
+
+// recordingCollector is the hva's collector client, recording the state
+// reports the managers accepted.
+type recordingCollector struct {
+	handlers.Collector
+	mu       sync.Mutex
+	accepted []proto.UpdateInstanceRequest
+}
+
+func (r *recordingCollector) UpdateInstance(ctx context.Context, req proto.UpdateInstanceRequest) error {
+	err := r.Collector.UpdateInstance(ctx, req)
+	if err == nil {
+		r.mu.Lock()
+		r.accepted = append(r.accepted, req)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// moves returns the accepted state reports about id as "from>to" ("" from
+// when the report named none).
+func (r *recordingCollector) moves(id string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, u := range r.accepted {
+		if u.InstanceID != id || u.State == nil {
+			continue
+		}
+		from := ""
+		if u.ExpectState != nil {
+			from = *u.ExpectState
+		}
+		out = append(out, from+">"+*u.State)
+	}
+	return out
 }
 
 // ipCluster is an in-process cluster; *cluster1 gives it the HTTP helpers.
@@ -128,7 +167,8 @@ func startIPHva(t *testing.T, o hvaOpts, join []string) *ipHva {
 	}
 	cc = collector.New(collector.Config{Members: a, RPC: a.Client(), Logger: logger,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	h, err := handlers.New(handlers.Config{NodeID: o.node, Hypervisor: hv, Collector: cc, Events: a, Logger: logger,
+	rc := &recordingCollector{Collector: cc}
+	h, err := handlers.New(handlers.Config{NodeID: o.node, Hypervisor: hv, Collector: rc, Events: a, Logger: logger,
 		MonitorInterval: 200 * time.Millisecond, SoftPoweroffTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +185,7 @@ func startIPHva(t *testing.T, o hvaOpts, join []string) *ipHva {
 	done := make(chan struct{})
 	go func() { defer close(done); h.RunMonitor(ctx) }()
 	t.Cleanup(func() { stop(); <-done; stopAgent(a) })
-	return &ipHva{node: o.node, agent: a, hv: hv}
+	return &ipHva{node: o.node, agent: a, hv: hv, coll: rc}
 }
 
 // seed registers the catalog (as newClusterWith does) and one host node

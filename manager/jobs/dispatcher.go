@@ -216,7 +216,13 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}
-		addr, node, err := ds.route(j.QueueName, avoid)
+		// The agent that has the job keeps it (a new leader learns which
+		// from the record).
+		prefer := lastNode
+		if prefer == "" && j.WorkerID != nil {
+			prefer = *j.WorkerID
+		}
+		addr, node, err := ds.route(j.QueueName, avoid, prefer)
 		if err != nil {
 			log.Debug("no agent for job yet", "endpoint", j.QueueName, "error", err)
 			ds.sleep(ctx, &backoff)
@@ -339,9 +345,12 @@ func (ds *Dispatcher) sleep(ctx context.Context, backoff *time.Duration) {
 
 // route finds the RPC address of an agent serving endpoint: "scheduler" goes
 // to any alive scheduler, "<base>.<node id>" to the member with that node id.
-// The agent at avoid (which just failed a delivery) is chosen only when
-// there is no other.
-func (ds *Dispatcher) route(endpoint, avoid string) (addr, node string, err error) {
+// The agent with node id prefer (the one the job was delivered to last)
+// keeps it while it is a candidate, so polling a running job does not hand
+// it to another scheduler that would run it again; the agent at address
+// avoid (which just failed a delivery) is chosen only when there is no
+// other.
+func (ds *Dispatcher) route(endpoint, avoid, prefer string) (addr, node string, err error) {
 	base := proto.EndpointBase(endpoint)
 	node = proto.EndpointNode(endpoint)
 	var candidates []Member
@@ -361,6 +370,13 @@ func (ds *Dispatcher) route(endpoint, avoid string) (addr, node string, err erro
 	}
 	if others := slices.DeleteFunc(slices.Clone(candidates), func(m Member) bool { return m.Tags[proto.TagRPC] == avoid }); len(others) > 0 {
 		candidates = others
+	}
+	if prefer != "" {
+		for _, m := range candidates {
+			if m.Tags[proto.TagNodeID] == prefer && m.Tags[proto.TagRPC] != avoid {
+				return m.Tags[proto.TagRPC], prefer, nil
+			}
+		}
 	}
 	m := candidates[rand.IntN(len(candidates))]
 	return m.Tags[proto.TagRPC], m.Tags[proto.TagNodeID], nil

@@ -103,3 +103,60 @@ func TestFrozenAgentIsGivenUp(t *testing.T) {
 		t.Fatalf("the live scheduler ran the job %d times", n)
 	}
 }
+
+// TestRunningJobStaysWithItsAgent: polling a running scheduler job
+// (redelivering it every Wait) keeps it with the scheduler that has it, so
+// the other scheduler never runs it too; the record names one hand-off.
+func TestRunningJobStaysWithItsAgent(t *testing.T) {
+	f := newFixture(t) // Wait 200ms: a 1.5 s job is polled several times
+	var runs atomic.Int32
+	release := make(chan struct{})
+	for _, node := range []string{"scheduler.a", "scheduler.b"} {
+		a, err := agent.New(agent.Config{
+			NodeID: node, Role: proto.RoleScheduler, SerfAddr: "127.0.0.1:0", RPCAddr: "127.0.0.1:0",
+			Join: []string{f.srv.SerfAddr()}, FastGossip: true, Logger: logging.NewTest(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleInstance, agent.JobFunc(
+			func(ctx context.Context, _ proto.ScheduleInstanceRequest) (proto.ScheduleInstanceResponse, error) {
+				runs.Add(1)
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return proto.ScheduleInstanceResponse{}, nil
+			}))
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.Shutdown(ctx)
+		})
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if !f.ds.alive("scheduler.a") || !f.ds.alive("scheduler.b") {
+			return fmt.Errorf("the manager does not see both schedulers")
+		}
+		return nil
+	})
+	id := f.enqueue(proto.EndpointScheduler, proto.VerbScheduleInstance, proto.ScheduleInstanceRequest{InstanceID: "i-sticky"}, 0)
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if runs.Load() == 0 {
+			return fmt.Errorf("job not started")
+		}
+		return nil
+	})
+	// Ten polls' worth of time (Wait is 200ms) in which the job could flip to
+	// the other scheduler (as TestJobRunsOnceWhenAgentComesLate waits for a
+	// job that must not end).
+	time.Sleep(2 * time.Second)
+	close(release)
+	j := f.waitFinished(id)
+	if n := runs.Load(); n != 1 || j.RetryCount != 1 {
+		t.Fatalf("job ran %d times, %d hand-offs; want 1 and 1", n, j.RetryCount)
+	}
+}

@@ -204,3 +204,49 @@ func TestMoveFailures(t *testing.T) {
 	c.wantUsage(hostOf(ip4), 2, a)
 	c.wantUsage(hn1, 0)
 }
+
+// TestMoveBetweenHvaProcesses moves an instance between two hva processes
+// (the commands as shipped: the dummy's migration stream crosses processes
+// on loopback).
+func TestMoveBetweenHvaProcesses(t *testing.T) {
+	c := newCluster(t)
+	hva2 := c.start("hva2", "hva", "-node-id", "hva.e2e2", "-serf", port(t), "-rpc", port(t), "-join", c.serf,
+		"-fast-gossip", "-hypervisor", "dummy", "-cpu-cores", "8", "-memory-mb", "8192",
+		"-monitor-interval", "500ms", "-log-level", "info")
+	c.must("POST", "/host_nodes.json", url.Values{"uuid": {"hn-e2e2"}, "node_id": {"hva.e2e2"}, "arch": {"x86_64"},
+		"hypervisor": {"dummy"}, "offering_cpu_cores": {"8"}, "offering_memory_size": {"8192"},
+		"offering_disk_space_mb": {"100000"}}, "")
+	c.waitHost("hn-e2e2", "online")
+	form := createForm(2, 512)
+	form.Set("host_node_id", "hn-e2e1")
+	id := c.must("POST", "/instances.json", form, account).(map[string]any)["id"].(string)
+	c.waitState(id, "running")
+	c.must("PUT", "/instances/"+id+"/move.json", url.Values{"host_node_id": {"hn-e2e2"}}, account)
+	testutil.WaitFor(t, 60*time.Second, func() error {
+		doc := c.instance(id)
+		if doc["state"] != "running" || doc["host_node"] != "hn-e2e2" {
+			return fmt.Errorf("instance is %v on %v", doc["state"], doc["host_node"])
+		}
+		return nil
+	})
+	c.waitJobsIdle()
+	for _, j := range c.jobs() {
+		if j["resource_id"] == id && j["finish_status"] != "success" {
+			t.Errorf("job %v on %v: %v %v", j["id"], j["queue_name"], j["finish_status"], j["finish_message"])
+		}
+	}
+	// The source sent the VM and the destination received it (their logs);
+	// the instance keeps working on its new host.
+	if n := len(logLines(t, c.hva, `msg="domain migrated"`, id)); n != 1 {
+		t.Fatalf("source logged %d migrations of %s", n, id)
+	}
+	if n := len(logLines(t, hva2, `msg="incoming domain waits for the migration"`, id)); n != 1 {
+		t.Fatalf("destination logged %d incoming domains of %s", n, id)
+	}
+	c.must("PUT", "/instances/"+id+"/poweroff.json", url.Values{}, account)
+	c.waitState(id, "halted")
+	c.must("PUT", "/instances/"+id+"/poweron.json", url.Values{}, account)
+	if doc := c.waitState(id, "running"); doc["host_node"] != "hn-e2e2" {
+		t.Fatalf("powered on on %v", doc["host_node"])
+	}
+}

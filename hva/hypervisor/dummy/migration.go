@@ -107,35 +107,39 @@ func (d *Driver) serveIncoming(w *waiter) {
 }
 
 // receive reads one migration stream and answers "ok" once the domain runs
-// here, or the reason it does not.
+// here, or the reason it does not (written after the driver's lock is let
+// go: a slow peer must not hold the driver).
 func (d *Driver) receive(w *waiter, conn net.Conn) bool {
 	_ = conn.SetDeadline(time.Now().Add(streamTimeout))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
 		return false
 	}
+	answer, done := d.take(w, line)
+	_, _ = conn.Write([]byte(answer + "\n"))
+	return done
+}
+
+// take lets the waiting domain run if line is its stream; it returns the
+// answer for the source and whether the wait is over.
+func (d *Driver) take(w *waiter, line string) (string, bool) {
 	var msg migrationMsg
-	reply := func(s string) { _, _ = conn.Write([]byte(s + "\n")) }
 	if err := json.Unmarshal([]byte(line), &msg); err != nil {
-		reply("error: bad migration stream")
-		return false
+		return "error: bad migration stream", false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dom := d.domains[w.id]
 	switch {
 	case d.incoming[w.id] != w || dom == nil || dom.state != hypervisor.Paused:
-		reply("error: domain " + w.id + " no longer waits for a migration")
-		return true
+		return "error: domain " + w.id + " no longer waits for a migration", true
 	case msg.ID != w.id || msg.CPUCores != dom.spec.CPUCores || msg.MemoryMB != dom.spec.MemoryMB:
-		reply(fmt.Sprintf("error: stream of domain %s (%d cores, %d MiB) does not fit domain %s (%d cores, %d MiB)",
-			msg.ID, msg.CPUCores, msg.MemoryMB, w.id, dom.spec.CPUCores, dom.spec.MemoryMB))
-		return false
+		return fmt.Sprintf("error: stream of domain %s (%d cores, %d MiB) does not fit domain %s (%d cores, %d MiB)",
+			msg.ID, msg.CPUCores, msg.MemoryMB, w.id, dom.spec.CPUCores, dom.spec.MemoryMB), false
 	}
 	d.endIncomingLocked(w.id)
 	dom.setState(hypervisor.Running)
-	reply("ok")
-	return true
+	return "ok", true
 }
 
 // MigrateOut implements hypervisor.Migrator.

@@ -29,6 +29,7 @@ const (
 	VerbGetNetfilterVnic                  = "get_netfilter_vnic"
 	VerbGetNetfilterSecurityGroup         = "get_netfilter_security_group"
 	VerbSwitchInstanceHostNode            = "switch_instance_host_node"
+	VerbAbortMigration                    = "abort_migration"
 	VerbGetExternalMonitorTargetHostNodes = "get_external_monitor_target_host_nodes"
 
 	// sta-collector (also VerbUpdateImage, VerbGetInstance,
@@ -74,6 +75,9 @@ type InstanceView struct {
 	HaEnabled    bool            `json:"ha_enabled"`
 	Metadata     json.RawMessage `json:"metadata,omitempty"` // extra metadata-drive items
 	TerminatedAt *time.Time      `json:"terminated_at"`
+
+	// MigrationDest is the host the instance moves to while it is migrating.
+	MigrationDest *HostNode `json:"migration_dest,omitempty"`
 }
 
 // VifView is a vif with its address and network resolved.
@@ -154,9 +158,17 @@ type GetInstanceResponse = InstanceView
 // UpdateInstanceRequest changes an instance; nil fields stay. State
 // terminated runs finalize_instance. Timestamps (terminated_at, …) are
 // stamped by the leader from the transition.
+//
+// ExpectState, when set with State, is the state the agent read and acts
+// from (starting for starting → running): the leader refuses the update
+// with InvalidInstanceState when the instance is in neither ExpectState nor
+// State, so a report based on a stale read (the user terminated or moved
+// the instance meanwhile) does not overwrite the newer state. Already being
+// in State counts as done (a retried call). Older agents leave it unset.
 type UpdateInstanceRequest struct {
 	InstanceID              string     `json:"instance_id"`
 	State                   *string    `json:"state,omitempty"`
+	ExpectState             *string    `json:"expect_state,omitempty"`
 	Status                  *string    `json:"status,omitempty"`
 	ClearHostNode           bool       `json:"clear_host_node,omitempty"` // stop: host_node_id = nil
 	EncryptedPassword       *string    `json:"encrypted_password,omitempty"`
@@ -273,7 +285,9 @@ type GetNetfilterSecurityGroupRequest struct {
 // GetNetfilterSecurityGroupResponse is the group.
 type GetNetfilterSecurityGroupResponse = NetfilterSecurityGroup
 
-// SwitchInstanceHostNodeRequest moves an instance to another host (migration).
+// SwitchInstanceHostNodeRequest moves a migrating instance's record to the
+// destination host once its VM runs there: host_node_id, and its share of
+// the source host's usage to the destination's (idempotent).
 type SwitchInstanceHostNodeRequest struct {
 	InstanceID string `json:"instance_id"`
 	DestNodeID string `json:"dest_node_id"` // hva node id
@@ -281,6 +295,18 @@ type SwitchInstanceHostNodeRequest struct {
 
 // SwitchInstanceHostNodeResponse is empty.
 type SwitchInstanceHostNodeResponse struct{}
+
+// AbortMigrationRequest ends a failed migration: the instance goes back to
+// running on its source host, the destination's reservation is released and
+// the destination is told to remove what it prepared (hva-handle cleanup).
+// An instance that is not migrating is left alone (idempotent).
+type AbortMigrationRequest struct {
+	InstanceID string `json:"instance_id"`
+	Reason     string `json:"reason"`
+}
+
+// AbortMigrationResponse is empty.
+type AbortMigrationResponse struct{}
 
 // GetExternalMonitorTargetHostNodesRequest has no fields.
 type GetExternalMonitorTargetHostNodesRequest struct{}

@@ -55,6 +55,10 @@ type Instance struct {
 	// LastError says why the instance ended where it is when a job failed
 	// (no host fits, the hypervisor refused, …); empty otherwise.
 	LastError string `json:"last_error,omitempty"`
+	// MigratingTo is the destination host node while the instance is
+	// migrating (PUT /instances/:id/move); its capacity is reserved in that
+	// host's HostUsage until the move ends one way or the other.
+	MigratingTo *string `json:"migrating_to,omitempty"`
 }
 
 func (r *Instance) OwnerID() string         { return r.AccountID }

@@ -196,3 +196,28 @@ func (c *Client) InstanceMonitorData(ctx context.Context, nodeID string) ([]prot
 func (c *Client) JobFinished(ctx context.Context, nodeID string, res proto.JobResult) error {
 	return c.Call(ctx, proto.EndpointJobCollector, proto.VerbJobFinished, proto.JobFinishedRequest{NodeID: nodeID, Result: res}, nil)
 }
+
+// SwitchInstanceHostNode moves a migrating instance's record to the
+// destination node once its VM runs there (idempotent).
+func (c *Client) SwitchInstanceHostNode(ctx context.Context, id, destNodeID string) error {
+	return c.Call(ctx, proto.EndpointHvaCollector, proto.VerbSwitchInstanceHostNode,
+		proto.SwitchInstanceHostNodeRequest{InstanceID: id, DestNodeID: destNodeID}, nil)
+}
+
+// AbortMigration puts a migrating instance back to running on its source
+// (idempotent).
+func (c *Client) AbortMigration(ctx context.Context, id, reason string) error {
+	return c.Call(ctx, proto.EndpointHvaCollector, proto.VerbAbortMigration,
+		proto.AbortMigrationRequest{InstanceID: id, Reason: reason}, nil)
+}
+
+// SubmitJob enqueues a follow-up job of the running job req.ParentID; the
+// same (parent, key) always gets the same job, so a retried call or a re-run
+// parent does not submit twice.
+func (c *Client) SubmitJob(ctx context.Context, req proto.SubmitJobRequest) (string, error) {
+	var resp proto.SubmitJobResponse
+	if err := c.Call(ctx, proto.EndpointJobCollector, proto.VerbSubmitJob, req, &resp); err != nil {
+		return "", err
+	}
+	return resp.JobID, nil
+}

@@ -46,6 +46,10 @@ type Collector interface {
 	UpdateInstance(ctx context.Context, req proto.UpdateInstanceRequest) error
 	InstanceMonitorData(ctx context.Context, nodeID string) ([]proto.InstanceMonitorEntry, error)
 	UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error
+	// Live migration (migration.go).
+	SwitchInstanceHostNode(ctx context.Context, id, destNodeID string) error
+	AbortMigration(ctx context.Context, id, reason string) error
+	SubmitJob(ctx context.Context, req proto.SubmitJobRequest) (string, error)
 }
 
 // LocalStore keeps an instance's files on this host: its local volumes (the
@@ -159,6 +163,7 @@ type Verb struct {
 func (h *Handlers) Verbs() []Verb {
 	hva := proto.HvaHandle(h.cfg.NodeID)
 	ls := proto.LocalStoreHandle(h.cfg.NodeID)
+	mig := proto.MigrationHandle(h.cfg.NodeID)
 	return []Verb{
 		{ls, proto.VerbRunLocalStore, agent.JobFunc(h.localStoreRunLocalStore)},
 		{ls, proto.VerbDeleteVolume, agent.JobFunc(h.localStoreDeleteVolume)},
@@ -173,6 +178,8 @@ func (h *Handlers) Verbs() []Verb {
 		{hva, proto.VerbPoweron, agent.JobFunc(h.poweron)},
 		{hva, proto.VerbAttachNic, agent.JobFunc(h.attachNic)},
 		{hva, proto.VerbDetachNic, agent.JobFunc(h.detachNic)},
+		{mig, proto.VerbRunVolStore, agent.JobFunc(h.migrationRunVolStore)},
+		{mig, proto.VerbStartMigration, agent.JobFunc(h.startMigration)},
 	}
 }
 
@@ -187,9 +194,21 @@ func (h *Handlers) Register(r Registrar) {
 
 // update sends update_instance with the given state and status ("" = unchanged).
 func (h *Handlers) update(ctx context.Context, id, state, status string) error {
+	return h.transition(ctx, id, "", state, status)
+}
+
+// transition sends update_instance moving the instance from state from
+// (what the handler read and acted on) to state to, with status ("" =
+// unchanged). The managers refuse it when the instance left from
+// meanwhile (proto.UpdateInstanceRequest.ExpectState), so a report based on
+// a stale read fails the job instead of overwriting a newer state.
+func (h *Handlers) transition(ctx context.Context, id, from, state, status string) error {
 	req := proto.UpdateInstanceRequest{InstanceID: id}
 	if state != "" {
 		req.State = &state
+		if from != "" && from != state {
+			req.ExpectState = &from
+		}
 	}
 	if status != "" {
 		req.Status = &status

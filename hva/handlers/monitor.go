@@ -44,7 +44,8 @@ func (h *Handlers) RunMonitor(ctx context.Context) {
 //     never finished) → the domain removed and the instance terminated
 //     (the source forced this at once, ignoring its own wait setting);
 //   - a domain whose instance the managers have terminated, stopped, placed
-//     elsewhere or never heard of → removed (what a failed teardown left),
+//     elsewhere (and is not migrating here) or never heard of → removed
+//     (what a failed teardown or a failed migration left),
 //     once two passes in a row found it so: a manager answering from a
 //     replica a moment behind must not get a fresh VM killed.
 //
@@ -145,13 +146,13 @@ func (h *Handlers) repair(ctx context.Context, id string) error {
 			return h.update(ctx, id, "", proto.StatusOnline)
 		}
 		h.logger.WarnContext(ctx, "instance's domain died; marking it halted", "instance_id", id, "domain", domain)
-		if err := h.update(ctx, id, proto.InstanceHalted, proto.StatusOffline); err != nil {
+		if err := h.transition(ctx, id, proto.InstanceRunning, proto.InstanceHalted, proto.StatusOffline); err != nil {
 			return err
 		}
 		h.publish(ctx, id, proto.EventFaultInstance)
 	case proto.InstanceHalting:
 		h.logger.InfoContext(ctx, "halting instance's domain is off; marking it halted", "instance_id", id, "domain", domain)
-		if err := h.update(ctx, id, proto.InstanceHalted, proto.StatusOffline); err != nil {
+		if err := h.transition(ctx, id, proto.InstanceHalting, proto.InstanceHalted, proto.StatusOffline); err != nil {
 			return err
 		}
 		h.publish(ctx, id, proto.EventInstanceTurnedOff)
@@ -182,6 +183,8 @@ func (h *Handlers) checkOrphan(ctx context.Context, id string, confirm bool) (su
 		return false, annotate(err, "get instance "+id)
 	case v.State == proto.InstanceTerminated || v.State == proto.InstanceStopped:
 		why = "the instance is " + v.State
+	case v.State == proto.InstanceMigrating && v.MigrationDest != nil && v.MigrationDest.NodeID == h.cfg.NodeID:
+		return false, nil // it is coming here: the domain waits for its migration
 	case v.HostNode != nil && v.HostNode.NodeID != h.cfg.NodeID:
 		why = "the instance is placed on " + v.HostNode.NodeID
 	default:

@@ -71,7 +71,7 @@ func (h *Handlers) boot(ctx context.Context, id, verb string) error {
 			h.logger.InfoContext(ctx, "instance already running", "instance_id", id)
 			return nil
 		case proto.InstancePending:
-			if err := h.update(ctx, id, proto.InstanceStarting, ""); err != nil {
+			if err := h.transition(ctx, id, proto.InstancePending, proto.InstanceStarting, ""); err != nil {
 				return err
 			}
 		case proto.InstanceStarting:
@@ -87,7 +87,7 @@ func (h *Handlers) boot(ctx context.Context, id, verb string) error {
 			}
 			return h.failBoot(ctx, v, err)
 		}
-		if err := h.update(ctx, id, proto.InstanceRunning, proto.StatusOnline); err != nil {
+		if err := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceRunning, proto.StatusOnline); err != nil {
 			return err
 		}
 		h.publish(ctx, id, proto.EventInstanceStarted)
@@ -127,14 +127,14 @@ func (h *Handlers) terminate(ctx context.Context, req proto.HvaTerminateRequest)
 		case proto.InstanceShuttingDown:
 			// A redelivery: carry on.
 		case proto.InstanceRunning, proto.InstanceHalted:
-			if err := h.update(ctx, id, proto.InstanceShuttingDown, ""); err != nil {
+			if err := h.transition(ctx, id, v.State, proto.InstanceShuttingDown, ""); err != nil {
 				return err
 			}
 		default:
 			if !req.Force {
 				return wrongState(v, "terminate", proto.InstanceRunning, proto.InstanceHalted)
 			}
-			if err := h.update(ctx, id, proto.InstanceShuttingDown, ""); err != nil {
+			if err := h.transition(ctx, id, v.State, proto.InstanceShuttingDown, ""); err != nil {
 				return err
 			}
 		}
@@ -172,7 +172,7 @@ func (h *Handlers) stop(ctx context.Context, req proto.HvaStopRequest) (proto.Hv
 			return h.remove(ctx, v, false)
 		case proto.InstanceStopping:
 		case proto.InstanceRunning:
-			if err := h.update(ctx, id, proto.InstanceStopping, ""); err != nil {
+			if err := h.transition(ctx, id, proto.InstanceRunning, proto.InstanceStopping, ""); err != nil {
 				return err
 			}
 		default:
@@ -182,9 +182,9 @@ func (h *Handlers) stop(ctx context.Context, req proto.HvaStopRequest) (proto.Hv
 		if tdErr != nil && ctx.Err() != nil {
 			return tdErr
 		}
-		st, status := proto.InstanceStopped, proto.StatusOffline
+		st, status, from := proto.InstanceStopped, proto.StatusOffline, proto.InstanceStopping
 		if err := h.coll.UpdateInstance(ctx, proto.UpdateInstanceRequest{
-			InstanceID: id, State: &st, Status: &status, ClearHostNode: true,
+			InstanceID: id, State: &st, ExpectState: &from, Status: &status, ClearHostNode: true,
 		}); err != nil {
 			return annotate(err, "update instance "+id+" to stopped")
 		}
@@ -220,6 +220,11 @@ func (h *Handlers) cleanup(ctx context.Context, req proto.HvaCleanupRequest) (pr
 	case v.State != proto.InstanceTerminated && v.HostNode != nil && v.HostNode.NodeID == h.cfg.NodeID:
 		return proto.HvaCleanupResponse{}, errs.New(errs.InvalidInstanceState,
 			"instance %s is %s on this node; cleanup only removes what is left after it moved", id, v.State)
+	case v.State == proto.InstanceMigrating && v.MigrationDest != nil && v.MigrationDest.NodeID == h.cfg.NodeID:
+		// The cleanup of a failed migration to this node, overtaken by a
+		// new migration here that now owns the domain.
+		h.logger.InfoContext(ctx, "cleanup: the instance migrates to this node again; keeping its domain", "instance_id", id)
+		return proto.HvaCleanupResponse{}, nil
 	}
 	if v == nil || err != nil {
 		v = &proto.InstanceView{ID: id}
@@ -285,7 +290,7 @@ func (h *Handlers) halt(ctx context.Context, v *proto.InstanceView, verb string,
 		return h.powerOff(ctx, id)
 	case proto.InstanceHalting:
 	case proto.InstanceRunning:
-		if err := h.update(ctx, id, proto.InstanceHalting, ""); err != nil {
+		if err := h.transition(ctx, id, proto.InstanceRunning, proto.InstanceHalting, ""); err != nil {
 			return err
 		}
 	default:
@@ -294,7 +299,7 @@ func (h *Handlers) halt(ctx context.Context, v *proto.InstanceView, verb string,
 	if err := off(); err != nil {
 		return err
 	}
-	if err := h.update(ctx, id, proto.InstanceHalted, proto.StatusOffline); err != nil {
+	if err := h.transition(ctx, id, proto.InstanceHalting, proto.InstanceHalted, proto.StatusOffline); err != nil {
 		return err
 	}
 	h.publish(ctx, id, proto.EventInstanceTurnedOff)
@@ -313,7 +318,7 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 			h.logger.InfoContext(ctx, "instance already running", "instance_id", id)
 			return nil
 		case proto.InstanceHalted:
-			if err := h.update(ctx, id, proto.InstanceStarting, ""); err != nil {
+			if err := h.transition(ctx, id, proto.InstanceHalted, proto.InstanceStarting, ""); err != nil {
 				return err
 			}
 		case proto.InstanceStarting:
@@ -324,14 +329,14 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 			if ctx.Err() != nil {
 				return err
 			}
-			if uerr := h.update(ctx, id, proto.InstanceHalted, proto.StatusOffline); uerr != nil {
+			if uerr := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceHalted, proto.StatusOffline); uerr != nil {
 				return &errs.Error{Kind: errs.KindOf(err), Err: err, Msg: fmt.Sprintf(
 					"power on instance %s failed, and marking it halted failed too (%v)", id, uerr)}
 			}
 			h.publish(ctx, id, proto.EventInstanceTurnedOff)
 			return &errs.Error{Kind: errs.KindOf(err), Err: err, Msg: "power on instance " + id + " failed; it is halted"}
 		}
-		if err := h.update(ctx, id, proto.InstanceRunning, proto.StatusOnline); err != nil {
+		if err := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceRunning, proto.StatusOnline); err != nil {
 			return err
 		}
 		h.publish(ctx, id, proto.EventInstanceTurnedOn)

@@ -31,11 +31,12 @@ func TestRegisterServesEveryInstanceVerb(t *testing.T) {
 		got = append(got, k)
 	}
 	slices.Sort(got)
-	hva, ls := proto.HvaHandle(node)+"/", proto.LocalStoreHandle(node)+"/"
+	hva, ls, mig := proto.HvaHandle(node)+"/", proto.LocalStoreHandle(node)+"/", proto.MigrationHandle(node)+"/"
 	want := []string{
 		hva + "attach_nic", hva + "cleanup", hva + "detach_nic", hva + "poweroff", hva + "poweron",
 		hva + "reboot", hva + "run_local_store", hva + "run_vol_store", hva + "soft_poweroff",
 		hva + "stop", hva + "terminate", ls + "delete_volume", ls + "run_local_store",
+		mig + "run_vol_store", mig + "start_migration",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("registered %v, want %v", got, want)

@@ -97,6 +97,17 @@ type API struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 	proxy  *forwarder
+	// onJobEnd: see SetJobEndHook.
+	onJobEnd func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error
+}
+
+// SetJobEndHook sets what DELETE /jobs/:id adds to the txn that cancels an
+// agent job, so that its resource does not wait forever for it (the
+// dispatcher's jobs.Deps.OnFail: an instance still scheduling is
+// terminated, one still migrating runs on its source again). Call it
+// before serving.
+func (a *API) SetJobEndHook(fn func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error) {
+	a.onJobEnd = fn
 }
 
 // New builds the API over a backend.

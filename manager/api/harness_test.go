@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,11 +9,13 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // testAccount is the account most tests call as (mussel's demo account).
@@ -25,16 +28,42 @@ type env struct {
 	srv *cluster.Server
 	api *API
 	ts  *httptest.Server
+	// events records what the API publishes.
+	events *eventRecorder
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := cluster.TestServer(t, nil)
-	a := New(DefaultConfig(), srv, logging.NewTest(t))
+	rec := &eventRecorder{Backend: srv}
+	a := New(DefaultConfig(), rec, logging.NewTest(t))
 	ts := httptest.NewServer(a)
 	t.Cleanup(ts.Close)
 	srv.SetAPIAddr(strings.TrimPrefix(ts.URL, "http://"))
-	return &env{t: t, srv: srv, api: a, ts: ts}
+	return &env{t: t, srv: srv, api: a, ts: ts, events: rec}
+}
+
+// eventRecorder is the cluster backend, recording the events published.
+type eventRecorder struct {
+	Backend
+	mu   sync.Mutex
+	list []proto.Event
+}
+
+func (r *eventRecorder) Publish(ctx context.Context, ev proto.Event) error {
+	r.mu.Lock()
+	r.list = append(r.list, ev)
+	r.mu.Unlock()
+	return r.Backend.Publish(ctx, ev)
+}
+
+// take returns the events published since the last take.
+func (r *eventRecorder) take() []proto.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.list
+	r.list = nil
+	return out
 }
 
 type resp struct {

@@ -134,6 +134,16 @@ func TestInstanceDelete(t *testing.T) {
 	wantEq(t, "delete", f.del("/instances/"+run+".yml").ok().body, []byte("---\n- "+run+"\n"))
 	f.wantJob(hva1, proto.VerbTerminate, run, map[string]any{"instance_id": run, "force": false})
 	wantEq(t, "state", f.instance(run).State, proto.InstanceRunning)
+	// Halted too; an instance still booting or halting is terminated by
+	// force (the hva refuses those states otherwise).
+	for _, c := range []struct {
+		state string
+		force bool
+	}{{proto.InstanceHalted, false}, {proto.InstancePending, true}, {proto.InstanceStarting, true}, {proto.InstanceHalting, true}} {
+		id := f.placed(c.state)
+		f.del("/instances/" + id + ".json").ok()
+		f.wantJob(hva1, proto.VerbTerminate, id, map[string]any{"instance_id": id, "force": c.force})
+	}
 
 	// A stopped instance ends at once and releases everything.
 	st := f.placed(proto.InstanceStopped, "hostname", "gone",

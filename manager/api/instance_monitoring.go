@@ -19,8 +19,8 @@ import (
 // instance record's `monitoring` field with the shape of instMonitoring, so
 // it changes under the instance's ModifyIndex like every other field.
 //
-// The event instance.monitoring.refreshed({instance_id[, monitor_id]}) that
-// every change published goes here with the events issue.
+// Every change publishes instance.monitoring.refreshed [instance_id] after
+// commit ([instance_id, monitor_id] for a deleted item, as upstream).
 
 // instMonitoring is the stored shape of Instance.Monitoring.
 type instMonitoring struct {
@@ -224,9 +224,11 @@ func (a *API) showInstanceMonitoring(_ context.Context, req *Request) (any, erro
 }
 
 // changeMonitoring rewrites the instance's monitoring with change, which
-// returns the response.
-func (a *API) changeMonitoring(ctx context.Context, req *Request, change func(v *proto.Instance, m *instMonitoring) (any, error)) (any, error) {
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+// returns the response, and publishes instance.monitoring.refreshed with the
+// instance's id followed by extra.
+func (a *API) changeMonitoring(ctx context.Context, req *Request, change func(v *proto.Instance, m *instMonitoring) (any, error), extra ...string) (any, error) {
+	var id string
+	out, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		v, vm, err := getInstance(tx, req, "instance_id")
 		if err != nil {
 			return nil, err
@@ -239,8 +241,14 @@ func (a *API) changeMonitoring(ctx context.Context, req *Request, change func(v 
 		v.Monitoring = m.store()
 		v.UpdatedAt = a.now()
 		b.Update(proto.KindInstance, v.ID, vm.ModifyIndex, v)
+		id = v.ID
 		return func(*state.Tx) (any, error) { return out, nil }, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	a.publish(ctx, proto.Event{Name: proto.EventInstanceMonitorRefresh, Args: append([]string{id}, extra...)})
+	return out, nil
 }
 
 func (a *API) createInstanceMonitoring(ctx context.Context, req *Request) (any, error) {
@@ -294,5 +302,5 @@ func (a *API) deleteInstanceMonitoring(ctx context.Context, req *Request) (any, 
 		}
 		m.Items = append(m.Items[:i:i], m.Items[i+1:]...)
 		return []any{id}, nil
-	})
+	}, req.ID("monitor_id"))
 }

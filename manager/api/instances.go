@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -40,7 +41,7 @@ func (a *API) registerInstances() {
 	a.route("PUT /instances/{id}/poweroff", write, a.poweroffInstance)
 	a.route("PUT /instances/{id}/poweron", write, a.poweronInstance)
 	a.route("PUT /instances/{id}/backup", write, a.backupInstance)
-	// PUT /instances/{id}/move (live migration) arrives with the migration issue.
+	a.route("PUT /instances/{id}/move", write, a.moveInstance)
 	a.route("GET /instances/{instance_id}/volumes", read, a.listInstanceVolumes)
 	a.route("PUT /instances/{instance_id}/volumes/{vol_id}/backup", write, a.backupInstanceVolume)
 	a.route("GET /instances/{instance_id}/monitoring", read, a.listInstanceMonitoring)
@@ -321,9 +322,15 @@ func (a *API) deleteInstancePassword(ctx context.Context, req *Request) (any, er
 // updateInstance: PUT /instances/:id — display_name, ssh_key_id,
 // security_groups (replaces the vifs' groups of the instance's service
 // type), monitoring (enabled and mail_address; items have their own routes).
+//
+// After commit it publishes the security-group events of every vif whose
+// groups changed (groupEvents) and, when the monitoring changed and the
+// instance is past init, instance.monitoring.refreshed [instance].
 func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	out, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+		evs = nil
 		v, m, err := getInstance(tx, req, "id")
 		if err != nil {
 			return nil, err
@@ -345,18 +352,20 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 			}
 		}
 		if p.Has("security_groups") {
-			if err := a.replaceInstanceGroups(tx, b, req, v, now); err != nil {
+			if evs, err = a.replaceInstanceGroups(tx, b, req, v, now); err != nil {
 				return nil, err
 			}
 		}
 		if mp, ok := p.Map("monitoring"); ok {
 			mon := instanceMonitoring(v)
+			before := mon.store()
 			if err := mon.setFromParams(mp, false); err != nil {
 				return nil, err
 			}
 			v.Monitoring = mon.store()
-			// Event instance.monitoring.refreshed({instance_id}) when the
-			// instance is past init goes here with the events issue.
+			if v.State != proto.InstanceInit && !reflect.DeepEqual(before, v.Monitoring) {
+				evs = append(evs, proto.Event{Name: proto.EventInstanceMonitorRefresh, Args: []string{v.ID}})
+			}
 		} else if p.Has("monitoring") {
 			return nil, errs.New(errs.InvalidParameter, "monitoring")
 		}
@@ -364,17 +373,23 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 		b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
 		return renderInstance(v.ID), nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	a.publish(ctx, evs...)
+	return out, nil
 }
 
 // replaceInstanceGroups sets the `security_groups` parameter on every vif of
 // the instance: groups of the instance's service type are replaced, others
-// kept.
-func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request, inst *proto.Instance, now time.Time) error {
+// kept. It returns the events of the changes.
+func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request, inst *proto.Instance, now time.Time) ([]proto.Event, error) {
 	want, err := securityGroupsParam(tx, newOpSet(b), req, req.Params.Get("security_groups"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
+	var evs []proto.Event
+	err = tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(e, &vif); err != nil {
 			return err
@@ -396,13 +411,27 @@ func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request
 		if slices.Equal(groups, vif.SecurityGroups) {
 			return nil
 		}
+		var joined, left []string
+		for _, sg := range groups {
+			if !slices.Contains(vif.SecurityGroups, sg) {
+				joined = append(joined, sg)
+			}
+		}
+		for _, sg := range vif.SecurityGroups {
+			if !slices.Contains(groups, sg) {
+				left = append(left, sg)
+			}
+		}
+		ev, err := groupEvents(tx, vif.ID, joined, left)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, ev...)
 		vif.SecurityGroups, vif.UpdatedAt = groups, now
-		// Events <sg>/vnic_left, <vif>/left_group, <sg>/vnic_joined,
-		// <vif>/joined_group and the referencer events go here with the
-		// events issue.
 		b.Update(proto.KindNetworkVif, vif.ID, e.ModifyIndex, &vif)
 		return nil
 	})
+	return evs, err
 }
 
 // --- delete and finalize ---
@@ -496,6 +525,10 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 		switch v.State {
 		case proto.InstanceTerminated, proto.InstanceScheduling:
 			return nil, invalidState(v)
+		case proto.InstanceMigrating:
+			// Upstream sent terminate, which the hva refuses in this state;
+			// the VM is on two hosts until the move ends: wait for it.
+			return nil, invalidState(v)
 		case proto.InstanceStopped:
 			err = finalizeInstance(tx, b, v, now)
 		default:
@@ -513,8 +546,15 @@ func (a *API) deleteInstance(ctx context.Context, req *Request) (any, error) {
 			// concurrently conflicts with the terminate.
 			v.UpdatedAt = now
 			b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
+			// The hva terminates only running or halted instances unless
+			// forced; upstream's delete of an instance still booting (pending,
+			// starting) or halting therefore failed at the agent and was lost.
+			// A delete in a transitional state forces it: the hva runs it
+			// after the job working on the instance (one at a time per
+			// instance), and a boot that comes after finds it terminated.
+			force := v.State != proto.InstanceRunning && v.State != proto.InstanceHalted
 			err = enqueueJob(b, now, proto.HvaHandle(h.NodeID), proto.VerbTerminate, v.ID,
-				proto.HvaTerminateRequest{InstanceID: v.ID})
+				proto.HvaTerminateRequest{InstanceID: v.ID, Force: force})
 		}
 		if err != nil {
 			return nil, err

@@ -536,6 +536,9 @@ func destroyVif(tx *state.Tx, o *opSet, vif *proto.NetworkVif, m state.Meta, now
 			o.del(proto.KindUniqueName, id, e.ModifyIndex)
 		}
 	}
+	if err := deleteVifMonitors(tx, o, vif.ID); err != nil {
+		return err
+	}
 	o.del(proto.KindNetworkVif, vif.ID, m.ModifyIndex)
 	return nil
 }

@@ -94,7 +94,13 @@ func (a *API) cancelJob(ctx context.Context, req *Request) (any, error) {
 			return nil, errs.New(errs.InvalidParameter, "job %s is already finished", v.ID)
 		}
 		// The dispatcher sees the queue entry go and tells the agent to stop.
-		jobs.Finish(b, *v, m.ModifyIndex, a.now(), jobs.FinishCancel, "cancelled through the API", nil)
+		const reason = "cancelled through the API"
+		if a.onJobEnd != nil && tx.Exists(proto.KindJobQueue, v.ID) {
+			if err := a.onJobEnd(tx, b, *v, reason, a.now()); err != nil {
+				return nil, err
+			}
+		}
+		jobs.Finish(b, *v, m.ModifyIndex, a.now(), jobs.FinishCancel, reason, nil)
 		return func(*state.Tx) (any, error) { return []any{v.ID}, nil }, nil
 	})
 }

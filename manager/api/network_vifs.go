@@ -13,7 +13,7 @@ import (
 
 // Network vifs (spec §2.9): security group membership and external IPs
 // (NAT routes from an IP handle's address to the vif's address). The
-// monitor routes (§2.9 items 5–9) belong to the instances issue.
+// monitor routes (§2.9 items 5–9) are in network_vif_monitors.go.
 
 func (a *API) registerNetworkVifs() {
 	a.route("GET /network_vifs", read, a.listNetworkVifs)
@@ -68,6 +68,10 @@ func vifDoc(tx *state.Tx, v *proto.NetworkVif, _ state.Meta) (*format.Map, error
 	if sgs == nil {
 		sgs = []string{}
 	}
+	monitors, err := vifMonitorDocs(tx, v.ID)
+	if err != nil {
+		return nil, err
+	}
 	return format.NewMap(10).
 		Set("id", v.ID).
 		Set("uuid", v.ID).
@@ -77,8 +81,7 @@ func vifDoc(tx *state.Tx, v *proto.NetworkVif, _ state.Meta) (*format.Map, error
 		Set("instance_id", strOrNil(v.InstanceID)).
 		Set("security_groups", sgs).
 		Set("mac_addr", macColon(v.MacAddr)).
-		// Monitors arrive with the instances issue.
-		Set("network_monitors", []any{}).
+		Set("network_monitors", monitors).
 		Set("ip_leases", leases), nil
 }
 

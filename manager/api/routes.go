@@ -15,6 +15,7 @@ func (a *API) routes() {
 	a.registerIPPools()
 	a.registerJobs()
 	a.registerNetworkVifs()
+	a.registerNetworkVifMonitors()
 	a.registerNetworks()
 	a.registerSecurityGroups()
 	a.registerSshKeyPairs()

@@ -56,6 +56,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	s.registerSta(srv) // sta.go
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(s.jobFinished))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobProgress, rpc.Func(s.jobProgress))
+	s.registerMigration(srv)
 }
 
 func (s *Service) write(ctx context.Context, plan func(tx *state.Tx, b *state.Builder) error) error {
@@ -114,6 +115,10 @@ func (s *Service) updateInstance(ctx context.Context, req proto.UpdateInstanceRe
 		}
 		if inst.State == proto.InstanceTerminated {
 			return errs.New(errs.InvalidInstanceState, "%s is terminated", inst.ID)
+		}
+		if req.State != nil && req.ExpectState != nil && inst.State != *req.ExpectState && inst.State != *req.State {
+			return errs.New(errs.InvalidInstanceState, "%s: stale report: expected %s -> %s, but the instance is %s",
+				inst.ID, *req.ExpectState, *req.State, inst.State)
 		}
 		if req.State != nil && *req.State != inst.State {
 			from, ok := instanceTransitions[*req.State]

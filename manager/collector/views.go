@@ -48,6 +48,12 @@ func InstanceView(tx *state.Tx, id string) (proto.InstanceView, error) {
 			v.HostNode = &h
 		}
 	}
+	if inst.MigratingTo != nil {
+		var h proto.HostNode
+		if _, err := tx.Get(proto.KindHostNode, *inst.MigratingTo, &h); err == nil {
+			v.MigrationDest = &h
+		}
+	}
 	if inst.SshKeyPairID != nil {
 		var k proto.SshKeyPair
 		if _, err := tx.Get(proto.KindSshKeyPair, *inst.SshKeyPairID, &k); err == nil {

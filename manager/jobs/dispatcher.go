@@ -3,9 +3,11 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +44,19 @@ type Deps struct {
 	// Wait is how long one delivery waits for the job to end before the
 	// dispatcher redelivers (which is how it polls a running job).
 	Wait time.Duration
+	// Grace is how much longer than Wait a delivery may take to answer
+	// before it is abandoned as lost (network, a slow agent).
+	Grace time.Duration
+	// ProbeInterval and ProbeTimeout watch the agent while a delivery waits
+	// for it: every ProbeInterval the dispatcher asks the agent for the
+	// job's status, and a probe the agent does not answer within
+	// ProbeTimeout, or the agent leaving serf's alive members, abandons the
+	// delivery at once. A frozen agent (SIGSTOP: its sockets accept but
+	// nothing answers) is thus given up within about ProbeInterval +
+	// ProbeTimeout instead of Wait + Grace, and the job goes to another
+	// agent of its endpoint if there is one, else to the same one again
+	// once it answers.
+	ProbeInterval, ProbeTimeout time.Duration
 	// Tick is how often the leader rescans the queue (applies wake it too).
 	Tick time.Duration
 	// MaxBackoff caps the delay between deliveries to an unreachable agent.
@@ -69,6 +84,15 @@ type Dispatcher struct {
 func NewDispatcher(d Deps) *Dispatcher {
 	if d.Wait <= 0 {
 		d.Wait = 10 * time.Second
+	}
+	if d.Grace <= 0 {
+		d.Grace = 5 * time.Second
+	}
+	if d.ProbeInterval <= 0 {
+		d.ProbeInterval = 3 * time.Second
+	}
+	if d.ProbeTimeout <= 0 {
+		d.ProbeTimeout = 3 * time.Second
 	}
 	if d.Tick <= 0 {
 		d.Tick = 500 * time.Millisecond
@@ -174,7 +198,7 @@ func (ds *Dispatcher) load(id string) (proto.Job, state.Meta, bool) {
 func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 	log := ds.d.Logger.With("job_id", id)
 	backoff := 100 * time.Millisecond
-	var lastAddr, lastNode string
+	var lastAddr, lastNode, avoid string
 	for attempt := 1; ctx.Err() == nil && ds.d.Cluster.IsLeader(); attempt++ {
 		j, _, ok := ds.load(id)
 		if !ok {
@@ -192,14 +216,20 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}
-		addr, node, err := ds.route(j.QueueName)
+		// The agent that has the job keeps it (a new leader learns which
+		// from the record).
+		prefer := lastNode
+		if prefer == "" && j.WorkerID != nil {
+			prefer = *j.WorkerID
+		}
+		addr, node, err := ds.route(j.QueueName, avoid, prefer)
 		if err != nil {
 			log.Debug("no agent for job yet", "endpoint", j.QueueName, "error", err)
 			ds.sleep(ctx, &backoff)
 			continue
 		}
-		if j.State == StatePending {
-			ds.markRunning(ctx, id, node)
+		if j.State == StatePending || j.WorkerID == nil || *j.WorkerID != node {
+			ds.handOff(ctx, id, node)
 		}
 		env := proto.JobEnvelope{
 			ID: j.ID, Endpoint: j.QueueName, Verb: j.Verb, ResourceID: j.ResourceID, Attempt: attempt,
@@ -211,10 +241,8 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 		if j.Deadline != nil {
 			env.Deadline = *j.Deadline
 		}
-		dctx, cancel := context.WithTimeout(ctx, ds.d.Wait+10*time.Second)
-		res, err := agent.DeliverJob(dctx, ds.d.Client, addr, env, ds.d.Wait)
-		cancel()
-		lastAddr, lastNode = addr, node
+		res, err := ds.deliverOnce(ctx, addr, node, env)
+		lastAddr, lastNode, avoid = addr, node, ""
 		switch {
 		case err == nil && res.Status.Final():
 			ds.finishResult(ctx, id, res)
@@ -223,6 +251,8 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			backoff = 100 * time.Millisecond // still running: redeliver to poll
 		case rpc.IsRetryable(err) || errs.Is(err, errs.NoLeader):
 			log.Debug("agent unreachable; will retry", "addr", addr, "error", err)
+			// Another agent of the endpoint, if any, gets the next delivery.
+			avoid = addr
 			ds.sleep(ctx, &backoff)
 		default:
 			// The agent refused the job itself (unknown verb, bad arguments):
@@ -231,6 +261,73 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			return
 		}
 	}
+}
+
+// errAgentGone is the cause of a delivery the watcher abandoned.
+var errAgentGone = errors.New("agent stopped answering")
+
+// deliverOnce hands env to the agent at addr and waits for its answer
+// (Wait, plus Grace), while a watcher checks that the agent is still there
+// (see Deps.ProbeInterval): when it is not, the delivery is abandoned with
+// an errs.Unavailable error, which the caller retries.
+func (ds *Dispatcher) deliverOnce(ctx context.Context, addr, node string, env proto.JobEnvelope) (proto.JobResult, error) {
+	dctx, abandon := context.WithCancelCause(ctx)
+	defer abandon(nil)
+	wctx, stopWatch := context.WithCancel(dctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if why := ds.watch(wctx, addr, node, env.ID); why != "" {
+			abandon(fmt.Errorf("%w: %s", errAgentGone, why))
+		}
+	}()
+	rctx, cancel := context.WithTimeout(dctx, ds.d.Wait+ds.d.Grace)
+	res, err := agent.DeliverJob(rctx, ds.d.Client, addr, env, ds.d.Wait)
+	cancel()
+	stopWatch()
+	<-watched
+	if cause := context.Cause(dctx); err != nil && errors.Is(cause, errAgentGone) {
+		ds.d.Logger.Info("delivery abandoned", "job_id", env.ID, "node_id", node, "addr", addr, "reason", cause)
+		return res, errs.Wrap(errs.Unavailable, cause, "deliver job "+env.ID+" to "+node)
+	}
+	return res, err
+}
+
+// watch returns why the agent node at addr is to be given up ("" when ctx
+// ended first): it left serf's alive members, or it did not answer a probe.
+func (ds *Dispatcher) watch(ctx context.Context, addr, node, jobID string) string {
+	t := time.NewTicker(ds.d.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-t.C:
+		}
+		if !ds.alive(node) {
+			return "it is no longer an alive member"
+		}
+		pctx, cancel := context.WithTimeout(ctx, ds.d.ProbeTimeout)
+		_, err := agent.JobStatus(pctx, ds.d.Client, addr, node, jobID)
+		cancel()
+		if ctx.Err() != nil {
+			return ""
+		}
+		// Any answer, an error included, shows the agent is there.
+		if err != nil && rpc.IsRetryable(err) {
+			return "no answer to a status probe within " + ds.d.ProbeTimeout.String() + ": " + err.Error()
+		}
+	}
+}
+
+// alive reports whether a member with node id node is alive.
+func (ds *Dispatcher) alive(node string) bool {
+	for _, m := range ds.d.Members() {
+		if m.Tags[proto.TagNodeID] == node && m.Status == "alive" {
+			return true
+		}
+	}
+	return false
 }
 
 func (ds *Dispatcher) sleep(ctx context.Context, backoff *time.Duration) {
@@ -248,7 +345,12 @@ func (ds *Dispatcher) sleep(ctx context.Context, backoff *time.Duration) {
 
 // route finds the RPC address of an agent serving endpoint: "scheduler" goes
 // to any alive scheduler, "<base>.<node id>" to the member with that node id.
-func (ds *Dispatcher) route(endpoint string) (addr, node string, err error) {
+// The agent with node id prefer (the one the job was delivered to last)
+// keeps it while it is a candidate, so polling a running job does not hand
+// it to another scheduler that would run it again; the agent at address
+// avoid (which just failed a delivery) is chosen only when there is no
+// other.
+func (ds *Dispatcher) route(endpoint, avoid, prefer string) (addr, node string, err error) {
 	base := proto.EndpointBase(endpoint)
 	node = proto.EndpointNode(endpoint)
 	var candidates []Member
@@ -266,19 +368,37 @@ func (ds *Dispatcher) route(endpoint string) (addr, node string, err error) {
 	if len(candidates) == 0 {
 		return "", "", errs.New(errs.Unavailable, "no alive agent serves %s", endpoint)
 	}
+	if others := slices.DeleteFunc(slices.Clone(candidates), func(m Member) bool { return m.Tags[proto.TagRPC] == avoid }); len(others) > 0 {
+		candidates = others
+	}
+	if prefer != "" {
+		for _, m := range candidates {
+			if m.Tags[proto.TagNodeID] == prefer && m.Tags[proto.TagRPC] != avoid {
+				return m.Tags[proto.TagRPC], prefer, nil
+			}
+		}
+	}
 	m := candidates[rand.IntN(len(candidates))]
 	return m.Tags[proto.TagRPC], m.Tags[proto.TagNodeID], nil
 }
 
-func (ds *Dispatcher) markRunning(ctx context.Context, id, node string) {
+// handOff records that the job goes to agent node: the job is running,
+// worker_id names the agent it was handed to last, and retry_count counts
+// the hand-offs (1 for a job one agent ran; each redelivery to another
+// agent, after the first one failed or froze, adds one).
+func (ds *Dispatcher) handOff(ctx context.Context, id, node string) {
 	_ = ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
 		var j proto.Job
 		m, err := tx.Get(proto.KindJob, id, &j)
-		if err != nil || j.State != StatePending || !tx.Exists(proto.KindJobQueue, id) {
+		if err != nil || !tx.Exists(proto.KindJobQueue, id) ||
+			(j.State == StateRunning && j.WorkerID != nil && *j.WorkerID == node) {
 			return nil
 		}
 		now := ds.d.Now()
-		j.State, j.WorkerID, j.StartedAt, j.UpdatedAt = StateRunning, &node, &now, now
+		if j.StartedAt == nil {
+			j.StartedAt = &now
+		}
+		j.State, j.WorkerID, j.UpdatedAt = StateRunning, &node, now
 		j.RetryCount++
 		b.Update(proto.KindJob, id, m.ModifyIndex, j)
 		return nil

@@ -28,10 +28,15 @@ func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
 
 func newFixtureWith(t *testing.T, onFail func(*state.Tx, *state.Builder, proto.Job, string, time.Time) error) *fixture {
 	t.Helper()
+	return newFixtureDeps(t, func(d *Deps) { d.OnFail = onFail })
+}
+
+func newFixtureDeps(t *testing.T, mod func(*Deps)) *fixture {
+	t.Helper()
 	srv := cluster.TestServer(t, nil)
 	client := rpc.NewClient(rpc.ClientConfig{})
 	t.Cleanup(client.Close)
-	ds := NewDispatcher(Deps{
+	deps := Deps{
 		Cluster: srv,
 		Members: func() []Member { return Members(srv.Members()) },
 		Client:  client,
@@ -40,8 +45,11 @@ func newFixtureWith(t *testing.T, onFail func(*state.Tx, *state.Builder, proto.J
 		Tick:    50 * time.Millisecond,
 		// Short backoff so that a late agent is found quickly.
 		MaxBackoff: 200 * time.Millisecond,
-		OnFail:     onFail,
-	})
+	}
+	if mod != nil {
+		mod(&deps)
+	}
+	ds := NewDispatcher(deps)
 	srv.FSM().OnApply(func(uint64) { ds.Wake() })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -17,8 +17,12 @@ import (
 // instance is counted (the host already cleared by a stop), by a scan of the
 // usages. The usage is updated guarded by its ModifyIndex, so a concurrent
 // placement on the same host makes the caller's plan run again; b must not
-// touch the HostUsage otherwise.
+// touch the HostUsage otherwise. A migrating instance's reservation on its
+// destination is released too.
 func Release(tx *state.Tx, b *state.Builder, inst *proto.Instance) error {
+	if err := ReleaseReservation(tx, b, inst); err != nil {
+		return err
+	}
 	var (
 		u     proto.HostUsage
 		m     state.Meta
@@ -33,6 +37,9 @@ func Release(tx *state.Tx, b *state.Builder, inst *proto.Instance) error {
 	}
 	if !found {
 		err := each(tx, proto.KindHostUsage, func(hu *proto.HostUsage, meta state.Meta) error {
+			if inst.MigratingTo != nil && hu.ID == *inst.MigratingTo {
+				return nil // released above
+			}
 			if slices.Contains(hu.Instances, inst.ID) {
 				u, m, found = *hu, meta, true
 				return state.ErrStop

@@ -21,6 +21,8 @@ import (
 	"github.com/vdc-project/vdc/manager/health"
 	"github.com/vdc-project/vdc/manager/jobs"
 	"github.com/vdc-project/vdc/manager/scheduling"
+	"github.com/vdc-project/vdc/manager/state"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // Config is a manager's configuration. The listeners are opened by the
@@ -74,14 +76,24 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 
 	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
+	// A job that ends without success (failed or timed out by the
+	// dispatcher, cancelled through the API) takes its resource out of the
+	// state that waited for it, in the same txn.
+	onFail := func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
+		if err := scheduling.FailUnplaced(tx, b, j, reason, now); err != nil {
+			return err
+		}
+		return collector.FailMigration(tx, b, j, reason, now)
+	}
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
-		OnFail: scheduling.FailUnplaced,
+		OnFail: onFail,
 	})
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
 
 	m.API = api.New(cfg.API, srv, logger)
+	m.API.SetJobEndHook(onFail)
 	m.http = &http.Server{Handler: m.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
 	m.wg.Add(4)

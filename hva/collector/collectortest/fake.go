@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +26,8 @@ type Fake struct {
 	updates       []proto.UpdateInstanceRequest
 	volumeUpdates []proto.UpdateVolumeRequest
 	results       []proto.JobFinishedRequest
+	submitted     []proto.SubmitJobRequest
+	aborts        []proto.AbortMigrationRequest
 	inject        map[string]error // verb -> error
 	changed       chan struct{}
 }
@@ -147,6 +150,11 @@ func (f *Fake) UpdateInstance(ctx context.Context, req proto.UpdateInstanceReque
 	if !ok {
 		return errs.New(errs.UnknownInstance, "UnknownInstanceID %s", req.InstanceID)
 	}
+	if req.State != nil && req.ExpectState != nil && v.State != *req.ExpectState && v.State != *req.State &&
+		*req.State != proto.InstanceTerminated {
+		return errs.New(errs.InvalidInstanceState, "%s: stale report: expected %s -> %s, but the instance is %s",
+			v.ID, *req.ExpectState, *req.State, v.State)
+	}
 	f.updates = append(f.updates, req)
 	now := f.now().UTC()
 	if req.State != nil {
@@ -227,6 +235,83 @@ func (f *Fake) JobFinished(ctx context.Context, nodeID string, res proto.JobResu
 	return nil
 }
 
+// SwitchInstanceHostNode implements hva-collector switch_instance_host_node:
+// a migrating instance's host becomes its migration destination.
+func (f *Fake) SwitchInstanceHostNode(ctx context.Context, id, destNodeID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.begin(ctx, proto.VerbSwitchInstanceHostNode); err != nil {
+		return err
+	}
+	v, ok := f.instances[id]
+	if !ok {
+		return errs.New(errs.UnknownInstance, "UnknownInstanceID %s", id)
+	}
+	if v.HostNode != nil && v.HostNode.NodeID == destNodeID && v.MigrationDest == nil {
+		return nil
+	}
+	if v.State != proto.InstanceMigrating || v.MigrationDest == nil || v.MigrationDest.NodeID != destNodeID {
+		return errs.New(errs.InvalidInstanceState, "instance %s is %s, not migrating to %s", id, v.State, destNodeID)
+	}
+	v.HostNode, v.MigrationDest = v.MigrationDest, nil
+	v.UpdatedAt = f.now().UTC()
+	f.notifyLocked()
+	return nil
+}
+
+// AbortMigration implements hva-collector abort_migration: a migrating
+// instance is running on its source again.
+func (f *Fake) AbortMigration(ctx context.Context, id, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.begin(ctx, proto.VerbAbortMigration); err != nil {
+		return err
+	}
+	v, ok := f.instances[id]
+	if !ok {
+		return errs.New(errs.UnknownInstance, "UnknownInstanceID %s", id)
+	}
+	f.aborts = append(f.aborts, proto.AbortMigrationRequest{InstanceID: id, Reason: reason})
+	if v.State == proto.InstanceMigrating {
+		v.State, v.MigrationDest = proto.InstanceRunning, nil
+		v.UpdatedAt = f.now().UTC()
+	}
+	f.notifyLocked()
+	return nil
+}
+
+// Aborts returns the abort_migration calls received.
+func (f *Fake) Aborts() []proto.AbortMigrationRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.aborts)
+}
+
+// SubmitJob implements job-collector submit_job: the request is recorded
+// (once per parent and key) and named "job-sub<n>".
+func (f *Fake) SubmitJob(ctx context.Context, req proto.SubmitJobRequest) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.begin(ctx, proto.VerbSubmitJob); err != nil {
+		return "", err
+	}
+	for i, s := range f.submitted {
+		if s.ParentID == req.ParentID && s.Key == req.Key {
+			return "job-sub" + strconv.Itoa(i+1), nil
+		}
+	}
+	f.submitted = append(f.submitted, req)
+	f.notifyLocked()
+	return "job-sub" + strconv.Itoa(len(f.submitted)), nil
+}
+
+// Submitted returns the jobs submitted, in order.
+func (f *Fake) Submitted() []proto.SubmitJobRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.submitted)
+}
+
 // Register serves the fake's verbs on s, as a manager would.
 func (f *Fake) Register(s *rpc.Server) {
 	s.Register(proto.EndpointHvaCollector, proto.VerbGetInstance, rpc.Func(
@@ -249,6 +334,19 @@ func (f *Fake) Register(s *rpc.Server) {
 	s.Register(proto.EndpointStaCollector, proto.VerbUpdateVolume, rpc.Func(
 		func(ctx context.Context, req proto.UpdateVolumeRequest) (proto.UpdateVolumeResponse, error) {
 			return proto.UpdateVolumeResponse{}, f.UpdateVolume(ctx, req)
+		}))
+	s.Register(proto.EndpointHvaCollector, proto.VerbSwitchInstanceHostNode, rpc.Func(
+		func(ctx context.Context, req proto.SwitchInstanceHostNodeRequest) (proto.SwitchInstanceHostNodeResponse, error) {
+			return proto.SwitchInstanceHostNodeResponse{}, f.SwitchInstanceHostNode(ctx, req.InstanceID, req.DestNodeID)
+		}))
+	s.Register(proto.EndpointHvaCollector, proto.VerbAbortMigration, rpc.Func(
+		func(ctx context.Context, req proto.AbortMigrationRequest) (proto.AbortMigrationResponse, error) {
+			return proto.AbortMigrationResponse{}, f.AbortMigration(ctx, req.InstanceID, req.Reason)
+		}))
+	s.Register(proto.EndpointJobCollector, proto.VerbSubmitJob, rpc.Func(
+		func(ctx context.Context, req proto.SubmitJobRequest) (proto.SubmitJobResponse, error) {
+			id, err := f.SubmitJob(ctx, req)
+			return proto.SubmitJobResponse{JobID: id}, err
 		}))
 	s.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(
 		func(ctx context.Context, req proto.JobFinishedRequest) (proto.JobFinishedResponse, error) {

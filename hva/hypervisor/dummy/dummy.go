@@ -30,6 +30,8 @@ const (
 	OpGet      Op = "get"
 	OpList     Op = "list"
 	OpCapacity Op = "capacity"
+	OpIncoming Op = "incoming"
+	OpMigrate  Op = "migrate"
 )
 
 // Config is the simulated host.
@@ -39,6 +41,9 @@ type Config struct {
 	// ShutdownDelay is how long a guest takes to act on an ACPI power-down:
 	// 0 = at once, negative = never (a guest that ignores ACPI).
 	ShutdownDelay time.Duration
+	// MigrationHost is the address incoming migrations listen on
+	// (default 127.0.0.1: the dummies of one machine).
+	MigrationHost string
 }
 
 // DefaultConfig is a small host whose guests shut down in half a second.
@@ -71,6 +76,8 @@ type Driver struct {
 	domains map[string]*domain
 	inject  map[Op]error
 	calls   []Call
+	// incoming are the domains waiting for a migration stream (migration.go).
+	incoming map[string]*waiter
 }
 
 type domain struct {
@@ -90,7 +97,10 @@ func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Driver{cfg: cfg, domains: map[string]*domain{}, inject: map[Op]error{}}, nil
+	if cfg.MigrationHost == "" {
+		cfg.MigrationHost = "127.0.0.1"
+	}
+	return &Driver{cfg: cfg, domains: map[string]*domain{}, inject: map[Op]error{}, incoming: map[string]*waiter{}}, nil
 }
 
 var _ hypervisor.Hypervisor = (*Driver)(nil)
@@ -131,6 +141,7 @@ func (d *Driver) Kill(id string) error {
 	if dom == nil {
 		return hypervisor.NotFound(id)
 	}
+	d.endIncomingLocked(id)
 	dom.setState(hypervisor.Shutoff)
 	return nil
 }
@@ -231,6 +242,10 @@ func (d *Driver) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if d.incoming[id] != nil {
+		// QEMU refuses to run an -incoming guest before its state arrived.
+		return hypervisor.WrongState(id, dom.state, "start a domain waiting for its migration")
+	}
 	switch dom.state {
 	case hypervisor.Shutoff:
 		dom.boots++
@@ -254,6 +269,7 @@ func (d *Driver) Stop(ctx context.Context, id string, force bool) error {
 		return nil
 	}
 	if force {
+		d.endIncomingLocked(id)
 		dom.setState(hypervisor.Shutoff)
 		d.mu.Unlock()
 		return nil
@@ -340,6 +356,7 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 	if dom.state.Alive() {
 		return hypervisor.WrongState(id, dom.state, "undefine")
 	}
+	d.endIncomingLocked(id)
 	delete(d.domains, id)
 	dom.setState(hypervisor.Shutoff) // wakes waiters
 	return nil

@@ -25,7 +25,6 @@ import (
 func (s *Service) registerMigration(srv *rpc.Server) {
 	srv.Register(proto.EndpointHvaCollector, proto.VerbSwitchInstanceHostNode, rpc.Func(s.switchInstanceHostNode))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbAbortMigration, rpc.Func(s.abortMigration))
-	srv.Register(proto.EndpointJobCollector, proto.VerbSubmitJob, rpc.Func(s.submitJob))
 }
 
 // switchInstanceHostNode makes the destination the instance's host, moving
@@ -122,52 +121,6 @@ func FailMigration(tx *state.Tx, b *state.Builder, j proto.Job, reason string, n
 		return nil
 	}
 	return AbortMigration(tx, b, id, j.QueueName+"."+j.Verb+" did not succeed: "+reason, now)
-}
-
-// submitClaimScope prefixes the unique_names claims that dedupe submit_job
-// by (parent job, key): "jobsubmit/<parent>/<key>" owned by the job made.
-const submitClaimScope = "jobsubmit/"
-
-// submitJob enqueues a follow-up job an agent asks for while it runs a job
-// (the destination of a migration submits start_migration to the source).
-// A parent re-run (redelivered after an agent restart) submitting the same
-// key gets the job made the first time.
-func (s *Service) submitJob(ctx context.Context, req proto.SubmitJobRequest) (proto.SubmitJobResponse, error) {
-	if req.ParentID == "" || req.Key == "" {
-		return proto.SubmitJobResponse{}, errs.New(errs.InvalidParameter, "submit_job needs a parent job id and a key")
-	}
-	if _, ok := proto.LookupJobVerb(req.Endpoint, req.Verb); !ok || proto.EndpointNode(req.Endpoint) == "" &&
-		req.Endpoint != proto.EndpointScheduler {
-		return proto.SubmitJobResponse{}, errs.New(errs.InvalidParameter, "no job verb %s on endpoint %s", req.Verb, req.Endpoint)
-	}
-	var out proto.SubmitJobResponse
-	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
-		claim := submitClaimScope + req.ParentID + "/" + req.Key
-		var c proto.UniqueName
-		if _, err := tx.Get(proto.KindUniqueName, claim, &c); err == nil {
-			out.JobID = c.Owner
-			return nil
-		} else if !errs.Is(err, errs.NotFound) {
-			return err
-		}
-		if !tx.Exists(proto.KindJob, req.ParentID) {
-			return errs.New(errs.InvalidParameter, "parent job %s does not exist", req.ParentID)
-		}
-		var args any
-		if len(req.Args) > 0 {
-			args = req.Args
-		}
-		j, err := jobs.New(s.d.Now(), req.Endpoint, req.Verb, req.ResourceID, args)
-		if err != nil {
-			return errs.Wrap(errs.InvalidParameter, err, "submit_job arguments")
-		}
-		j.ParentID = &req.ParentID
-		jobs.Enqueue(b, j)
-		b.Create(proto.KindUniqueName, claim, proto.UniqueName{ID: claim, Owner: j.ID})
-		out.JobID = j.ID
-		return nil
-	})
-	return out, err
 }
 
 func deref(p *string) string {

@@ -97,7 +97,6 @@ func (f *fixture) jobsOf(endpoint string) []proto.Job {
 	return out
 }
 
-func ptr[T any](v T) *T { return &v }
 
 // migrating seeds hosts hn-src (hva.src) and hn-dst (hva.dst, 4 cores, 4 GiB)
 // and an instance of 2 cores / 1 GiB / 10 MiB of local disk on hn-src,
@@ -258,7 +257,7 @@ func TestFailMigrationHook(t *testing.T) {
 	}
 }
 
-func TestSubmitJob(t *testing.T) {
+func TestSubmitJobStartMigration(t *testing.T) {
 	f := newFixture(t)
 	parent, err := jobs.New(time.Now(), proto.MigrationHandle("hva.dst"), proto.VerbRunVolStore, "i-sub1",
 		proto.MigrationRunVolStoreRequest{InstanceID: "i-sub1"})

@@ -15,7 +15,8 @@ const submitClaimScope = "submit_job/"
 
 // submitJob is job-collector submit_job: a running job asks for a
 // follow-up job (sta create_volume_and_run_instance → hva-handle
-// wait_volumes_available; the source's jobs submitted from inside a job).
+// wait_volumes_available; a migration's destination → the source's
+// start_migration; the source's jobs submitted from inside a job).
 // The job is made durable like any other; the (parent, key) pair is claimed
 // in the same txn, so a re-run parent gets the job it submitted before
 // instead of a second one.
@@ -36,6 +37,8 @@ func (s *Service) submitJob(ctx context.Context, req proto.SubmitJobRequest) (pr
 		if _, err := tx.Get(proto.KindUniqueName, claim, &c); err == nil {
 			out.JobID = c.Owner
 			return nil
+		} else if !errs.Is(err, errs.NotFound) {
+			return err
 		}
 		if !tx.Exists(proto.KindJob, req.ParentID) {
 			return errs.New(errs.InvalidParameter, "unknown parent job %s", req.ParentID)

@@ -97,7 +97,6 @@ func (f *fixture) jobsOf(endpoint string) []proto.Job {
 	return out
 }
 
-
 // migrating seeds hosts hn-src (hva.src) and hn-dst (hva.dst, 4 cores, 4 GiB)
 // and an instance of 2 cores / 1 GiB / 10 MiB of local disk on hn-src,
 // migrating to hn-dst with its room reserved there, as the API leaves it.

@@ -31,7 +31,8 @@ const (
 	VerbSwitchInstanceHostNode            = "switch_instance_host_node"
 	VerbGetExternalMonitorTargetHostNodes = "get_external_monitor_target_host_nodes"
 
-	// sta-collector
+	// sta-collector (also VerbUpdateImage, VerbGetInstance,
+	// VerbUpdateInstance: see the sta-collector section below)
 	VerbGetVolume              = "get_volume"
 	VerbGetAvailableVolumes    = "get_available_volumes"
 	VerbGetBackupObject        = "get_backup_object"
@@ -97,12 +98,16 @@ const (
 // VolumeDevice is where a volume's data lives: a path on the host for local
 // volumes, an iSCSI target for shared ones.
 type VolumeDevice struct {
-	Path          string `json:"path,omitempty"`
+	Path          string `json:"path,omitempty"` // local: the file; iSCSI: the sta's backing file or device
 	MountLabel    string `json:"mount_label,omitempty"`
 	IQN           string `json:"iqn,omitempty"`
 	LUN           int    `json:"lun,omitempty"`
 	StorageNodeID string `json:"storage_node_id,omitempty"` // sn-… of an iSCSI volume
 	StorageIP     string `json:"storage_ip,omitempty"`      // portal address
+	// Format is what the LUN holds: "" or "raw" for a plain disk, "qcow2"
+	// when the sta keeps volumes as qcow2 images (the initiator, QEMU,
+	// opens the LUN with that format).
+	Format string `json:"format,omitempty"`
 }
 
 // VolumeView is a volume with its device and source backup object.
@@ -287,6 +292,31 @@ type GetExternalMonitorTargetHostNodesResponse struct {
 }
 
 // ---- sta-collector ----
+//
+// What the sta (sta/collector) calls, all on endpoint sta-collector unless
+// said otherwise; every call may be repeated (a retried RPC, a redelivered
+// job), so each must be idempotent:
+//
+//	get_volume                 GetVolumeRequest → VolumeView
+//	get_available_volumes      GetAvailableVolumesRequest → GetAvailableVolumesResponse
+//	get_backup_object          GetBackupObjectRequest → BackupObjectView
+//	get_image                  GetImageRequest → ImageView
+//	update_volume              UpdateVolumeRequest → {}
+//	update_backup_object       UpdateBackupObjectRequest → {}
+//	update_image               UpdateImageRequest → {}   (the source's sta
+//	                           called sta-collector.update_image, which did
+//	                           not exist; it is served here)
+//	post_process_backup_image  PostProcessBackupImageRequest → {}
+//	hva-collector get_instance / update_instance (create_volume_and_run_instance)
+//	job-collector submit_job   (create_volume_and_run_instance → hva-handle
+//	                           wait_volumes_available), job_finished
+//
+// Documents: a volume (VolumeView) carries its device (the manager's
+// placement sets volume_device.storage_node_id), its storage node, and its
+// source backup object with backup_storage and uri. A backup object
+// (BackupObjectView) carries its backup_storage and uri = base_uri +
+// object_key. Deleted volumes, backup objects and images stay readable
+// (state deleted) so that a redelivered job sees they are gone.
 
 // GetVolumeRequest reads one volume (UnknownVolume if absent).
 type GetVolumeRequest struct {
@@ -296,17 +326,20 @@ type GetVolumeRequest struct {
 // GetVolumeResponse is the volume.
 type GetVolumeResponse = VolumeView
 
-// GetAvailableVolumesRequest lists a storage node's on-disk volumes.
+// GetAvailableVolumesRequest lists a storage node's exported volumes: the
+// sta re-exports them when it starts (tgtd keeps no configuration).
 type GetAvailableVolumesRequest struct {
 	NodeID string `json:"node_id"` // sta node id
 }
 
-// GetAvailableVolumesResponse lists volumes in available/attaching/attached/detaching.
+// GetAvailableVolumesResponse lists the volumes of the storage node whose
+// node_id is the request's, in state available, attaching, attached or
+// detaching, each with its volume_device (iqn, lun, path).
 type GetAvailableVolumesResponse struct {
 	Volumes []VolumeView `json:"volumes"`
 }
 
-// GetBackupObjectRequest reads one backup object.
+// GetBackupObjectRequest reads one backup object (UnknownBackupObject if absent).
 type GetBackupObjectRequest struct {
 	BackupObjectID string `json:"backup_object_id"`
 }
@@ -314,7 +347,7 @@ type GetBackupObjectRequest struct {
 // GetBackupObjectResponse is the backup object.
 type GetBackupObjectResponse = BackupObjectView
 
-// GetImageRequest reads one image.
+// GetImageRequest reads one image (UnknownImage if absent).
 type GetImageRequest struct {
 	ImageID string `json:"image_id"`
 }
@@ -324,39 +357,60 @@ type GetImageResponse = ImageView
 
 // UpdateVolumeRequest changes a volume; nil fields stay. Timestamps
 // (attached_at, detached_at, deleted_at) are stamped by the leader from the
-// transition; state deleted runs the delete hooks.
+// transition; state deleted runs the delete hooks. A volume in deleting
+// moves only to deleted, and a deleted one stays deleted (setting deleted
+// again succeeds): anything else is InvalidVolumeState, which is how a
+// create that lost the race with a delete learns it (sta undoes its work).
 type UpdateVolumeRequest struct {
 	VolumeID        string        `json:"volume_id"`
 	State           *string       `json:"state,omitempty"`
 	DetachInstance  bool          `json:"detach_instance,omitempty"` // instance_id = nil
-	Device          *VolumeDevice `json:"volume_device,omitempty"`
+	Device          *VolumeDevice `json:"volume_device,omitempty"`   // replaces the device
 	GuestDeviceName *string       `json:"guest_device_name,omitempty"`
 }
 
 // UpdateVolumeResponse is empty.
 type UpdateVolumeResponse struct{}
 
-// UpdateBackupObjectRequest changes a backup object; nil fields stay.
+// Backup object states (spec api §3.3).
+const (
+	BackupObjectPending   = "pending"
+	BackupObjectCreating  = "creating"
+	BackupObjectAvailable = "available"
+	BackupObjectDeleted   = "deleted"
+	BackupObjectPurged    = "purged" // deleted, and its stored bytes removed
+)
+
+// UpdateBackupObjectRequest changes a backup object; nil fields stay. State
+// available forces progress 100; deleted stamps deleted_at. deleted and
+// purged are final: a deleted object moves only to purged (or stays), and
+// other changes of a deleted or purged object are InvalidBackupObjectState.
+// Checksum is the md5 (hex) of the stored object, AllocationSize its
+// length in bytes (after the container format).
 type UpdateBackupObjectRequest struct {
 	BackupObjectID string   `json:"backup_object_id"`
 	State          *string  `json:"state,omitempty"`
 	Checksum       *string  `json:"checksum,omitempty"`
 	AllocationSize *int64   `json:"allocation_size,omitempty"`
-	Progress       *float64 `json:"progress,omitempty"`
+	Progress       *float64 `json:"progress,omitempty"` // percent
 	ObjectKey      *string  `json:"object_key,omitempty"`
 }
 
 // UpdateBackupObjectResponse is empty.
 type UpdateBackupObjectResponse struct{}
 
-// PostProcessBackupImageRequest makes an image available once its backup
-// objects are (the source's check is a no-op; ours checks).
+// PostProcessBackupImageRequest makes an image available once all its
+// backup objects (backup_object_id and volumes[].backup_object_id) are
+// available; until then the image stays as it is (the source's check was a
+// no-op that always made it available). Idempotent.
 type PostProcessBackupImageRequest struct {
 	ImageID string `json:"image_id"`
 }
 
-// PostProcessBackupImageResponse is empty.
-type PostProcessBackupImageResponse struct{}
+// PostProcessBackupImageResponse says whether the image is available now.
+type PostProcessBackupImageResponse struct {
+	Available bool `json:"available"`
+}
 
 // ---- job-collector ----
 

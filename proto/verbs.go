@@ -372,11 +372,31 @@ type StaCreateSnapshotResponse struct {
 	ObjectKey string `json:"object_key"`
 }
 
-// StaDeleteSnapshotRequest deletes a legacy volume snapshot (always fails in
-// the source; kept for the verb list).
+// StaDeleteSnapshotRequest removes what create_snapshot stored: the bytes of
+// a backup object on its backup storage, which then becomes purged. (The
+// source's verb took a legacy volume snapshot id and always failed; volume
+// snapshots are backup objects here.) The object must be available or
+// deleted.
 type StaDeleteSnapshotRequest struct {
-	SnapshotID string `json:"snapshot_id"`
+	BackupObjectID string `json:"backup_object_id"`
 }
 
 // StaDeleteSnapshotResponse is empty.
 type StaDeleteSnapshotResponse struct{}
+
+// VerbStaCapacity is a plain RPC verb (not a job) on sta-handle.<node>: the
+// space of the node's backing store, for the managers and operators (the
+// scheduler places on offering_disk_space_mb; this shows what is really left).
+const VerbStaCapacity = "capacity"
+
+// StaCapacityRequest has no fields.
+type StaCapacityRequest struct{}
+
+// StaCapacityResponse is the backing store's space.
+type StaCapacityResponse struct {
+	BackingDriver string `json:"backing_driver"`
+	TargetDriver  string `json:"target_driver"`
+	TotalBytes    int64  `json:"total_bytes"`
+	FreeBytes     int64  `json:"free_bytes"`
+	Volumes       int    `json:"volumes"`
+}

@@ -95,6 +95,13 @@ type Store interface {
 	Capacity(ctx context.Context) (Capacity, error)
 }
 
+// Sharer is implemented by stores that can make a volume from a local
+// file by sharing its blocks instead of copying them (reflink): a
+// CreateFrom of a path it Shares takes no time and no space.
+type Sharer interface {
+	Shares(path string) bool
+}
+
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 
 // CheckID checks that id can name a volume in every store: letters, digits,

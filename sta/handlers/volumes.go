@@ -205,15 +205,17 @@ func (h *Handlers) build(ctx context.Context, v *proto.VolumeView) (backing.Volu
 }
 
 // restore makes a volume from a backup object, checking the object's md5.
-// A plain object on this node is verified, then cloned or copied by the
-// store; anything else is streamed through the checksum and the decoder.
+// A plain object on this node that the store can share blocks with
+// (reflink) is verified, then cloned; anything else is streamed once
+// through the checksum and the decoder into the store.
 func (h *Handlers) restore(ctx context.Context, v *proto.VolumeView, bo *proto.BackupObjectView) (backing.Volume, error) {
 	uri, err := backup.Locate(bo, h.cfg.LocalBackupStorageID, h.cfg.LocalBackupPath)
 	if err != nil {
 		return backing.Volume{}, err
 	}
 	what := fmt.Sprintf("create volume %s from backup object %s (%s)", v.ID, bo.ID, uri)
-	if path, ok := backup.LocalPath(uri); ok && backup.Plain(bo.ContainerFormat) {
+	sharer, _ := h.store.(backing.Sharer)
+	if path, ok := backup.LocalPath(uri); ok && backup.Plain(bo.ContainerFormat) && sharer != nil && sharer.Shares(path) {
 		if bo.Checksum != "" {
 			sum, n, err := backup.FileSum(ctx, path)
 			if err != nil {

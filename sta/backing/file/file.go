@@ -109,6 +109,16 @@ func (s *Store) Driver() string { return s.layout }
 // Dir is the directory the volumes are in.
 func (s *Store) Dir() string { return s.dir }
 
+// Shares implements backing.Sharer: a reflink store shares the blocks of
+// files in its own filesystem.
+func (s *Store) Shares(path string) bool {
+	if s.layout != Reflink {
+		return false
+	}
+	var a, b syscall.Stat_t
+	return syscall.Stat(s.dir, &a) == nil && syscall.Stat(path, &b) == nil && a.Dev == b.Dev
+}
+
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+s.ext) }
 
 func (s *Store) format() string {

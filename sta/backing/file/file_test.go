@@ -118,6 +118,12 @@ func TestReflinkSharesBlocks(t *testing.T) {
 	if _, err := s.CreateFrom(ctx, "vol-big", 0, backing.Source{Reader: bytes.NewReader(bytes.Repeat([]byte{7}, size))}); err != nil {
 		t.Fatal(err)
 	}
+	if !s.(backing.Sharer).Shares(filepath.Join(mnt, "vols")) || s.(backing.Sharer).Shares(t.TempDir()) {
+		t.Error("Shares: want true on the store's filesystem only")
+	}
+	if open(t, file.Raw, t.TempDir()).(backing.Sharer).Shares(t.TempDir()) {
+		t.Error("a raw store says it shares blocks")
+	}
 	before := free(t, s)
 	if _, err := s.Snapshot(ctx, "vol-big", filepath.Join(mnt, "snap")); err != nil {
 		t.Fatal(err)

@@ -298,4 +298,3 @@ func BenchmarkRestore(b *testing.B) {
 		}
 	}
 }
-

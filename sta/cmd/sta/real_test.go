@@ -16,9 +16,9 @@ import (
 
 	"github.com/vdc-project/vdc/common/testutil"
 	"github.com/vdc-project/vdc/proto"
+	"github.com/vdc-project/vdc/sta/backing/file/xfstest"
 	"github.com/vdc-project/vdc/sta/backup"
 	"github.com/vdc-project/vdc/sta/backup/backuptest"
-	"github.com/vdc-project/vdc/sta/backing/file/xfstest"
 	"github.com/vdc-project/vdc/sta/collector/collectortest"
 	"github.com/vdc-project/vdc/sta/target"
 	"github.com/vdc-project/vdc/sta/target/tgt"

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/sta/target"
 )
 
 // ReexportResult says what a re-export did.
@@ -35,6 +36,16 @@ func (h *Handlers) Reexport(ctx context.Context) (ReexportResult, error) {
 		return res, annotate(err, "list the volumes of "+h.cfg.NodeID)
 	}
 	res.Listed = true
+	// One listing of the targets: most volumes are served already, and
+	// asking tgtd per volume would read every target once per volume.
+	exports, err := h.tg.List(ctx, "")
+	if err != nil {
+		return res, annotate(err, "list targets")
+	}
+	served := map[string]target.Export{}
+	for _, e := range exports {
+		served[e.IQN] = e
+	}
 	want := map[string]bool{}
 	var errList []error
 	for _, v := range vols {
@@ -43,7 +54,7 @@ func (h *Handlers) Reexport(ctx context.Context) (ReexportResult, error) {
 			iqn = v.Device.IQN // the name the hypervisors know
 		}
 		want[iqn] = true
-		missing, err := h.reexportOne(ctx, v.ID, iqn)
+		missing, err := h.reexportOne(ctx, v.ID, iqn, served[iqn])
 		switch {
 		case missing:
 			res.Missing = append(res.Missing, v.ID)
@@ -55,19 +66,17 @@ func (h *Handlers) Reexport(ctx context.Context) (ReexportResult, error) {
 			res.Exported++
 		}
 	}
-	exports, err := h.tg.List(ctx, h.cfg.IQNPrefix)
-	if err != nil {
-		errList = append(errList, annotate(err, "list targets"))
-	}
 	for _, e := range exports {
-		if !want[e.IQN] {
+		if target.HasPrefix(e.IQN, h.cfg.IQNPrefix) && !want[e.IQN] {
 			res.Orphans = append(res.Orphans, e.IQN)
 		}
 	}
 	return res, errors.Join(errList...)
 }
 
-func (h *Handlers) reexportOne(ctx context.Context, id, iqn string) (missing bool, err error) {
+// reexportOne exports a volume unless cur (its target as listed) serves it
+// already.
+func (h *Handlers) reexportOne(ctx context.Context, id, iqn string, cur target.Export) (missing bool, err error) {
 	unlock, err := h.locks.lock(ctx, id)
 	if err != nil {
 		return false, err
@@ -79,6 +88,9 @@ func (h *Handlers) reexportOne(ctx context.Context, id, iqn string) (missing boo
 	}
 	if err != nil {
 		return false, annotate(err, "look for volume "+id)
+	}
+	if cur.Path == bv.Path && cur.LUN == target.LUN && len(cur.Initiators) > 0 {
+		return false, nil
 	}
 	if _, err := h.tg.Export(ctx, iqn, bv.Path); err != nil {
 		return false, annotate(err, "re-export volume "+id)

@@ -11,7 +11,10 @@
 // in the store, exports idempotent in the target, so a redelivered create
 // finds either nothing or the finished volume. A create that fails leaves
 // no file and no target behind; one that is interrupted (shutdown) leaves
-// the volume creating for the redelivery.
+// the volume creating for the redelivery. The one exception: when the
+// update to available fails and the managers cannot say whether it was
+// applied, the volume is kept rather than risk removing one they show as
+// available.
 package handlers
 
 import (

@@ -137,7 +137,14 @@ func (h *Handlers) create(ctx context.Context, id string) (*proto.VolumeDevice, 
 		if err == nil {
 			return dev, nil
 		}
-		if h.settledAvailable(ctx, id) {
+		switch state, rerr := h.stateNow(ctx, id); {
+		case rerr != nil:
+			// The update may have been applied with its answer lost, and the
+			// managers cannot say: the volume is kept (a redelivery finishes
+			// it; the re-export serves it if it is available).
+			return nil, errors.Join(annotate(err, "update volume "+id+" to available"),
+				annotate(rerr, "read it back; the volume is kept"))
+		case state == proto.VolumeAvailable:
 			return dev, nil
 		}
 		err = annotate(err, "update volume "+id+" to available")
@@ -145,13 +152,16 @@ func (h *Handlers) create(ctx context.Context, id string) (*proto.VolumeDevice, 
 	return nil, h.failCreate(ctx, id, err)
 }
 
-// settledAvailable reads back a volume whose update to available failed:
-// the update may have been applied and its answer lost.
-func (h *Handlers) settledAvailable(ctx context.Context, id string) bool {
+// stateNow reads back the state of a volume whose update failed: the
+// update may have been applied and its answer lost.
+func (h *Handlers) stateNow(ctx context.Context, id string) (string, error) {
 	actx, cancel := h.afterwards(ctx)
 	defer cancel()
 	v, err := h.coll.GetVolume(actx, id)
-	return err == nil && v.State == proto.VolumeAvailable
+	if err != nil {
+		return "", err
+	}
+	return v.State, nil
 }
 
 // failCreate undoes a create: the target and the volume are removed and,

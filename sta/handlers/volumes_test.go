@@ -265,6 +265,32 @@ func TestCreateAvailableLostAnswer(t *testing.T) {
 	e.wantExported("vol-l")
 }
 
+// TestCreateAvailableUnknown: the update to available fails and the
+// managers cannot be asked either: the volume is kept, the job fails, and
+// the redelivery finishes it.
+func TestCreateAvailableUnknown(t *testing.T) {
+	e := newEnv(t)
+	e.volume("vol-k", proto.VolumePending, mib, "")
+	n := 0
+	e.coll.Before(proto.VerbUpdateVolume, func() {
+		if n++; n == 2 {
+			e.coll.InjectError(proto.VerbUpdateVolume, errs.New(errs.Timeout, "no manager"))
+			e.coll.InjectError(proto.VerbGetVolume, errs.New(errs.Timeout, "no manager"))
+		}
+	})
+	if err := e.run(ctxT(t), proto.VerbCreateVolume, proto.StaCreateVolumeRequest{VolumeID: "vol-k"}, nil); !errs.Is(err, errs.Timeout) {
+		t.Fatalf("create = %v, want Timeout", err)
+	}
+	e.wantExported("vol-k")
+	e.coll.Before(proto.VerbUpdateVolume, nil)
+	e.coll.InjectError(proto.VerbUpdateVolume, nil)
+	e.coll.InjectError(proto.VerbGetVolume, nil)
+	if err := e.run(ctxT(t), proto.VerbCreateVolume, proto.StaCreateVolumeRequest{VolumeID: "vol-k"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, "vol-k", e.coll.VolumeStates("vol-k"), proto.VolumeCreating, proto.VolumeAvailable)
+}
+
 func TestCreateRefused(t *testing.T) {
 	e := newEnv(t)
 	err := e.run(ctxT(t), proto.VerbCreateVolume, proto.StaCreateVolumeRequest{VolumeID: "vol-none"}, nil)

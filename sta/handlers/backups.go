@@ -130,7 +130,17 @@ func (h *Handlers) backupOf(ctx context.Context, volID, boID, imageID string) (s
 	err = h.coll.UpdateBackupObject(ctx, proto.UpdateBackupObjectRequest{BackupObjectID: boID,
 		State: ptr(proto.BackupObjectAvailable), Checksum: &sum, AllocationSize: &n, ObjectKey: &key})
 	if err != nil {
-		return fail(annotate(err, "update backup object "+boID+" to available"))
+		// The update may have been applied with its answer lost.
+		actx, cancel := h.afterwards(ctx)
+		now, rerr := h.coll.GetBackupObject(actx, boID)
+		cancel()
+		switch {
+		case rerr != nil:
+			return "", errors.Join(annotate(err, "update backup object "+boID+" to available"),
+				annotate(rerr, "read it back; the stored object is kept"))
+		case now.State != proto.BackupObjectAvailable:
+			return fail(annotate(err, "update backup object "+boID+" to available"))
+		}
 	}
 	h.logger.InfoContext(ctx, "volume backed up", "volume_id", volID, "backup_object_id", boID,
 		"uri", uri, "bytes", n, "md5", sum)

@@ -341,3 +341,38 @@ func TestReexportManagersDown(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestBackupAvailableLostAnswer: the update to available was applied but
+// its answer lost; the backup reads it back and keeps the stored object.
+// When the managers cannot be asked at all, the object is kept too.
+func TestBackupAvailableLostAnswer(t *testing.T) {
+	for _, readable := range []bool{true, false} {
+		e := newEnv(t)
+		e.volume("vol-l", proto.VolumeAvailable, mib, "")
+		e.writeVolume("vol-l", content(21, mib))
+		e.backupObject("bo-l", proto.BackupObjectPending, webBkst, "raw", "", mib)
+		e.coll.Before(proto.VerbUpdateBackupObject, func() {
+			if bo, _ := e.coll.BackupObject("bo-l"); bo.State == proto.BackupObjectCreating && e.web.Keys() != nil {
+				bo.State = proto.BackupObjectAvailable
+				e.coll.PutBackupObject(bo)
+				e.coll.InjectError(proto.VerbUpdateBackupObject, errs.New(errs.Timeout, "answer lost"))
+				if !readable {
+					e.coll.InjectError(proto.VerbGetBackupObject, errs.New(errs.Timeout, "no manager"))
+				}
+			}
+		})
+		err := e.run(ctxT(t), proto.VerbBackupVolume, proto.StaBackupVolumeRequest{VolumeID: "vol-l", BackupObjectID: "bo-l"}, nil)
+		if readable && err != nil {
+			t.Errorf("backup = %v", err)
+		}
+		if !readable && !errs.Is(err, errs.Timeout) {
+			t.Errorf("backup with no manager to ask = %v, want Timeout", err)
+		}
+		if _, ok := e.web.Object("bo-l"); !ok {
+			t.Errorf("readable=%v: the stored object was removed", readable)
+		}
+		if bo, _ := e.coll.BackupObject("bo-l"); bo.State != proto.BackupObjectAvailable {
+			t.Errorf("readable=%v: backup object is %s", readable, bo.State)
+		}
+	}
+}

@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Binaries: path of the main package -> name in bin/.
-CMDS := manager/cmd/dcmgr manager/cmd/vdc-manage hva/cmd/hva scheduler/cmd/scheduler bench/cmd/vdcbench
+CMDS := manager/cmd/dcmgr manager/cmd/vdc-manage hva/cmd/hva sta/cmd/sta scheduler/cmd/scheduler bench/cmd/vdcbench
 
 .PHONY: help build run test test-unit test-integration bench bench-short check fmt vet clean
 

@@ -323,7 +323,9 @@ func (a *API) deleteInstancePassword(ctx context.Context, req *Request) (any, er
 // type), monitoring (enabled and mail_address; items have their own routes).
 func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+		evs = nil
 		v, m, err := getInstance(tx, req, "id")
 		if err != nil {
 			return nil, err
@@ -345,7 +347,7 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 			}
 		}
 		if p.Has("security_groups") {
-			if err := a.replaceInstanceGroups(tx, b, req, v, now); err != nil {
+			if evs, err = a.replaceInstanceGroups(tx, b, req, v, now); err != nil {
 				return nil, err
 			}
 		}
@@ -364,17 +366,22 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 		b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
 		return renderInstance(v.ID), nil
 	})
+	if err == nil {
+		a.publish(ctx, evs...)
+	}
+	return doc, err
 }
 
 // replaceInstanceGroups sets the `security_groups` parameter on every vif of
 // the instance: groups of the instance's service type are replaced, others
-// kept.
-func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request, inst *proto.Instance, now time.Time) error {
+// kept. It returns the membership events to publish after the commit.
+func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request, inst *proto.Instance, now time.Time) ([]proto.Event, error) {
 	want, err := securityGroupsParam(tx, newOpSet(b), req, req.Params.Get("security_groups"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
+	var evs []proto.Event
+	err = tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(e, &vif); err != nil {
 			return err
@@ -396,13 +403,27 @@ func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request
 		if slices.Equal(groups, vif.SecurityGroups) {
 			return nil
 		}
+		var added, removed []string
+		for _, sg := range groups {
+			if !slices.Contains(vif.SecurityGroups, sg) {
+				added = append(added, sg)
+			}
+		}
+		for _, sg := range vif.SecurityGroups {
+			if !slices.Contains(groups, sg) {
+				removed = append(removed, sg)
+			}
+		}
+		ge, err := groupEvents(tx, vif.ID, added, removed)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, ge...)
 		vif.SecurityGroups, vif.UpdatedAt = groups, now
-		// Events <sg>/vnic_left, <vif>/left_group, <sg>/vnic_joined,
-		// <vif>/joined_group and the referencer events go here with the
-		// events issue.
 		b.Update(proto.KindNetworkVif, vif.ID, e.ModifyIndex, &vif)
 		return nil
 	})
+	return evs, err
 }
 
 // --- delete and finalize ---

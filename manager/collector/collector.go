@@ -53,6 +53,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	srv.Register(proto.EndpointHvaCollector, proto.VerbUpdateInstance, rpc.Func(s.updateInstance))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbFinalizeInstance, rpc.Func(s.finalizeInstance))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbGetInstanceMonitorData, rpc.Func(s.monitorData))
+	srv.Register(proto.EndpointHvaCollector, proto.VerbGetNetfilterData, rpc.Func(s.netfilterData))
 	srv.Register(proto.EndpointStaCollector, proto.VerbUpdateVolume, rpc.Func(s.updateVolume))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(s.jobFinished))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobProgress, rpc.Func(s.jobProgress))

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
@@ -376,4 +377,26 @@ func (n *Network) Reconcile(ctx context.Context, wanted []string) ([]string, err
 	}
 	slices.SortFunc(removed, cmp.Compare)
 	return removed, errors.Join(errList...)
+}
+
+// ReconcileFrom is Reconcile with the wanted vifs read by wanted, which is
+// retried (waiting retry, doubling up to a minute) until it answers or ctx
+// ends: at start-up the managers may not answer yet.
+func (n *Network) ReconcileFrom(ctx context.Context, wanted func(context.Context) ([]string, error), retry time.Duration) ([]string, error) {
+	retry = max(retry, 10*time.Millisecond)
+	for {
+		ids, err := wanted(ctx)
+		if err == nil {
+			return n.Reconcile(ctx, ids)
+		}
+		n.logger.InfoContext(ctx, "cannot read the host's vnics yet; tap reconcile waits", "error", err, "retry_in", retry)
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("reconcile taps: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		retry = min(2*retry, time.Minute)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/hva/hypervisor"
@@ -103,5 +104,37 @@ func TestConcurrentPlugsShareBridge(t *testing.T) {
 	all, _ := links.List(ctx)
 	if len(all) != 9 {
 		t.Errorf("%d links, want the bridge and 8 taps", len(all))
+	}
+}
+
+// TestReconcileFromWaitsForManagers: the wanted list is retried until the
+// managers answer, then stale taps go.
+func TestReconcileFromWaitsForManagers(t *testing.T) {
+	ctx := context.Background()
+	links := networktest.NewFake()
+	for _, name := range []string{"vif-00000001", "vif-00000002"} {
+		if err := links.AddTap(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := network.New(network.Config{Links: links})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	removed, err := n.ReconcileFrom(ctx, func(context.Context) ([]string, error) {
+		calls++
+		if calls < 3 {
+			return nil, errors.New("no manager")
+		}
+		return []string{"vif-00000001"}, nil
+	}, time.Millisecond)
+	if err != nil || calls != 3 || len(removed) != 1 || removed[0] != "vif-00000002" {
+		t.Fatalf("ReconcileFrom = %v, %v after %d calls", removed, err, calls)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := n.ReconcileFrom(cctx, func(context.Context) ([]string, error) { return nil, errors.New("no") }, time.Millisecond); err == nil {
+		t.Fatal("ReconcileFrom returned nil after its context ended")
 	}
 }

@@ -409,3 +409,37 @@ func (n *NFT) Remove(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// ChainRules reads back the rules of one chain: a cheap look at the kernel
+// for a caller waiting for a change (Installed reads every table).
+func (n *NFT) ChainRules(ctx context.Context, f Family, table, chain string) ([]Rule, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, errs.Wrap(errs.Timeout, err, "read chain "+chain)
+	}
+	fam, err := family(f)
+	if err != nil {
+		return nil, err
+	}
+	c, err := n.conn(0)
+	if err != nil {
+		return nil, err
+	}
+	tbl := &nftables.Table{Family: fam, Name: table}
+	rules, err := c.GetRules(tbl, &nftables.Chain{Name: chain, Table: tbl})
+	if err == nil && len(rules) == 0 {
+		// A dump of a missing chain is empty, not an error.
+		_, err = c.ListChain(tbl, chain)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.NotFound, err, fmt.Sprintf("rules of %s %s chain %s", f, table, chain))
+	}
+	out := make([]Rule, 0, len(rules))
+	for i, r := range rules {
+		dr, err := decodeRule(r.Exprs)
+		if err != nil {
+			return nil, fmt.Errorf("chain %s rule %d: %w", chain, i, err)
+		}
+		out = append(out, dr)
+	}
+	return out, nil
+}

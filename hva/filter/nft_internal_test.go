@@ -52,3 +52,29 @@ func TestNFTTransactionAtomic(t *testing.T) {
 		t.Fatalf("after the refused transaction:\n%+v\nwant the previous rule set\n%+v", got, want)
 	}
 }
+
+func TestNFTChainRules(t *testing.T) {
+	testutil.Real(t, testutil.NeedRoot)
+	name := fmt.Sprintf("nf-chr-%d", time.Now().UnixNano()%1_000_000)
+	ns, err := network.NewNamedNS(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close(); _ = network.DeleteNamedNS(name) })
+	n := NewNFT(int(ns))
+	ctx := context.Background()
+	rs := Ruleset{Tables: []Table{{Family: FamilyInet, Name: "nfchr", Chains: []Chain{{Name: "c", Rules: []Rule{
+		{Matches: []Match{{Field: FieldIPProto, Op: OpEq, Value: ProtoTCP}}, Verdict: Verdict{Kind: Accept}},
+		{Counter: true, Verdict: Verdict{Kind: Drop}},
+	}}}}}}
+	if err := n.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.ChainRules(ctx, FamilyInet, "nfchr", "c")
+	if err != nil || !reflect.DeepEqual(got, rs.Tables[0].Chains[0].Rules) {
+		t.Fatalf("ChainRules = %v, %v", got, err)
+	}
+	if _, err := n.ChainRules(ctx, FamilyInet, "nfchr", "missing"); err == nil {
+		t.Fatal("ChainRules of a missing chain succeeded")
+	}
+}

@@ -101,65 +101,136 @@ type Guest struct {
 }
 
 // AddGuest joins a new namespace to the bridge: its eth0 has mac and
-// ip/24, the host end is called hostIf.
+// ip/24 (none if ip is ""), the host end is called hostIf.
 func (l *Lab) AddGuest(hostIf, mac, ip string) *Guest {
 	l.t.Helper()
-	ns, name := NewNS(l.t, "g")
+	g, err := l.NewGuest(hostIf, mac, ip)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return g
+}
+
+// NewGuest is AddGuest returning its error, for goroutines other than the
+// test's (a host network plugging vnics for jobs).
+func (l *Lab) NewGuest(hostIf, mac, ip string) (*Guest, error) {
+	name := nsName("g")
+	ns, err := network.NewNamedNS(name)
+	if err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", name, err)
+	}
+	l.t.Cleanup(func() {
+		ns.Close()
+		if err := network.DeleteNamedNS(name); err != nil {
+			l.t.Errorf("cleanup: %v", err)
+		}
+	})
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		l.t.Fatalf("netlink in %s: %v", name, err)
+		return nil, fmt.Errorf("netlink in %s: %w", name, err)
 	}
 	l.t.Cleanup(h.Close)
 	g := &Guest{lab: l, NS: ns, Name: name, HostIf: hostIf, MAC: mac, IP: ip, h: h}
 	peer := "nfpeer" + strconv.FormatInt(labSeq.Add(1), 10)
 	if err := l.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostIf}, PeerName: peer}); err != nil {
-		l.t.Fatalf("add veth %s: %v", hostIf, err)
+		return nil, fmt.Errorf("add veth %s: %w", hostIf, err)
 	}
-	pl, err := l.h.LinkByName(peer)
-	if err == nil {
-		err = l.h.LinkSetNsFd(pl, int(ns))
+	steps := []func() error{
+		func() error { return moveLink(l.h, peer, int(ns)) },
+		func() error { return setMaster(l.h, hostIf, l.Bridge) },
+		func() error { return setUp(l.h, hostIf) },
+		func() error { return rename(h, peer, "eth0") },
+		func() error { return g.setMAC(mac) },
+		func() error {
+			if ip == "" {
+				return nil
+			}
+			return g.addAddr(ip)
+		},
+		func() error { return setUp(h, "eth0") },
+		func() error { return setUp(h, "lo") },
 	}
-	if err != nil {
-		l.t.Fatalf("move %s into %s: %v", peer, name, err)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("guest %s: %w", hostIf, err)
+		}
 	}
-	br, err := l.h.LinkByName(l.Bridge)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	hl, err := l.h.LinkByName(hostIf)
-	if err == nil {
-		err = l.h.LinkSetMaster(hl, br)
-	}
-	if err != nil {
-		l.t.Fatalf("enslave %s: %v", hostIf, err)
-	}
-	l.up(l.h, hostIf)
-	gl, err := h.LinkByName(peer)
-	if err == nil {
-		err = h.LinkSetName(gl, "eth0")
-	}
-	if err != nil {
-		l.t.Fatalf("rename %s: %v", peer, err)
-	}
-	g.SetMAC(mac)
-	g.AddAddr(ip)
-	l.up(h, "eth0")
-	l.up(h, "lo")
-	return g
+	return g, nil
 }
 
-// SetMAC changes the guest's MAC (as a spoofing guest would).
-func (g *Guest) SetMAC(mac string) {
-	g.lab.t.Helper()
+func moveLink(h *netlink.Handle, name string, nsFD int) error {
+	lk, err := h.LinkByName(name)
+	if err == nil {
+		err = h.LinkSetNsFd(lk, nsFD)
+	}
+	return err
+}
+
+func setMaster(h *netlink.Handle, name, master string) error {
+	br, err := h.LinkByName(master)
+	if err != nil {
+		return err
+	}
+	lk, err := h.LinkByName(name)
+	if err == nil {
+		err = h.LinkSetMaster(lk, br)
+	}
+	return err
+}
+
+func setUp(h *netlink.Handle, name string) error {
+	lk, err := h.LinkByName(name)
+	if err == nil {
+		err = h.LinkSetUp(lk)
+	}
+	return err
+}
+
+func rename(h *netlink.Handle, from, to string) error {
+	lk, err := h.LinkByName(from)
+	if err == nil {
+		err = h.LinkSetName(lk, to)
+	}
+	return err
+}
+
+func (g *Guest) setMAC(mac string) error {
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
-		g.lab.t.Fatal(err)
+		return err
 	}
 	lk, err := g.h.LinkByName("eth0")
 	if err == nil {
 		err = g.h.LinkSetHardwareAddr(lk, hw)
 	}
+	return err
+}
+
+func (g *Guest) addAddr(ip string) error {
+	a, err := netlink.ParseAddr(ip + "/24")
 	if err != nil {
+		return err
+	}
+	lk, err := g.h.LinkByName("eth0")
+	if err == nil {
+		err = g.h.AddrAdd(lk, a)
+	}
+	return err
+}
+
+// Remove deletes the guest's veth (both ends), as an unplugged tap.
+func (g *Guest) Remove() error {
+	lk, err := g.lab.h.LinkByName(g.HostIf)
+	if err != nil {
+		return err
+	}
+	return g.lab.h.LinkDel(lk)
+}
+
+// SetMAC changes the guest's MAC (as a spoofing guest would).
+func (g *Guest) SetMAC(mac string) {
+	g.lab.t.Helper()
+	if err := g.setMAC(mac); err != nil {
 		g.lab.t.Fatalf("set mac of %s: %v", g.Name, err)
 	}
 }
@@ -182,19 +253,15 @@ func (g *Guest) StaticNeighbor(ip, mac string) {
 	}
 }
 
-// AddAddr adds ip/24 to the guest's eth0.
+// AddAddr adds ip/24 to the guest's eth0 (and makes it the guest's IP if
+// it had none).
 func (g *Guest) AddAddr(ip string) {
 	g.lab.t.Helper()
-	a, err := netlink.ParseAddr(ip + "/24")
-	if err != nil {
-		g.lab.t.Fatal(err)
-	}
-	lk, err := g.h.LinkByName("eth0")
-	if err == nil {
-		err = g.h.AddrAdd(lk, a)
-	}
-	if err != nil {
+	if err := g.addAddr(ip); err != nil {
 		g.lab.t.Fatalf("add %s to %s: %v", ip, g.Name, err)
+	}
+	if g.IP == "" {
+		g.IP = ip
 	}
 }
 

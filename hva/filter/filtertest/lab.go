@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/vdc-project/vdc/common/testutil"
 	"github.com/vdc-project/vdc/hva/filter"
 	"github.com/vdc-project/vdc/hva/network"
 )
@@ -57,9 +58,11 @@ func NewNS(t testing.TB, kind string) (netns.NsHandle, string) {
 	return ns, name
 }
 
-// NewLab makes the host namespace with bridge (up, no address).
+// NewLab makes the host namespace with bridge (up, no address). It is a
+// real-component test: it skips (or fails under VDC_REAL=1) off-root.
 func NewLab(t testing.TB, bridge string) *Lab {
 	t.Helper()
+	testutil.Real(t, testutil.NeedRoot)
 	ns, name := NewNS(t, "h")
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {

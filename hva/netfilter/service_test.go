@@ -172,6 +172,10 @@ func (h *harness) waitApplied(t *testing.T) {
 		if n == 0 || !reflect.DeepEqual(got, want.Sorted()) {
 			return fmt.Errorf("%d rule sets applied, the last is not the current data's", n)
 		}
+		// The pass records its figures right after the apply.
+		if p := h.svc.Stats().Passes; p < n {
+			return fmt.Errorf("%d passes recorded for %d applies", p, n)
+		}
 		return nil
 	})
 }

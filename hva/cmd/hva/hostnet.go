@@ -48,6 +48,14 @@ func newHostNet(cfg Config, a agentIO, cc *collector.Client, logger *slog.Logger
 		}
 	}
 	if cfg.Netfilter {
+		switch changed, err := filter.EnsureBridgeNetfilter(filter.BridgeNFCallIptables); {
+		case err != nil:
+			// Rules still go in (anti-spoofing works), but IPv4 between
+			// vnics is not filtered: say so loudly.
+			logger.Error("netfilter: security groups will not filter bridged IPv4", "error", err)
+		case changed:
+			logger.Info("netfilter: turned on " + filter.BridgeNFCallIptables)
+		}
 		bridges := map[string]string{}
 		for name, d := range cfg.DcNetworks {
 			bridges[name] = d.Bridge

@@ -241,12 +241,16 @@ type GetInstanceMonitorDataResponse struct {
 	Instances []InstanceMonitorEntry `json:"instances"`
 }
 
-// GetNetfilterDataRequest reads everything a host's packet filter needs.
+// GetNetfilterDataRequest reads everything a host's packet filter needs
+// (hva/filter compiles it): one call gives the whole desired state, so a
+// host reconciles from it alone.
 type GetNetfilterDataRequest struct {
-	NodeID string `json:"node_id"`
+	NodeID string `json:"node_id"` // hva node id (UnknownHostNode if no host is bound to it)
 }
 
-// NetfilterMember is a vif in a security group (anywhere in the cluster).
+// NetfilterMember is a vif in a security group, anywhere in the cluster:
+// a vif of an instance from placement (pending) until its host starts taking
+// it down (shuttingdown, stopping), or a vif on no instance.
 type NetfilterMember struct {
 	VifID       string  `json:"vif_id"`
 	MacAddr     string  `json:"mac_addr"`
@@ -262,7 +266,9 @@ type NetfilterSecurityGroup struct {
 	Referencees []string          `json:"referencees"` // groups this one's rules name
 }
 
-// GetNetfilterDataResponse is the host's vifs and every group they need.
+// GetNetfilterDataResponse is the host's vnics (vifs of instances placed on
+// it, in the states of NetfilterMember), sorted by id, and every group they
+// are in or their groups' rules name, sorted by id.
 type GetNetfilterDataResponse struct {
 	Vnics          []VifView                `json:"vnics"`
 	SecurityGroups []NetfilterSecurityGroup `json:"security_groups"`

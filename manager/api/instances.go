@@ -329,7 +329,7 @@ func (a *API) deleteInstancePassword(ctx context.Context, req *Request) (any, er
 func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 	p := req.Params
 	var evs []proto.Event
-	out, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		evs = nil
 		v, m, err := getInstance(tx, req, "id")
 		if err != nil {
@@ -373,16 +373,15 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 		b.Update(proto.KindInstance, v.ID, m.ModifyIndex, v)
 		return renderInstance(v.ID), nil
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		a.publish(ctx, evs...)
 	}
-	a.publish(ctx, evs...)
-	return out, nil
+	return doc, err
 }
 
 // replaceInstanceGroups sets the `security_groups` parameter on every vif of
 // the instance: groups of the instance's service type are replaced, others
-// kept. It returns the events of the changes.
+// kept. It returns the membership events to publish after the commit.
 func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request, inst *proto.Instance, now time.Time) ([]proto.Event, error) {
 	want, err := securityGroupsParam(tx, newOpSet(b), req, req.Params.Get("security_groups"))
 	if err != nil {
@@ -411,22 +410,22 @@ func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request
 		if slices.Equal(groups, vif.SecurityGroups) {
 			return nil
 		}
-		var joined, left []string
+		var added, removed []string
 		for _, sg := range groups {
 			if !slices.Contains(vif.SecurityGroups, sg) {
-				joined = append(joined, sg)
+				added = append(added, sg)
 			}
 		}
 		for _, sg := range vif.SecurityGroups {
 			if !slices.Contains(groups, sg) {
-				left = append(left, sg)
+				removed = append(removed, sg)
 			}
 		}
-		ev, err := groupEvents(tx, vif.ID, joined, left)
+		ge, err := groupEvents(tx, vif.ID, added, removed)
 		if err != nil {
 			return err
 		}
-		evs = append(evs, ev...)
+		evs = append(evs, ge...)
 		vif.SecurityGroups, vif.UpdatedAt = groups, now
 		b.Update(proto.KindNetworkVif, vif.ID, e.ModifyIndex, &vif)
 		return nil

@@ -184,10 +184,12 @@ func TestInstanceMonitoringEvents(t *testing.T) {
 	f.wantEvents()
 
 	// security_groups: the vif leaves f.sg and joins a group whose rules
-	// reference f.sg.
+	// reference f.sg. Creating that group tells f.sg it has a referencer;
+	// the vif leaving f.sg tells the groups naming f.sg (their hosts hold
+	// f.sg's member addresses).
 	ref := f.post("/security_groups.json", url.Values{"rule": {"tcp:80,80," + f.sg}}).ok().obj()["id"].(string)
 	f.put("/instances/"+inst+".json", url.Values{"security_groups": {ref}}).ok()
-	f.wantEvents(
-		ev(proto.EventVnicLeft(f.sg), vif), ev(proto.EventLeftGroup(vif), f.sg),
-		ev(proto.EventVnicJoined(ref), vif), ev(proto.EventJoinedGroup(vif), ref), ev(proto.EventReferencerAdded(f.sg), ref))
+	f.wantEvents(ev(proto.EventReferencerAdded(f.sg), ref),
+		ev(proto.EventVnicLeft(f.sg), vif), ev(proto.EventLeftGroup(vif), f.sg), ev(proto.EventReferencerRemoved(ref), f.sg),
+		ev(proto.EventVnicJoined(ref), vif), ev(proto.EventJoinedGroup(vif), ref))
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/sgrule"
 	"github.com/vdc-project/vdc/manager/api/format"
 	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
@@ -114,8 +115,52 @@ func (a *API) showNetworkVif(_ context.Context, req *Request) (any, error) {
 	})
 }
 
+// groupEvents are the events of vif joining groups added and leaving groups
+// removed (spec §2.9, §3): <sg>/vnic_joined|vnic_left(vif),
+// <vif>/joined_group|left_group(sg), and <R>/referencer_added|removed(sg)
+// for every group R whose rules name sg, whose hosts hold sg's members.
+func groupEvents(tx *state.Tx, vif string, added, removed []string) ([]proto.Event, error) {
+	if len(added) == 0 && len(removed) == 0 {
+		return nil, nil
+	}
+	referencers := map[string][]string{}
+	err := tx.Each(proto.KindSecurityGroup, false, func(e state.Entry) error {
+		var g proto.SecurityGroup
+		if err := decodeInto(e, &g); err != nil {
+			return err
+		}
+		rules, _ := sgrule.Parse(g.Rule)
+		for _, ref := range sgrule.References(rules) {
+			referencers[ref] = append(referencers[ref], g.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var evs []proto.Event
+	for _, sg := range removed {
+		evs = append(evs,
+			proto.Event{Name: proto.EventVnicLeft(sg), Args: []string{vif}},
+			proto.Event{Name: proto.EventLeftGroup(vif), Args: []string{sg}})
+		for _, r := range referencers[sg] {
+			evs = append(evs, proto.Event{Name: proto.EventReferencerRemoved(r), Args: []string{sg}})
+		}
+	}
+	for _, sg := range added {
+		evs = append(evs,
+			proto.Event{Name: proto.EventVnicJoined(sg), Args: []string{vif}},
+			proto.Event{Name: proto.EventJoinedGroup(vif), Args: []string{sg}})
+		for _, r := range referencers[sg] {
+			evs = append(evs, proto.Event{Name: proto.EventReferencerAdded(r), Args: []string{sg}})
+		}
+	}
+	return evs, nil
+}
+
 func (a *API) addVifSecurityGroup(ctx context.Context, req *Request) (any, error) {
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		v, m, err := getVif(tx, req)
 		if err != nil {
 			return nil, err
@@ -135,14 +180,20 @@ func (a *API) addVifSecurityGroup(ctx context.Context, req *Request) (any, error
 		v.UpdatedAt = a.now()
 		b.Check(proto.KindSecurityGroup, sg.ID, sm.ModifyIndex)
 		b.Update(proto.KindNetworkVif, v.ID, m.ModifyIndex, v)
-		// Events <sg>/vnic_joined(vif), <vif>/joined_group(sg) and
-		// <referencing sg>/referencer_added(sg) go here with the events issue.
+		if evs, err = groupEvents(tx, v.ID, []string{sg.ID}, nil); err != nil {
+			return nil, err
+		}
 		return renderVif(v.ID), nil
 	})
+	if err == nil {
+		a.publish(ctx, evs...)
+	}
+	return doc, err
 }
 
 func (a *API) removeVifSecurityGroup(ctx context.Context, req *Request) (any, error) {
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		v, m, err := getVif(tx, req)
 		if err != nil {
 			return nil, err
@@ -155,10 +206,15 @@ func (a *API) removeVifSecurityGroup(ctx context.Context, req *Request) (any, er
 		v.SecurityGroups = slices.Delete(slices.Clone(v.SecurityGroups), i, i+1)
 		v.UpdatedAt = a.now()
 		b.Update(proto.KindNetworkVif, v.ID, m.ModifyIndex, v)
-		// Events <sg>/vnic_left(vif), <vif>/left_group(sg) and
-		// <referencing sg>/referencer_removed(sg) go here with the events issue.
+		if evs, err = groupEvents(tx, v.ID, nil, []string{sgID}); err != nil {
+			return nil, err
+		}
 		return renderVif(v.ID), nil
 	})
+	if err == nil {
+		a.publish(ctx, evs...)
+	}
+	return doc, err
 }
 
 // externalIPDoc is the outer side of an external-ip route.

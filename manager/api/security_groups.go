@@ -155,7 +155,8 @@ func (a *API) createSecurityGroup(ctx context.Context, req *Request) (any, error
 	id := newID(proto.PrefixSecurityGroup)
 	now := a.now()
 	owner := req.Owner()
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		// Quotas are evaluated before parameter validation, as upstream.
 		if err := a.guardQuota(tx, b, req, QuotaSecurityGroupCount, 0, proto.KindSecurityGroup); err != nil {
 			return nil, err
@@ -191,14 +192,37 @@ func (a *API) createSecurityGroup(ctx context.Context, req *Request) (any, error
 		}
 		checkRefs(b, refs, id)
 		b.Create(proto.KindSecurityGroup, id, v)
-		// Events (later issue): <ref>/referencer_added(id) for each ref.
+		evs = referencerEvents(id, nil, refs)
 		return func(tx *state.Tx) (any, error) { return securityGroupDoc(tx, &v, state.Meta{}) }, nil
 	})
+	if err == nil {
+		a.publish(ctx, evs...)
+	}
+	return doc, err
+}
+
+// referencerEvents tell the groups group's rules stop naming (was) and
+// start naming (now): <ref>/referencer_removed(group) and
+// <ref>/referencer_added(group), spec §2.6.
+func referencerEvents(group string, was, now []string) []proto.Event {
+	var evs []proto.Event
+	for _, ref := range was {
+		if ref != group && !slices.Contains(now, ref) {
+			evs = append(evs, proto.Event{Name: proto.EventReferencerRemoved(ref), Args: []string{group}})
+		}
+	}
+	for _, ref := range now {
+		if ref != group && !slices.Contains(was, ref) {
+			evs = append(evs, proto.Event{Name: proto.EventReferencerAdded(ref), Args: []string{group}})
+		}
+	}
+	return evs
 }
 
 func (a *API) updateSecurityGroup(ctx context.Context, req *Request) (any, error) {
 	now := a.now()
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+	var evs []proto.Event
+	doc, err := a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		v, m, err := getOwned[proto.SecurityGroup](tx, req, proto.KindSecurityGroup, proto.PrefixSecurityGroup, req.ID("id"))
 		if err != nil {
 			return nil, err
@@ -214,12 +238,22 @@ func (a *API) updateSecurityGroup(ctx context.Context, req *Request) (any, error
 		if err != nil {
 			return nil, err
 		}
+		// Every update tells the group's hosts to reload its rules, and a
+		// new rule text tells the groups it stops or starts naming.
+		evs = []proto.Event{
+			{Name: proto.EventSecurityGroupUpdated, Args: []string{v.ID}},
+			{Name: proto.EventRulesUpdated(v.ID)},
+		}
 		if hasRule {
 			refs, err := parseRules(tx, rule, v.AccountID, v.ID)
 			if err != nil {
 				return nil, err
 			}
 			checkRefs(b, refs, v.ID)
+			if rule != v.Rule {
+				old, _ := sgrule.Parse(v.Rule)
+				evs = append(evs, referencerEvents(v.ID, sgrule.References(old), refs)...)
+			}
 			v.Rule = rule
 		}
 		if s, ok := p.StrOK("description"); ok {
@@ -230,9 +264,6 @@ func (a *API) updateSecurityGroup(ctx context.Context, req *Request) (any, error
 		}
 		v.UpdatedAt = now
 		b.Update(proto.KindSecurityGroup, v.ID, m.ModifyIndex, v)
-		// Events (later issue): hva/security_group_updated(id), <id>/rules_updated,
-		// and when the rule changed <ref>/referencer_removed / referencer_added
-		// for the references dropped / added.
 		return func(tx *state.Tx) (any, error) {
 			cur, cm, err := getPub[proto.SecurityGroup](tx, proto.KindSecurityGroup, proto.PrefixSecurityGroup, v.ID)
 			if err != nil {
@@ -241,6 +272,10 @@ func (a *API) updateSecurityGroup(ctx context.Context, req *Request) (any, error
 			return securityGroupDoc(tx, cur, cm)
 		}, nil
 	})
+	if err == nil {
+		a.publish(ctx, evs...)
+	}
+	return doc, err
 }
 
 // deleteSecurityGroup is a hard delete, refused with 403/105 while another

@@ -54,6 +54,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	srv.Register(proto.EndpointHvaCollector, proto.VerbFinalizeInstance, rpc.Func(s.finalizeInstance))
 	srv.Register(proto.EndpointHvaCollector, proto.VerbGetInstanceMonitorData, rpc.Func(s.monitorData))
 	s.registerSta(srv) // sta.go
+	srv.Register(proto.EndpointHvaCollector, proto.VerbGetNetfilterData, rpc.Func(s.netfilterData))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobFinished, rpc.Func(s.jobFinished))
 	srv.Register(proto.EndpointJobCollector, proto.VerbJobProgress, rpc.Func(s.jobProgress))
 	s.registerMigration(srv)

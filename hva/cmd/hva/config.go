@@ -12,6 +12,8 @@ import (
 	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+	"github.com/vdc-project/vdc/hva/netfilter"
+	"github.com/vdc-project/vdc/hva/network"
 )
 
 // Hypervisor drivers.
@@ -53,6 +55,17 @@ type Config struct {
 	LocalStoreConcurrency int `json:"local_store_concurrency"`
 	// ShutdownTimeoutMS is how long running jobs may take to finish on SIGTERM.
 	ShutdownTimeoutMS int `json:"shutdown_timeout_ms"`
+
+	// DcNetworks maps a DC network's name to its bridge on this host
+	// (hva.conf dc_network(name){bridge, interface}, plus the taps' mtu).
+	// Empty: vnics get no taps (the dummy hypervisor needs none).
+	DcNetworks map[string]network.DCNetwork `json:"dc_networks"`
+	// Netfilter turns on security groups with nftables (needs root).
+	Netfilter bool `json:"netfilter"`
+	// NetfilterTable names the host's nftables tables (bridge and inet).
+	NetfilterTable string `json:"netfilter_table"`
+	// NetfilterIntervalMS is the period of the full netfilter pass.
+	NetfilterIntervalMS int `json:"netfilter_interval_ms"`
 }
 
 // DefaultConfig is an hva named after the host on a dummy hypervisor of
@@ -79,6 +92,8 @@ func DefaultConfig() Config {
 		ForceTerminateAfterMS: int(handlers.DefaultForceTerminateAfter / time.Millisecond),
 		LocalStoreConcurrency: 2,
 		ShutdownTimeoutMS:     30000,
+		NetfilterTable:        netfilter.DefaultTable,
+		NetfilterIntervalMS:   int(netfilter.DefaultInterval / time.Millisecond),
 	}
 }
 
@@ -104,6 +119,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
 	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
 	softOff := fs.Duration("soft-poweroff-timeout", 0, "wait for an ACPI power-down before forcing it (default 2m)")
+	nf := fs.Bool("netfilter", false, "security groups with nftables (root; DC networks come from the config file)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -128,6 +144,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 		c.Join = join
 	}
 	c.FastGossip = c.FastGossip || *fast
+	c.Netfilter = c.Netfilter || *nf
 	if *cores != 0 {
 		c.CPUCores = *cores
 	}
@@ -159,6 +176,14 @@ func (c *Config) Validate() error {
 	}
 	if c.LocalStoreConcurrency < 1 {
 		return errors.New("local_store_concurrency must be at least 1")
+	}
+	for name, d := range c.DcNetworks {
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("dc network %q: %w", name, err)
+		}
+	}
+	if c.Netfilter && (c.NetfilterTable == "" || c.NetfilterIntervalMS < 1) {
+		return errors.New("netfilter needs a table name and a positive interval")
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/hva/network"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -59,5 +61,31 @@ func TestLoadConfigRejects(t *testing.T) {
 		if _, err := loadConfig(args, io.Discard); err == nil {
 			t.Errorf("loadConfig(%s) succeeded", strings.Join(args, " "))
 		}
+	}
+}
+
+func TestLoadConfigHostNetwork(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hva.json")
+	if err := os.WriteFile(path, []byte(`{"node_id": "hva.net",
+		"dc_networks": {"public": {"bridge": "br0", "interface": "eth1", "mtu": 9000}, "mgmt": {"bridge": "brmgmt"}},
+		"netfilter_interval_ms": 10000}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig([]string{"-config", path, "-netfilter"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]network.DCNetwork{"public": {Bridge: "br0", Interface: "eth1", MTU: 9000}, "mgmt": {Bridge: "brmgmt"}}
+	if !reflect.DeepEqual(c.DcNetworks, want) || !c.Netfilter || c.NetfilterTable != "vdc" || c.NetfilterIntervalMS != 10000 {
+		t.Errorf("config = %+v", c)
+	}
+	d, _ := loadConfig(nil, io.Discard)
+	if d.Netfilter || len(d.DcNetworks) != 0 || d.NetfilterIntervalMS != 30000 {
+		t.Errorf("defaults: netfilter %v, dc networks %v, interval %d", d.Netfilter, d.DcNetworks, d.NetfilterIntervalMS)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"node_id": "hva.x", "dc_networks": {"public": {"bridge": "a-bridge-name-too-long"}}}`), 0o600)
+	if _, err := loadConfig([]string{"-config", bad}, io.Discard); err == nil {
+		t.Error("a bridge name over 15 characters was accepted")
 	}
 }

@@ -79,11 +79,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cc = collector.New(collector.Config{Members: a, RPC: a.Client(), Logger: logger})
+	hn, err := newHostNet(cfg, a, cc, logger)
+	if err != nil {
+		return err
+	}
+	defer hn.close() // after the agent's shutdown: jobs unplug taps until then
 	h, err := handlers.New(handlers.Config{
 		NodeID:              cfg.NodeID,
 		Hypervisor:          hv,
 		Collector:           cc,
 		Events:              a,
+		Network:             hn.network(a),
 		Logger:              logger,
 		SoftPoweroffTimeout: ms(cfg.SoftPoweroffTimeoutMS),
 		MonitorInterval:     ms(cfg.MonitorIntervalMS),
@@ -107,11 +113,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer close(monDone)
 		h.RunMonitor(monCtx)
 	}()
+	hn.start(monCtx)
 
 	<-ctx.Done()
 	logger.Info("shutting down")
 	stopMonitor()
 	<-monDone
+	hn.wait()
 	sctx, cancel := context.WithTimeout(context.Background(), ms(cfg.ShutdownTimeoutMS))
 	defer cancel()
 	if err := a.Shutdown(sctx); err != nil {

@@ -20,7 +20,7 @@ fi
 
 pkgs=(libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients
 	qemu-utils qemu-block-extra libiscsi-bin tgt nftables iptables iproute2
-	iputils-ping xfsprogs dosfstools mtools busybox-static cpio)
+	iputils-ping xfsprogs dosfstools mtools busybox-static cpio syslinux syslinux-common)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

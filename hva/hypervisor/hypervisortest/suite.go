@@ -30,6 +30,10 @@ type Options struct {
 	// power-down (GracefulStop, Shutdown): a real driver needs a guest
 	// operating system for that. Default: Spec.
 	ACPISpec func(t *testing.T, id string) hypervisor.Spec
+	// GuestReady, if set, waits after Start until the ACPI guest of domain
+	// id listens for the power button: a real guest misses a press that
+	// comes while it boots. Shutdown, which presses once, waits for it.
+	GuestReady func(t *testing.T, id string)
 	// ShutdownTimeout bounds how long a guest may take to act on an ACPI
 	// power-down. Default 30s.
 	ShutdownTimeout time.Duration
@@ -273,6 +277,9 @@ func testShutdown(t *testing.T, s *suite) {
 	}
 	if err := s.h.Start(ctx, id); err != nil {
 		t.Fatalf("Start = %v", err)
+	}
+	if s.opts.GuestReady != nil {
+		s.opts.GuestReady(t, id)
 	}
 	if err := s.h.Shutdown(ctx, id); err != nil {
 		t.Fatalf("Shutdown = %v", err)

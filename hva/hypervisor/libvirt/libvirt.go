@@ -35,6 +35,9 @@ const (
 	DefaultPollInterval = 100 * time.Millisecond
 	// DefaultDialTimeout bounds connecting to the socket.
 	DefaultDialTimeout = 5 * time.Second
+	// DefaultRepressInterval is how often a graceful Stop presses the
+	// power button again while it waits.
+	DefaultRepressInterval = 3 * time.Second
 )
 
 // Config configures the driver.
@@ -51,8 +54,12 @@ type Config struct {
 	// <ConsoleDir>/<id>.log ("" = not logged).
 	ConsoleDir   string
 	PollInterval time.Duration
-	DialTimeout  time.Duration
-	Logger       *slog.Logger
+	// RepressInterval: a press that came while the guest was still booting
+	// (before it listens for the button) is lost, so a graceful Stop
+	// presses again at this interval while it waits.
+	RepressInterval time.Duration
+	DialTimeout     time.Duration
+	Logger          *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -61,6 +68,7 @@ func (c *Config) setDefaults() error {
 	c.VirtType = cmp.Or(c.VirtType, DefaultVirtType)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.RepressInterval = cmp.Or(c.RepressInterval, DefaultRepressInterval)
 	if c.Logger == nil {
 		c.Logger = logging.Discard()
 	}
@@ -373,11 +381,19 @@ func (d *Driver) acpiShutdown(l *lv.Libvirt, ref domainRef) error {
 	return nil
 }
 
-// waitShutoff polls until the domain is off (or gone) or ctx ends.
+// waitShutoff polls until the domain is off (or gone) or ctx ends,
+// pressing the power button again every RepressInterval.
 func (d *Driver) waitShutoff(ctx context.Context, id string) error {
 	t := time.NewTicker(d.cfg.PollInterval)
 	defer t.Stop()
+	lastPress := time.Now()
 	for {
+		if time.Since(lastPress) >= d.cfg.RepressInterval {
+			lastPress = time.Now()
+			if err := d.Shutdown(ctx, id); err != nil && !errs.Is(err, errs.NotFound) {
+				return err
+			}
+		}
 		dom, err := d.Get(ctx, id)
 		switch {
 		case errs.Is(err, errs.NotFound):

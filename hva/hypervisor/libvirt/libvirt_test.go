@@ -2,8 +2,10 @@ package libvirt_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +66,7 @@ func TestConformance(t *testing.T) {
 		IDPrefix:   "vl",
 		Concurrent: 2,
 		ACPISpec:   acpiGuestSpec,
+		GuestReady: func(t *testing.T, id string) { waitConsole(t, libvirt.ConsoleLog(consoles, id), "vdc-guest: ") },
 	})
 }
 
@@ -156,7 +159,45 @@ func TestNICAndConsole(t *testing.T) {
 	}
 }
 
-// acpiGuestSpec is a domain whose guest powers off on ACPI. TODO image.
+// guestImage builds (or reuses) the tiny guest image of
+// scripts/build-guest-image.sh and returns its path.
+func guestImage(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("../../../scripts/build-guest-image.sh").Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("build-guest-image.sh: %v: %s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// acpiGuestSpec is a domain booting the tiny guest image from a qcow2
+// overlay of its own: a guest that powers off on the ACPI power button.
 func acpiGuestSpec(t *testing.T, id string) hypervisor.Spec {
-	return hypervisor.Spec{ID: id, CPUCores: 1, MemoryMB: 64}
+	image := guestImage(t)
+	overlay := filepath.Join(tempDir(t), id+".qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image, overlay).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	return hypervisor.Spec{ID: id, CPUCores: 1, MemoryMB: 128, Disks: []hypervisor.Disk{
+		{VolumeID: "vol-vlboot", Path: overlay, Format: hypervisor.FormatQcow2, Boot: true}}}
+}
+
+// waitConsole waits until the console log holds a line containing want.
+func waitConsole(t *testing.T, path, want string) {
+	t.Helper()
+	testutil.WaitFor(t, time.Minute, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), want) {
+			return fmt.Errorf("console %s has no %q yet", path, want)
+		}
+		return nil
+	})
 }

@@ -51,6 +51,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"-node-id", "sta.x"},
 		{"-node-id", "hva."},
 		{"-hypervisor", "kvm"},
+		{"-hypervisor", "libvirt", "-virt-type", "xen"},
 		{"-cpu-cores", "-1"},
 		{"-monitor-interval", "-1s"},
 		{"-no-such-flag"},
@@ -59,5 +60,30 @@ func TestLoadConfigRejects(t *testing.T) {
 		if _, err := loadConfig(args, io.Discard); err == nil {
 			t.Errorf("loadConfig(%s) succeeded", strings.Join(args, " "))
 		}
+	}
+}
+
+func TestLoadConfigLibvirtKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hva.json")
+	if err := os.WriteFile(path, []byte(`{"node_id": "hva.x", "hypervisor": "auto", "libvirt_socket": "/s",
+		"virt_type": "kvm", "data_dir": "/d"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig([]string{"-config", path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor != "auto" || c.LibvirtSocket != "/s" || c.VirtType != "kvm" || c.DataDir != "/d" || c.ConsoleDir != "/d/_console" {
+		t.Errorf("config = %+v", c)
+	}
+	c, err = loadConfig([]string{"-config", path, "-hypervisor", "libvirt", "-virt-type", "qemu", "-console-dir", "/c"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor != "libvirt" || c.VirtType != "qemu" || c.ConsoleDir != "/c" {
+		t.Errorf("config with flags = %+v", c)
+	}
+	if d, _ := loadConfig(nil, io.Discard); d.Hypervisor != "dummy" || d.VirtType != "qemu" || d.DataDir != DefaultDataDir {
+		t.Errorf("defaults = %+v, want dummy, qemu, %s", d, DefaultDataDir)
 	}
 }

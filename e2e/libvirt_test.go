@@ -162,6 +162,8 @@ func (c *libvirtCluster) bootVolume(id string) os.FileInfo {
 // of them through every verb on its real domain, an hva restart included.
 func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 	c := newLibvirtCluster(t)
+	started := time.Now()
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(started).Seconds(), what) }
 	a, b := c.create("vl-a"), c.create("vl-b")
 	for _, id := range []string{a, b} {
 		doc := c.waitState(id, "running")
@@ -178,6 +180,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 		t.Fatalf("the image is not cached: %v", err)
 	}
 
+	step("Terminate removes")
 	// Terminate removes the domain and the instance's directory.
 	c.must("DELETE", "/instances/"+b+".json", nil, account)
 	c.waitState(b, "terminated")
@@ -186,6 +189,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 		t.Fatalf("instance dir of terminated %s: %v", b, err)
 	}
 
+	step("reboot: a reset")
 	// reboot: a reset; the guest boots again.
 	boots := 1
 	c.must("PUT", "/instances/"+a+"/reboot.json", url.Values{}, account)
@@ -193,6 +197,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 	c.waitBoots(a, "vl-a", boots)
 	c.waitJobsIdle()
 
+	step("soft_poweroff:")
 	// soft_poweroff: the guest powers itself off on the ACPI button.
 	c.must("PUT", "/instances/"+a+"/poweroff.json", url.Values{"force": {"false"}}, account)
 	c.waitState(a, "halted")
@@ -205,6 +210,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 	boots++
 	c.waitBoots(a, "vl-a", boots)
 
+	step("poweroff (hard)")
 	// poweroff (hard) / poweron.
 	c.must("PUT", "/instances/"+a+"/poweroff.json", url.Values{"force": {"true"}}, account)
 	c.waitState(a, "halted")
@@ -214,6 +220,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 	boots++
 	c.waitBoots(a, "vl-a", boots)
 
+	step("stop / start:")
 	// stop / start: the domain goes, the disk stays (the same file).
 	disk := c.bootVolume(a)
 	c.must("PUT", "/instances/"+a+"/stop.json", url.Values{}, account)
@@ -231,6 +238,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 	}
 	c.waitJobsIdle()
 
+	step("An hva killed")
 	// An hva killed while the instance runs: the guest runs on, and the
 	// restarted hva serves it (a reboot through it boots the same domain).
 	domID, _ := exec.Command("virsh", "-c", "qemu:///system", "domid", a).Output()
@@ -247,6 +255,7 @@ func TestLibvirtGuestsThroughTheAPI(t *testing.T) {
 		t.Fatalf("the domain was re-created across the hva restart (id %q, was %q)", now, domID)
 	}
 
+	step("terminate")
 	c.must("DELETE", "/instances/"+a+".json", nil, account)
 	c.waitState(a, "terminated")
 	c.wantNoDomain(a)

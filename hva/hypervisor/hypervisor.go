@@ -1,8 +1,8 @@
 // Package hypervisor is the hva's boundary to the virtualisation layer
 // (DESIGN.md "Node agents", house style §10.3): the Hypervisor interface the
 // verb handlers drive, the domain spec they build from an instance, and the
-// errors every driver returns. Drivers live in sub-packages (dummy now,
-// libvirt later); hypervisortest is the conformance suite all of them pass.
+// errors every driver returns. Drivers live in sub-packages (libvirt,
+// dummy); hypervisortest is the conformance suite all of them pass.
 package hypervisor
 
 import (

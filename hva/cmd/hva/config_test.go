@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/common/testutil"
+	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -85,5 +91,43 @@ func TestLoadConfigLibvirtKeys(t *testing.T) {
 	}
 	if d, _ := loadConfig(nil, io.Discard); d.Hypervisor != "dummy" || d.VirtType != "qemu" || d.DataDir != DefaultDataDir {
 		t.Errorf("defaults = %+v, want dummy, qemu, %s", d, DefaultDataDir)
+	}
+}
+
+func TestAutoHypervisorFallsBackToDummy(t *testing.T) {
+	var log strings.Builder
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	cfg := DefaultConfig()
+	cfg.Hypervisor, cfg.LibvirtSocket, cfg.DataDir = "auto", filepath.Join(t.TempDir(), "no-libvirt-sock"), t.TempDir()
+	hv, ls, closeHV, err := newHypervisor(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHV()
+	if _, ok := hv.(*dummy.Driver); !ok || ls != nil {
+		t.Errorf("auto without libvirtd = %T with local store %v, want the dummy without one", hv, ls)
+	}
+	if !strings.Contains(log.String(), "using the dummy hypervisor") {
+		t.Errorf("the log does not say which driver auto took:\n%s", log.String())
+	}
+}
+
+func TestAutoHypervisorTakesLibvirt(t *testing.T) {
+	testutil.Real(t, testutil.NeedRoot, testutil.NeedLibvirt)
+	var log strings.Builder
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.Hypervisor, cfg.DataDir = "hva.vlauto", "auto", t.TempDir()
+	cfg.ConsoleDir = filepath.Join(cfg.DataDir, "_console")
+	hv, ls, closeHV, err := newHypervisor(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHV()
+	if _, ok := hv.(*libvirt.Driver); !ok || ls == nil {
+		t.Errorf("auto with libvirtd = %T with local store %v, want libvirt with one", hv, ls)
+	}
+	if !strings.Contains(log.String(), "hypervisor: libvirt") {
+		t.Errorf("the log does not say which driver auto took:\n%s", log.String())
 	}
 }

@@ -201,3 +201,28 @@ func waitConsole(t *testing.T, path, want string) {
 		return nil
 	})
 }
+
+// TestGracefulStopOfAGuestIgnoringACPI: a domain without an operating
+// system (firmware only) does not act on the power button; a graceful Stop
+// gives up with its context and leaves the domain running.
+func TestGracefulStopOfAGuestIgnoringACPI(t *testing.T) {
+	testutil.Real(t, testutil.NeedRoot, testutil.NeedLibvirt)
+	ctx := ctxT(t)
+	d := newDriver(t, testNode, "")
+	const id = "i-vlnoacpi"
+	cleanupDomain(t, d, id)
+	if err := d.Define(ctx, hypervisor.Spec{ID: id, CPUCores: 1, MemoryMB: 32}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	if err := d.Stop(sctx, id, false); !errs.Is(err, errs.Timeout) {
+		t.Errorf("Stop(graceful) of a guest ignoring ACPI = %v, want Timeout", err)
+	}
+	if dom, err := d.Get(ctx, id); err != nil || dom.State != hypervisor.Running {
+		t.Errorf("after the timed-out Stop the domain is %+v, %v; want running", dom, err)
+	}
+}

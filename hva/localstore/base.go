@@ -1,7 +1,6 @@
 package localstore
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/md5"
@@ -54,8 +53,9 @@ func (s *Store) Base(ctx context.Context, bo *proto.BackupObjectView) (string, e
 		return "", fmt.Errorf("fetch backup object %s from %s: %w", bo.ID, bo.URI, err)
 	}
 	if got != want {
-		return "", errs.Wrap(errs.InvalidBackupObjectState, errChecksum, fmt.Sprintf(
-			"backup object %s from %s: md5 is %s, the backup object says %s; nothing cached", bo.ID, bo.URI, got, want))
+		return "", errs.New(errs.InvalidBackupObjectState,
+			"backup object %s from %s: checksum mismatch: md5 is %s, the backup object says %s; nothing cached",
+			bo.ID, bo.URI, got, want)
 	}
 	// The image first, then its sidecar: a sidecar always vouches for a
 	// complete file.
@@ -165,6 +165,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // sparseWriter skips runs of zeroes (cp --sparse=always): a raw image
 // keeps its holes in the cache.
 type sparseWriter struct {
@@ -172,13 +181,14 @@ type sparseWriter struct {
 	off int64
 }
 
-var zeroes = make([]byte, 1<<16)
+// sparseChunk is the granularity of the holes sparseWriter leaves.
+const sparseChunk = 1 << 16
 
 func (w *sparseWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		chunk := p[:min(len(p), len(zeroes))]
-		if !bytes.Equal(chunk, zeroes[:len(chunk)]) {
+		chunk := p[:min(len(p), sparseChunk)]
+		if !allZero(chunk) {
 			if _, err := w.f.WriteAt(chunk, w.off); err != nil {
 				return 0, err
 			}

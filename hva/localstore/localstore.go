@@ -10,7 +10,6 @@ package localstore
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -262,5 +261,3 @@ func (l *keyLocks) lock(ctx context.Context, key string) (func(), error) {
 		return nil, errs.Wrap(errs.Timeout, ctx.Err(), "wait for another download of "+key)
 	}
 }
-
-var errChecksum = errors.New("checksum mismatch")

@@ -150,6 +150,11 @@ type options struct {
 	// 8192); hostCores and hostMemoryMB are what the host node record offers
 	// the scheduler (default: the same).
 	hvaCores, hvaMemoryMB, hostCores, hostMemoryMB int
+	// hvaNodeID names the hva (default hva.e2e1), hostHypervisor is its
+	// host node's hypervisor (default dummy), and hvaArgs go after the
+	// hva's default flags (later flags win).
+	hvaNodeID, hostHypervisor string
+	hvaArgs                   []string
 }
 
 // manager is one dcmgr process of the cluster.
@@ -187,6 +192,12 @@ func newClusterWith(t *testing.T, o options) *cluster1 {
 	if o.hostMemoryMB == 0 {
 		o.hostMemoryMB = o.hvaMemoryMB
 	}
+	if o.hvaNodeID == "" {
+		o.hvaNodeID = "hva.e2e1"
+	}
+	if o.hostHypervisor == "" {
+		o.hostHypervisor = "dummy"
+	}
 	c := &cluster1{t: t, bins: build(t), dir: t.TempDir()}
 	for i := 1; i <= o.managers; i++ {
 		name := fmt.Sprintf("m%d", i)
@@ -212,9 +223,9 @@ func newClusterWith(t *testing.T, o options) *cluster1 {
 	c.api = c.managers[0].api
 	c.sched = c.start("scheduler", "scheduler", "-node-id", "scheduler.e2e", "-serf", port(t), "-rpc", port(t),
 		"-join", c.serf, "-fast-gossip", "-log-level", "info")
-	c.hva = c.start("hva", "hva", "-node-id", "hva.e2e1", "-serf", port(t), "-rpc", port(t), "-join", c.serf,
+	c.hva = c.start("hva", "hva", append([]string{"-node-id", o.hvaNodeID, "-serf", port(t), "-rpc", port(t), "-join", c.serf,
 		"-fast-gossip", "-hypervisor", "dummy", "-cpu-cores", fmt.Sprint(o.hvaCores),
-		"-memory-mb", fmt.Sprint(o.hvaMemoryMB), "-monitor-interval", "500ms", "-log-level", "info")
+		"-memory-mb", fmt.Sprint(o.hvaMemoryMB), "-monitor-interval", "500ms", "-log-level", "info"}, o.hvaArgs...)...)
 	if o.managers > 1 {
 		testutil.WaitFor(t, 30*time.Second, func() error {
 			_, err := c.leader()
@@ -238,8 +249,8 @@ func newClusterWith(t *testing.T, o options) *cluster1 {
 	c.must("POST", "/networks.json", url.Values{"uuid": {"nw-e2e1"}, "dc_network": {"dcn-e2e1"},
 		"network": {"10.77.0.0"}, "prefix": {"24"}, "gw": {"10.77.0.1"}, "network_mode": {"securitygroup"},
 		"dhcp_range": {"default"}, "account_id": {account}}, "")
-	c.must("POST", "/host_nodes.json", url.Values{"uuid": {"hn-e2e1"}, "node_id": {"hva.e2e1"}, "arch": {"x86_64"},
-		"hypervisor": {"dummy"}, "offering_cpu_cores": {fmt.Sprint(o.hostCores)},
+	c.must("POST", "/host_nodes.json", url.Values{"uuid": {"hn-e2e1"}, "node_id": {o.hvaNodeID}, "arch": {"x86_64"},
+		"hypervisor": {o.hostHypervisor}, "offering_cpu_cores": {fmt.Sprint(o.hostCores)},
 		"offering_memory_size":   {fmt.Sprint(o.hostMemoryMB)},
 		"offering_disk_space_mb": {"100000"}}, "")
 	c.must("POST", "/backup_storages.json", url.Values{"uuid": {"bkst-e2e1"}, "storage_type": {"local"},

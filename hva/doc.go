@@ -4,8 +4,11 @@
 //
 //   - hypervisor: the Hypervisor driver interface (define, start, stop,
 //     reboot, ACPI shutdown, undefine, get, list, capacity), with
+//     hypervisor/libvirt (QEMU/KVM domains over libvirtd's socket),
 //     hypervisor/dummy (an in-memory host) and hypervisor/hypervisortest (the
 //     conformance suite every driver passes);
+//   - localstore: an instance's files on the host (boot volume as a qcow2
+//     overlay on the cached image, blank volumes, the metadata drive);
 //   - collector: the client of the managers' hva-collector and job-collector
 //     RPC endpoints, which finds the managers through serf and retries until
 //     one accepts; collector/collectortest is an in-memory stand-in manager;

@@ -2,6 +2,11 @@
 # Quick start: one manager on this machine with demo data, in the foreground.
 # Data lives in ./var/quickstart; running it again keeps the data and seeds
 # nothing twice. Ctrl-C stops everything.
+#
+# The hva runs real guests with libvirt (QEMU, TCG) when libvirtd answers on
+# its socket, and the demo image is then the tiny guest of
+# scripts/build-guest-image.sh; otherwise it runs the dummy hypervisor.
+# VDC_HYPERVISOR=libvirt|dummy chooses explicitly (default auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -15,6 +20,41 @@ for b in dcmgr vdc-manage scheduler hva; do
 	[ -x "$BIN/$b" ] || { echo "missing $BIN/$b: run 'make build' first" >&2; exit 1; }
 done
 mkdir -p "$DATA/backups" "$DATA/log"
+DATA_ABS=$(cd "$DATA" && pwd)
+
+HYPERVISOR=${VDC_HYPERVISOR:-auto}
+LIBVIRT_SOCKET=${VDC_LIBVIRT_SOCKET:-/run/libvirt/libvirt-sock}
+if [ "$HYPERVISOR" = auto ]; then
+	HYPERVISOR=dummy
+	if [ -S "$LIBVIRT_SOCKET" ] && command -v virsh >/dev/null &&
+		virsh -c "qemu:///system?socket=$LIBVIRT_SOCKET" version >/dev/null 2>&1; then
+		HYPERVISOR=libvirt
+	fi
+fi
+case $HYPERVISOR in
+libvirt | dummy) ;;
+*) echo "VDC_HYPERVISOR=$HYPERVISOR: want libvirt, dummy or auto" >&2; exit 1 ;;
+esac
+# The demo catalog differs by hypervisor: data seeded for one is not reused
+# with the other.
+if [ -f "$DATA/hypervisor" ] && [ "$(cat "$DATA/hypervisor")" != "$HYPERVISOR" ]; then
+	echo "$DATA was seeded for the $(cat "$DATA/hypervisor") hypervisor; remove it or set VDC_HYPERVISOR=$(cat "$DATA/hypervisor")" >&2
+	exit 1
+fi
+if [ "$HYPERVISOR" = libvirt ]; then
+	echo "hypervisor: libvirt (libvirtd answers on $LIBVIRT_SOCKET): the demo image boots for real under QEMU (TCG)"
+	IMAGE=$(scripts/build-guest-image.sh | tail -n 1)
+	cp -f "$IMAGE" "$DATA/backups/vdc-tiny.raw"
+	IMAGE_SIZE=$(stat -c %s "$DATA/backups/vdc-tiny.raw")
+	IMAGE_MD5=$(md5sum <"$DATA/backups/vdc-tiny.raw" | cut -d' ' -f1)
+	HOST_HYPERVISOR=qemu
+	HVA_ARGS=(-hypervisor libvirt -libvirt-socket "$LIBVIRT_SOCKET" -virt-type qemu -data-dir "$DATA/instances")
+else
+	echo "hypervisor: dummy (no libvirtd on $LIBVIRT_SOCKET, or VDC_HYPERVISOR=dummy): instances reach running without a real VM"
+	HOST_HYPERVISOR=dummy
+	HVA_ARGS=(-hypervisor dummy -cpu-cores 16 -memory-mb 32768)
+fi
+printf '%s' "$HYPERVISOR" >"$DATA/hypervisor"
 
 "$BIN/dcmgr" -node demo -data-dir "$DATA/dcmgr" -api "0.0.0.0:${API_PORT}" \
 	-rpc 127.0.0.1:9012 -serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
@@ -23,9 +63,8 @@ DCMGR=$!
 "$BIN/scheduler" -node-id scheduler.demo1 -serf 127.0.0.1:9020 -rpc 127.0.0.1:9021 -join 127.0.0.1:9010 \
 	>>"$DATA/log/scheduler.log" 2>&1 &
 SCHED=$!
-# The dummy hypervisor simulates the host; instances reach running without a real VM.
 "$BIN/hva" -node-id hva.demo1 -serf 127.0.0.1:9022 -rpc 127.0.0.1:9023 -join 127.0.0.1:9010 \
-	-hypervisor dummy -cpu-cores 16 -memory-mb 32768 >>"$DATA/log/hva.log" 2>&1 &
+	"${HVA_ARGS[@]}" >>"$DATA/log/hva.log" 2>&1 &
 HVA=$!
 stop() {
 	trap - INT TERM EXIT
@@ -56,16 +95,25 @@ m dcnetwork add public --uuid dcn-demo1 --description "demo DC network" \
 m network add --uuid nw-demo1 --dc-network dcn-demo1 --ipv4-network 10.0.2.0 --prefix 24 \
 	--gw 10.0.2.1 --network-mode securitygroup --dhcp-range default --display-name demo1 \
 	--account-id "$ACCOUNT"
-m host add hva.demo1 --uuid hn-demo1 --hypervisor dummy --arch x86_64 \
+m host add hva.demo1 --uuid hn-demo1 --hypervisor "$HOST_HYPERVISOR" --arch x86_64 \
 	--cpu-cores 16 --memory-size 32768 --disk-space 102400 --display-name demo1
 m storage add sta.demo1 --uuid sn-demo1 --storage-type iscsi --ip-address 127.0.0.1 \
 	--disk-space 102400 --display-name demo1
 m backupstorage add --uuid bkst-demo1 --storage-type local \
-	--base-uri "file://$(pwd)/$DATA/backups/" --display-name "local backups"
-m backupobject add --uuid bo-demo1 --backup-storage-id bkst-demo1 --object-key demo1.raw \
-	--size 33554432 --checksum 0 --display-name "demo image disk" --state available --account-id "$ACCOUNT"
-m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-dev-type local \
-	--display-name "demo image" --is-public --state available --account-id "$ACCOUNT"
+	--base-uri "file://$DATA_ABS/backups/" --display-name "local backups"
+if [ "$HYPERVISOR" = libvirt ]; then
+	# The tiny guest, registered with its real size and md5 (the hva checks it).
+	m backupobject add --uuid bo-demo1 --backup-storage-id bkst-demo1 --object-key vdc-tiny.raw \
+		--size "$IMAGE_SIZE" --checksum "$IMAGE_MD5" --container-format none --display-name "tiny guest disk" \
+		--state available --account-id "$ACCOUNT"
+	m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-dev-type local \
+		--file-format raw --display-name "tiny guest" --is-public --state available --account-id "$ACCOUNT"
+else
+	m backupobject add --uuid bo-demo1 --backup-storage-id bkst-demo1 --object-key demo1.raw \
+		--size 33554432 --checksum 0 --display-name "demo image disk" --state available --account-id "$ACCOUNT"
+	m image add --uuid wmi-demo1 --backup-object-id bo-demo1 --arch x86_64 --boot-dev-type local \
+		--display-name "demo image" --is-public --state available --account-id "$ACCOUNT"
+fi
 
 # The hva's serf membership makes hn-demo1 online; instances need an online host.
 for _ in $(seq 100); do
@@ -73,17 +121,28 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
+if [ "$HYPERVISOR" = libvirt ]; then
+	# No host network is configured here: the demo instance has no vnic.
+	EXAMPLE="-d image_id=wmi-demo1 -d hypervisor=qemu -d cpu_cores=1 -d memory_size=128 \\
+       -d hostname=demo --data-urlencode 'vifs={}'"
+	HVA_NOTE="hva (libvirt, QEMU TCG, node hva.demo1; instance files in $DATA/instances,
+serial consoles in $DATA/instances/_console/<instance id>.log; instances keep running after Ctrl-C)"
+else
+	EXAMPLE="-d image_id=wmi-demo1 -d hypervisor=dummy \\
+       -d cpu_cores=1 -d memory_size=512 --data-urlencode 'vifs={\"eth0\":{\"network\":\"nw-demo1\"}}'"
+	HVA_NOTE="hva (dummy hypervisor, node hva.demo1)"
+fi
 cat <<MSG
 
 vdc is running: the 12.03 API is at $API/api/12.03 (data in $DATA, log in $DATA/log/dcmgr.log).
-A scheduler and an hva (dummy hypervisor, node hva.demo1) run beside it (logs in $DATA/log/).
+hypervisor: $HYPERVISOR
+A scheduler and an $HVA_NOTE run beside it (logs in $DATA/log/).
 Demo data: account $ACCOUNT, DC network dcn-demo1, network nw-demo1 (10.0.2.0/24, DHCP range),
 host node hn-demo1 (hva.demo1), storage node sn-demo1 (sta.demo1), backup storage bkst-demo1,
 backup object bo-demo1, image wmi-demo1, groups hng-shhost / sng-shstor / nwg-shnet.
 
 Try:
-  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST -d image_id=wmi-demo1 -d hypervisor=dummy \
-       -d cpu_cores=1 -d memory_size=512 --data-urlencode 'vifs={"eth0":{"network":"nw-demo1"}}' \
+  curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' -X POST $EXAMPLE \
        $API/api/12.03/instances.yml
   curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' $API/api/12.03/instances.yml
   curl -s -H 'X_VDC_ACCOUNT_UUID: $ACCOUNT' $API/api/12.03/networks.yml

@@ -1,12 +1,15 @@
 // Package hypervisor is the hva's boundary to the virtualisation layer
 // (DESIGN.md "Node agents", house style §10.3): the Hypervisor interface the
 // verb handlers drive, the domain spec they build from an instance, and the
-// errors every driver returns. Drivers live in sub-packages (dummy now,
-// libvirt later); hypervisortest is the conformance suite all of them pass.
+// errors every driver returns. Drivers live in sub-packages (libvirt,
+// dummy); hypervisortest is the conformance suite all of them pass.
 package hypervisor
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/vdc-project/vdc/common/errs"
 )
@@ -51,7 +54,21 @@ type Disk struct {
 	StorageIP string `json:"storage_ip,omitempty"`
 	// Boot marks the boot volume.
 	Boot bool `json:"boot,omitempty"`
+	// Format is the image format of a file disk: FormatQcow2 or FormatRaw
+	// ("" = raw). iSCSI disks are raw.
+	Format string `json:"format,omitempty"`
+	// ReadOnly attaches the disk read-only.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
+
+// Disk image formats.
+const (
+	FormatRaw   = "raw"
+	FormatQcow2 = "qcow2"
+)
+
+// DefaultISCSIPort is the portal port of an iSCSI disk.
+const DefaultISCSIPort = 3260
 
 // NIC is one virtual interface of a domain.
 type NIC struct {
@@ -153,4 +170,22 @@ func NotFound(id string) error {
 // WrongState is the error of an operation the domain's state forbids.
 func WrongState(id string, st State, op string) error {
 	return errs.New(errs.InvalidInstanceState, "cannot %s domain %s: it is %s", op, id, st)
+}
+
+// FormatMAC turns the manager's 12 hex digits into aa:bb:cc:dd:ee:ff (lower
+// case), the form of libvirt and of the guest.
+func FormatMAC(hex12 string) (string, error) {
+	h := strings.ToLower(hex12)
+	if len(h) != 12 {
+		return "", fmt.Errorf("mac address %q: want 12 hex digits", hex12)
+	}
+	parts := make([]string, 6)
+	for i := range parts {
+		p := h[2*i : 2*i+2]
+		if _, err := strconv.ParseUint(p, 16, 8); err != nil {
+			return "", fmt.Errorf("mac address %q: want 12 hex digits", hex12)
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ":"), nil
 }

@@ -6,18 +6,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
 	"github.com/vdc-project/vdc/hva/netfilter"
 	"github.com/vdc-project/vdc/hva/network"
 )
 
-// Hypervisor drivers.
-const hypervisorDummy = "dummy"
+// Hypervisor drivers: auto picks libvirt when its socket answers.
+const (
+	hypervisorAuto    = "auto"
+	hypervisorLibvirt = "libvirt"
+	hypervisorDummy   = "dummy"
+)
+
+// DefaultDataDir is hva.conf vm_data_dir's default here.
+const DefaultDataDir = "/var/lib/vdc/instances"
 
 // Config is the hva's configuration: defaults, then a JSON file, then flags.
 // Durations are milliseconds in the file and Go durations ("5s") as flags.
@@ -36,8 +45,19 @@ type Config struct {
 	LogLevel  string `json:"log_level"`
 	LogFormat string `json:"log_format"`
 
-	// Hypervisor is the driver: "dummy" (the only one so far).
+	// Hypervisor is the driver: "libvirt", "dummy", or "auto" (libvirt
+	// when its socket answers, else dummy).
 	Hypervisor string `json:"hypervisor"`
+	// LibvirtSocket is libvirtd's read-write socket.
+	LibvirtSocket string `json:"libvirt_socket"`
+	// VirtType is the libvirt domain type: qemu (TCG) or kvm.
+	VirtType string `json:"virt_type"`
+	// DataDir is hva.conf vm_data_dir: instance files and the image cache
+	// (libvirt only).
+	DataDir string `json:"data_dir"`
+	// ConsoleDir holds the serial console logs, <id>.log (default
+	// <data_dir>/_console).
+	ConsoleDir string `json:"console_dir"`
 	// CPUCores and MemoryMB size the dummy host.
 	CPUCores int   `json:"cpu_cores"`
 	MemoryMB int64 `json:"memory_mb"`
@@ -84,6 +104,9 @@ func DefaultConfig() Config {
 		LogLevel:              "info",
 		LogFormat:             "text",
 		Hypervisor:            hypervisorDummy,
+		LibvirtSocket:         libvirt.DefaultSocket,
+		VirtType:              libvirt.DefaultVirtType,
+		DataDir:               DefaultDataDir,
 		CPUCores:              d.CPUCores,
 		MemoryMB:              d.MemoryMB,
 		DummyShutdownDelayMS:  int(d.ShutdownDelay / time.Millisecond),
@@ -114,7 +137,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	token := fs.String("token", "", "shared RPC token of the cluster")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
-	hv := fs.String("hypervisor", "", "hypervisor driver: dummy")
+	hv := fs.String("hypervisor", "", "hypervisor driver: libvirt, dummy or auto (libvirt if libvirtd answers)")
+	socket := fs.String("libvirt-socket", "", "libvirtd's socket (default "+libvirt.DefaultSocket+")")
+	virtType := fs.String("virt-type", "", "libvirt domain type: qemu (TCG, default) or kvm")
+	dataDir := fs.String("data-dir", "", "instance files and image cache (default "+DefaultDataDir+")")
+	consoleDir := fs.String("console-dir", "", "serial console logs (default <data-dir>/_console)")
 	cores := fs.Int("cpu-cores", 0, "cores of the dummy host")
 	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
 	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
@@ -140,6 +167,10 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	set(&c.LogLevel, *logLevel)
 	set(&c.LogFormat, *logFormat)
 	set(&c.Hypervisor, *hv)
+	set(&c.LibvirtSocket, *socket)
+	set(&c.VirtType, *virtType)
+	set(&c.DataDir, *dataDir)
+	set(&c.ConsoleDir, *consoleDir)
 	if len(join) > 0 {
 		c.Join = join
 	}
@@ -165,8 +196,19 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(c.NodeID, "hva.") || len(c.NodeID) == len("hva.") {
 		return fmt.Errorf("node id %q: want hva.<name>", c.NodeID)
 	}
-	if c.Hypervisor != hypervisorDummy {
-		return fmt.Errorf("hypervisor %q: want dummy", c.Hypervisor)
+	switch c.Hypervisor {
+	case hypervisorAuto, hypervisorLibvirt, hypervisorDummy:
+	default:
+		return fmt.Errorf("hypervisor %q: want libvirt, dummy or auto", c.Hypervisor)
+	}
+	if c.VirtType != "qemu" && c.VirtType != "kvm" {
+		return fmt.Errorf("virt_type %q: want qemu or kvm", c.VirtType)
+	}
+	if c.Hypervisor != hypervisorDummy && (c.DataDir == "" || c.LibvirtSocket == "") {
+		return errors.New("data_dir and libvirt_socket must be set for libvirt")
+	}
+	if c.ConsoleDir == "" {
+		c.ConsoleDir = filepath.Join(c.DataDir, "_console")
 	}
 	if c.CPUCores < 1 || c.MemoryMB < 1 {
 		return errors.New("cpu_cores and memory_mb must be at least 1")

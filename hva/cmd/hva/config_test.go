@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdc-project/vdc/common/testutil"
+	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
 	"github.com/vdc-project/vdc/hva/network"
 )
 
@@ -53,6 +58,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"-node-id", "sta.x"},
 		{"-node-id", "hva."},
 		{"-hypervisor", "kvm"},
+		{"-hypervisor", "libvirt", "-virt-type", "xen"},
 		{"-cpu-cores", "-1"},
 		{"-monitor-interval", "-1s"},
 		{"-no-such-flag"},
@@ -87,5 +93,68 @@ func TestLoadConfigHostNetwork(t *testing.T) {
 	_ = os.WriteFile(bad, []byte(`{"node_id": "hva.x", "dc_networks": {"public": {"bridge": "a-bridge-name-too-long"}}}`), 0o600)
 	if _, err := loadConfig([]string{"-config", bad}, io.Discard); err == nil {
 		t.Error("a bridge name over 15 characters was accepted")
+	}
+}
+
+func TestLoadConfigLibvirtKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hva.json")
+	if err := os.WriteFile(path, []byte(`{"node_id": "hva.x", "hypervisor": "auto", "libvirt_socket": "/s",
+		"virt_type": "kvm", "data_dir": "/d"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig([]string{"-config", path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor != "auto" || c.LibvirtSocket != "/s" || c.VirtType != "kvm" || c.DataDir != "/d" || c.ConsoleDir != "/d/_console" {
+		t.Errorf("config = %+v", c)
+	}
+	c, err = loadConfig([]string{"-config", path, "-hypervisor", "libvirt", "-virt-type", "qemu", "-console-dir", "/c"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor != "libvirt" || c.VirtType != "qemu" || c.ConsoleDir != "/c" {
+		t.Errorf("config with flags = %+v", c)
+	}
+	if d, _ := loadConfig(nil, io.Discard); d.Hypervisor != "dummy" || d.VirtType != "qemu" || d.DataDir != DefaultDataDir {
+		t.Errorf("defaults = %+v, want dummy, qemu, %s", d, DefaultDataDir)
+	}
+}
+
+func TestAutoHypervisorFallsBackToDummy(t *testing.T) {
+	var log strings.Builder
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	cfg := DefaultConfig()
+	cfg.Hypervisor, cfg.LibvirtSocket, cfg.DataDir = "auto", filepath.Join(t.TempDir(), "no-libvirt-sock"), t.TempDir()
+	hv, ls, closeHV, err := newHypervisor(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHV()
+	if _, ok := hv.(*dummy.Driver); !ok || ls != nil {
+		t.Errorf("auto without libvirtd = %T with local store %v, want the dummy without one", hv, ls)
+	}
+	if !strings.Contains(log.String(), "using the dummy hypervisor") {
+		t.Errorf("the log does not say which driver auto took:\n%s", log.String())
+	}
+}
+
+func TestAutoHypervisorTakesLibvirt(t *testing.T) {
+	testutil.Real(t, testutil.NeedRoot, testutil.NeedLibvirt)
+	var log strings.Builder
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.Hypervisor, cfg.DataDir = "hva.vlauto", "auto", t.TempDir()
+	cfg.ConsoleDir = filepath.Join(cfg.DataDir, "_console")
+	hv, ls, closeHV, err := newHypervisor(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHV()
+	if _, ok := hv.(*libvirt.Driver); !ok || ls == nil {
+		t.Errorf("auto with libvirtd = %T with local store %v, want libvirt with one", hv, ls)
+	}
+	if !strings.Contains(log.String(), "hypervisor: libvirt") {
+		t.Errorf("the log does not say which driver auto took:\n%s", log.String())
 	}
 }

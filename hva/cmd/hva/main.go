@@ -10,9 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/logging"
@@ -20,6 +22,8 @@ import (
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
+	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
+	"github.com/vdc-project/vdc/hva/localstore"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -45,10 +49,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hv, err := newHypervisor(cfg)
+	hv, ls, closeHV, err := newHypervisor(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	defer closeHV()
 
 	// The collector client needs the agent's member list and the agent
 	// reports finished jobs through the client: build the agent first and
@@ -90,6 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Collector:           cc,
 		Events:              a,
 		Network:             hn.network(a),
+		LocalStore:          ls,
 		Logger:              logger,
 		SoftPoweroffTimeout: ms(cfg.SoftPoweroffTimeoutMS),
 		MonitorInterval:     ms(cfg.MonitorIntervalMS),
@@ -103,7 +109,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if c, err := hv.Capacity(ctx); err == nil {
-		logger.Info("hva started", "node_id", cfg.NodeID, "hypervisor", cfg.Hypervisor,
+		logger.Info("hva started", "node_id", cfg.NodeID, "hypervisor", driverName(hv),
 			"cpu_cores", c.CPUCores, "memory_mb", c.MemoryMB, "rpc", a.RPCAddr(), "serf", a.SerfAddr())
 	}
 
@@ -131,11 +137,58 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func newHypervisor(cfg Config) (hypervisor.Hypervisor, error) {
-	switch cfg.Hypervisor {
-	case hypervisorDummy:
-		return dummy.New(dummy.Config{CPUCores: cfg.CPUCores, MemoryMB: cfg.MemoryMB,
-			ShutdownDelay: ms(cfg.DummyShutdownDelayMS)})
+// newHypervisor makes the configured driver and, with libvirt, the local
+// store of instance files (the dummy keeps none). "auto" takes libvirt when
+// its socket answers and says which it took.
+func newHypervisor(ctx context.Context, cfg Config, logger *slog.Logger) (hypervisor.Hypervisor, handlers.LocalStore, func(), error) {
+	nop := func() {}
+	useLibvirt := cfg.Hypervisor == hypervisorLibvirt
+	var lvd *libvirt.Driver
+	if cfg.Hypervisor != hypervisorDummy {
+		var err error
+		lvd, err = libvirt.New(libvirt.Config{NodeID: cfg.NodeID, Socket: cfg.LibvirtSocket, VirtType: cfg.VirtType,
+			ConsoleDir: cfg.ConsoleDir, Logger: logger})
+		if err != nil {
+			return nil, nil, nop, err
+		}
+		// The first connection after libvirtd starts probes QEMU (seconds).
+		pctx, cancel := context.WithTimeout(ctx, autoProbeTimeout)
+		perr := lvd.Ping(pctx)
+		cancel()
+		switch {
+		case perr == nil:
+			useLibvirt = true
+		case cfg.Hypervisor == hypervisorAuto:
+			logger.Warn("libvirtd does not answer; using the dummy hypervisor", "socket", cfg.LibvirtSocket, "error", perr)
+			_ = lvd.Close()
+		default:
+			// Explicit libvirt: start anyway, the driver connects once
+			// libvirtd is up.
+			logger.Warn("libvirtd does not answer yet", "socket", cfg.LibvirtSocket, "error", perr)
+		}
 	}
-	return nil, fmt.Errorf("hypervisor %q: want dummy", cfg.Hypervisor)
+	if !useLibvirt {
+		logger.Info("hypervisor: dummy", "cpu_cores", cfg.CPUCores, "memory_mb", cfg.MemoryMB)
+		d, err := dummy.New(dummy.Config{CPUCores: cfg.CPUCores, MemoryMB: cfg.MemoryMB,
+			ShutdownDelay: ms(cfg.DummyShutdownDelayMS)})
+		return d, nil, nop, err
+	}
+	ls, err := localstore.New(localstore.Config{DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		_ = lvd.Close()
+		return nil, nil, nop, err
+	}
+	logger.Info("hypervisor: libvirt", "socket", cfg.LibvirtSocket, "virt_type", cfg.VirtType,
+		"data_dir", cfg.DataDir, "console_dir", cfg.ConsoleDir)
+	return lvd, ls, func() { _ = lvd.Close() }, nil
+}
+
+// autoProbeTimeout bounds the start-up check that libvirtd answers.
+const autoProbeTimeout = 30 * time.Second
+
+func driverName(hv hypervisor.Hypervisor) string {
+	if _, ok := hv.(*libvirt.Driver); ok {
+		return hypervisorLibvirt
+	}
+	return hypervisorDummy
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,12 +23,26 @@ import (
 type Options struct {
 	// New returns a driver for one subtest (each subtest gets its own).
 	New func(t *testing.T) hypervisor.Hypervisor
-	// Spec builds the spec of a test domain; a real driver adds the disks
-	// its guests boot from. Default: 1 core, 64 MiB, no disks or NICs.
+	// Spec builds the spec of a test domain. Default: 1 core, 64 MiB, no
+	// disks or NICs (a real driver boots such a domain into its firmware).
 	Spec func(id string) hypervisor.Spec
+	// ACPISpec builds the spec of a domain whose guest answers an ACPI
+	// power-down (GracefulStop, Shutdown): a real driver needs a guest
+	// operating system for that. Default: Spec.
+	ACPISpec func(t *testing.T, id string) hypervisor.Spec
+	// GuestReady, if set, waits after Start until the ACPI guest of domain
+	// id listens for the power button: a real guest misses a press that
+	// comes while it boots. Shutdown, which presses once, waits for it.
+	GuestReady func(t *testing.T, id string)
 	// ShutdownTimeout bounds how long a guest may take to act on an ACPI
 	// power-down. Default 30s.
 	ShutdownTimeout time.Duration
+	// IDPrefix goes after "i-" in every domain id, so that suites of
+	// several users on one real host do not collide.
+	IDPrefix string
+	// Concurrent is how many domains the Concurrent case runs at once.
+	// Default 8; a real host of TCG guests wants fewer.
+	Concurrent int
 }
 
 // Run runs the suite with the default options. The host behind newFn must
@@ -40,6 +55,12 @@ func Run(t *testing.T, newFn func(t *testing.T) hypervisor.Hypervisor) {
 func RunWith(t *testing.T, o Options) {
 	if o.Spec == nil {
 		o.Spec = func(id string) hypervisor.Spec { return hypervisor.Spec{ID: id, CPUCores: 1, MemoryMB: 64} }
+	}
+	if o.ACPISpec == nil {
+		o.ACPISpec = func(_ *testing.T, id string) hypervisor.Spec { return o.Spec(id) }
+	}
+	if o.Concurrent <= 0 {
+		o.Concurrent = 8
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -82,10 +103,26 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// id is the test domain id name ("i-hvt…") with the configured prefix.
+func (s *suite) id(name string) string {
+	return "i-" + s.opts.IDPrefix + strings.TrimPrefix(name, "i-")
+}
+
 // define defines a fresh test domain and removes it when the test ends.
 func (s *suite) define(id string) hypervisor.Spec {
 	s.t.Helper()
-	spec := s.opts.Spec(id)
+	return s.defineSpec(s.opts.Spec(id))
+}
+
+// defineACPI defines a test domain whose guest answers ACPI.
+func (s *suite) defineACPI(id string) hypervisor.Spec {
+	s.t.Helper()
+	return s.defineSpec(s.opts.ACPISpec(s.t, id))
+}
+
+func (s *suite) defineSpec(spec hypervisor.Spec) hypervisor.Spec {
+	s.t.Helper()
+	id := spec.ID
 	if err := s.h.Define(ctxT(s.t), spec); err != nil {
 		s.t.Fatalf("Define(%s) = %v", id, err)
 	}
@@ -123,7 +160,7 @@ func wantKind(t *testing.T, what string, err error, k errs.Kind) {
 
 func testAbsent(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtabsent"
+	id := s.id("i-hvtabsent")
 	_, err := s.h.Get(ctx, id)
 	wantKind(t, "Get(absent)", err, errs.NotFound)
 	wantKind(t, "Start(absent)", s.h.Start(ctx, id), errs.NotFound)
@@ -138,7 +175,7 @@ func testAbsent(t *testing.T, s *suite) {
 
 func testDefine(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtdefine"
+	id := s.id("i-hvtdefine")
 	spec := s.define(id)
 	if err := s.h.Define(ctx, spec); err != nil {
 		t.Fatalf("Define(%s) again = %v, want nil", id, err)
@@ -176,23 +213,24 @@ func testDefine(t *testing.T, s *suite) {
 
 func testDefineInvalid(t *testing.T, s *suite) {
 	ctx := ctxT(t)
+	id := s.id("i-hvtinvalid")
 	for name, spec := range map[string]hypervisor.Spec{
 		"no id":     {CPUCores: 1, MemoryMB: 64},
-		"no cores":  {ID: "i-hvtinvalid", MemoryMB: 64},
-		"no memory": {ID: "i-hvtinvalid", CPUCores: 1},
+		"no cores":  {ID: id, MemoryMB: 64},
+		"no memory": {ID: id, CPUCores: 1},
 	} {
 		if err := s.h.Define(ctx, spec); err == nil {
 			t.Errorf("Define(%s) = nil, want an error", name)
 		}
 	}
-	if _, err := s.h.Get(ctx, "i-hvtinvalid"); !errs.Is(err, errs.NotFound) {
+	if _, err := s.h.Get(ctx, id); !errs.Is(err, errs.NotFound) {
 		t.Errorf("Get after invalid Defines = %v, want NotFound", err)
 	}
 }
 
 func testStartStop(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtstartstop"
+	id := s.id("i-hvtstartstop")
 	s.define(id)
 	for i := range 2 {
 		if err := s.h.Start(ctx, id); err != nil {
@@ -217,8 +255,8 @@ func testStartStop(t *testing.T, s *suite) {
 }
 
 func testGracefulStop(t *testing.T, s *suite) {
-	const id = "i-hvtgraceful"
-	s.define(id)
+	id := s.id("i-hvtgraceful")
+	s.defineACPI(id)
 	if err := s.h.Start(ctxT(t), id); err != nil {
 		t.Fatalf("Start = %v", err)
 	}
@@ -232,13 +270,16 @@ func testGracefulStop(t *testing.T, s *suite) {
 
 func testShutdown(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtshutdown"
-	s.define(id)
+	id := s.id("i-hvtshutdown")
+	s.defineACPI(id)
 	if err := s.h.Shutdown(ctx, id); err != nil {
 		t.Errorf("Shutdown(shut off) = %v, want nil", err)
 	}
 	if err := s.h.Start(ctx, id); err != nil {
 		t.Fatalf("Start = %v", err)
+	}
+	if s.opts.GuestReady != nil {
+		s.opts.GuestReady(t, id)
 	}
 	if err := s.h.Shutdown(ctx, id); err != nil {
 		t.Fatalf("Shutdown = %v", err)
@@ -253,7 +294,7 @@ func testShutdown(t *testing.T, s *suite) {
 
 func testReboot(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtreboot"
+	id := s.id("i-hvtreboot")
 	s.define(id)
 	wantKind(t, "Reboot(shut off)", s.h.Reboot(ctx, id), errs.InvalidInstanceState)
 	if err := s.h.Start(ctx, id); err != nil {
@@ -267,7 +308,7 @@ func testReboot(t *testing.T, s *suite) {
 
 func testUndefine(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	const id = "i-hvtundefine"
+	id := s.id("i-hvtundefine")
 	s.define(id)
 	if err := s.h.Start(ctx, id); err != nil {
 		t.Fatalf("Start = %v", err)
@@ -289,11 +330,12 @@ func testUndefine(t *testing.T, s *suite) {
 
 func testList(t *testing.T, s *suite) {
 	ctx := ctxT(t)
-	ids := []string{"i-hvtlist2", "i-hvtlist3", "i-hvtlist1"}
+	l1, l2, l3 := s.id("i-hvtlist1"), s.id("i-hvtlist2"), s.id("i-hvtlist3")
+	ids := []string{l2, l3, l1}
 	for _, id := range ids {
 		s.define(id)
 	}
-	if err := s.h.Start(ctx, "i-hvtlist3"); err != nil {
+	if err := s.h.Start(ctx, l3); err != nil {
 		t.Fatalf("Start = %v", err)
 	}
 	list, err := s.h.List(ctx)
@@ -308,14 +350,14 @@ func testList(t *testing.T, s *suite) {
 			states[d.ID] = d.State
 		}
 	}
-	if want := []string{"i-hvtlist1", "i-hvtlist2", "i-hvtlist3"}; !slices.Equal(got, want) {
+	if want := []string{l1, l2, l3}; !slices.Equal(got, want) {
 		t.Errorf("List ids = %v, want %v (sorted)", got, want)
 	}
 	if !slices.IsSortedFunc(list, func(a, b hypervisor.Domain) int { return cmp.Compare(a.ID, b.ID) }) {
 		t.Errorf("List is not sorted by id")
 	}
-	if states["i-hvtlist3"] != hypervisor.Running || states["i-hvtlist1"] != hypervisor.Shutoff {
-		t.Errorf("List states = %v, want i-hvtlist3 running, the others shutoff", states)
+	if states[l3] != hypervisor.Running || states[l1] != hypervisor.Shutoff {
+		t.Errorf("List states = %v, want %s running, the others shutoff", states, l3)
 	}
 }
 
@@ -328,7 +370,7 @@ func testCapacity(t *testing.T, s *suite) {
 	if before.CPUCores < 1 || before.MemoryMB < 1 || before.UsedCPUCores > before.CPUCores {
 		t.Errorf("Capacity = %+v, want an offering of at least 1 core and 1 MiB", before)
 	}
-	const id = "i-hvtcapacity"
+	id := s.id("i-hvtcapacity")
 	spec := s.define(id)
 	after, err := s.h.Capacity(ctx)
 	if err != nil {
@@ -347,7 +389,7 @@ func testCapacity(t *testing.T, s *suite) {
 }
 
 func testContextEnded(t *testing.T, s *suite) {
-	const id = "i-hvtctx"
+	id := s.id("i-hvtctx")
 	spec := s.define(id)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -371,11 +413,11 @@ func testContextEnded(t *testing.T, s *suite) {
 }
 
 func testConcurrent(t *testing.T, s *suite) {
-	const n = 8
+	n := s.opts.Concurrent
 	var wg sync.WaitGroup
 	errCh := make(chan error, n)
 	for i := range n {
-		id := fmt.Sprintf("i-hvtconc%d", i)
+		id := s.id(fmt.Sprintf("i-hvtconc%d", i))
 		s.define(id)
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -404,7 +446,7 @@ func testConcurrent(t *testing.T, s *suite) {
 	}
 	for _, d := range list {
 		for i := range n {
-			if d.ID == fmt.Sprintf("i-hvtconc%d", i) {
+			if d.ID == s.id(fmt.Sprintf("i-hvtconc%d", i)) {
 				t.Errorf("domain %s still listed after Undefine", d.ID)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/keylock"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/hva/hypervisor"
 	"github.com/vdc-project/vdc/proto"
@@ -116,7 +117,7 @@ type Handlers struct {
 	hv     hypervisor.Hypervisor
 	coll   Collector
 	logger *slog.Logger
-	locks  locks
+	locks  *keylock.Map
 
 	// monMu serialises monitor passes; suspects are the domains the last
 	// pass found orphaned.
@@ -148,7 +149,7 @@ func New(cfg Config) (*Handlers, error) {
 	return &Handlers{
 		cfg: cfg, hv: cfg.Hypervisor, coll: cfg.Collector,
 		logger: logger.With("component", "hva"),
-		locks:  locks{m: map[string]*lockEntry{}},
+		locks:  keylock.New(),
 	}, nil
 }
 

@@ -39,7 +39,7 @@ func (h *Handlers) withAnyInstance(ctx context.Context, id string, fn func(v *pr
 	if id == "" {
 		return errs.New(errs.UndefinedInstanceID, "job without an instance id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,7 @@ func (h *Handlers) needsRepair(state, status string, alive bool, updatedAt time.
 
 // repair re-checks one instance under its lock and repairs it.
 func (h *Handlers) repair(ctx context.Context, id string) error {
-	unlock, ok := h.locks.tryLock(id)
+	unlock, ok := h.locks.TryLock(id)
 	if !ok {
 		return nil
 	}
@@ -169,7 +169,7 @@ func (h *Handlers) repair(ctx context.Context, id string) error {
 // this node's and stay. An orphan is removed when confirm says the previous
 // pass found it orphaned too; otherwise it is reported as a suspect.
 func (h *Handlers) checkOrphan(ctx context.Context, id string, confirm bool) (suspect bool, err error) {
-	unlock, ok := h.locks.tryLock(id)
+	unlock, ok := h.locks.TryLock(id)
 	if !ok {
 		return false, nil
 	}

@@ -92,7 +92,7 @@ func TestMonitorSkipsInstancesAJobHolds(t *testing.T) {
 	e.put("i-busy", proto.InstanceRunning, proto.StatusOnline)
 	e.withDomain("i-busy", true)
 	_ = e.hv.Kill("i-busy")
-	unlock, err := e.h.locks.lock(context.Background(), "i-busy")
+	unlock, err := e.h.locks.Lock(context.Background(), "i-busy")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func (h *Handlers) withInstance(ctx context.Context, id string, fn func(v *proto
 	if id == "" {
 		return errs.New(errs.UndefinedInstanceID, "job without an instance id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func (h *Handlers) cleanup(ctx context.Context, req proto.HvaCleanupRequest) (pr
 	if id == "" {
 		return proto.HvaCleanupResponse{}, errs.New(errs.UndefinedInstanceID, "job without an instance id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return proto.HvaCleanupResponse{}, err
 	}

@@ -69,7 +69,7 @@ func (h *Handlers) backupOf(ctx context.Context, volID, boID, imageID string) (s
 	if volID == "" || boID == "" {
 		return "", errs.New(errs.UndefinedBackupObject, "job without a volume or backup object id")
 	}
-	unlock, err := h.locks.lock(ctx, volID)
+	unlock, err := h.locks.Lock(ctx, volID)
 	if err != nil {
 		return "", err
 	}
@@ -301,7 +301,7 @@ func (h *Handlers) deleteSnapshot(ctx context.Context, req proto.StaDeleteSnapsh
 	if id == "" {
 		return proto.StaDeleteSnapshotResponse{}, errs.New(errs.UndefinedBackupObject, "job without a backup object id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return proto.StaDeleteSnapshotResponse{}, err
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/keylock"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/proto"
@@ -101,7 +102,7 @@ type Handlers struct {
 	tg     target.Target
 	coll   Collector
 	logger *slog.Logger
-	locks  locks
+	locks  *keylock.Map
 }
 
 // New checks cfg and returns the handlers.
@@ -131,7 +132,7 @@ func New(cfg Config) (*Handlers, error) {
 	return &Handlers{
 		cfg: cfg, store: cfg.Store, tg: cfg.Target, coll: cfg.Collector,
 		logger: logger.With("component", "sta"),
-		locks:  locks{m: map[string]*lockEntry{}},
+		locks:  keylock.New(),
 	}, nil
 }
 

@@ -77,7 +77,7 @@ func (h *Handlers) Reexport(ctx context.Context) (ReexportResult, error) {
 // reexportOne exports a volume unless cur (its target as listed) serves it
 // already.
 func (h *Handlers) reexportOne(ctx context.Context, id, iqn string, cur target.Export) (missing bool, err error) {
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return false, err
 	}

@@ -91,7 +91,7 @@ func (h *Handlers) create(ctx context.Context, id string) (*proto.VolumeDevice, 
 	if id == "" {
 		return nil, errs.New(errs.UndefinedVolumeID, "job without a volume id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +303,7 @@ func (h *Handlers) deleteVolume(ctx context.Context, req proto.StaDeleteVolumeRe
 	if id == "" {
 		return proto.StaDeleteVolumeResponse{}, errs.New(errs.UndefinedVolumeID, "job without a volume id")
 	}
-	unlock, err := h.locks.lock(ctx, id)
+	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return proto.StaDeleteVolumeResponse{}, err
 	}

@@ -281,6 +281,12 @@ func (h *Handlers) HeartbeatOnce(ctx context.Context) {
 	if logConfig && resp.ConfigError != "" {
 		h.logger.ErrorContext(ctx, "the managers will not evacuate this host on their own", "problem", resp.ConfigError)
 	}
+	if resp.Fenced {
+		// At once, not at the next check: the managers lift the fence
+		// once they have said so, and a later answer must not find the
+		// host unfenced with its domains still up.
+		h.fenceHost(ctx, "the managers fenced this host: "+resp.Reason)
+	}
 }
 
 // FenceCheck moves the fence state on: it fences the host when contact is

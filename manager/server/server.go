@@ -38,6 +38,9 @@ type Config struct {
 	AdvertiseHost string
 	// HealthInterval is how often the leader reconciles node states.
 	HealthInterval time.Duration
+	// HA configures the evacuation of failed hosts (the zero value answers
+	// hva heartbeats but evacuates nothing on its own).
+	HA health.HAConfig
 }
 
 // Manager is a running manager.
@@ -58,6 +61,9 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	if cfg.APIListener == nil || cfg.RPCListener == nil {
 		return nil, errors.New("server: API and RPC listeners are required")
 	}
+	if err := cfg.HA.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.Cluster.APIAddr = Advertised(cfg.APIListener, cfg.AdvertiseHost)
 	cfg.Cluster.RPCAddr = Advertised(cfg.RPCListener, cfg.AdvertiseHost)
 	srv, err := cluster.New(cfg.Cluster, logger)
@@ -73,14 +79,26 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
 	}).Register(m.rpc)
 	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
+	scheduling.NewEvacuation(scheduling.EvacuationConfig{Store: srv.Store(), Applier: srv,
+		Finalize: api.FinalizeInstance, Logger: logger}).Register(m.rpc)
 
 	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
+	ha, err := health.NewHA(srv, members, cfg.HA, logger)
+	if err != nil {
+		cancel()
+		srv.Shutdown()
+		return nil, err
+	}
+	ha.Register(m.rpc)
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	// A job that ends without success (failed or timed out by the
 	// dispatcher, cancelled through the API) takes its resource out of the
 	// state that waited for it, in the same txn.
 	onFail := func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
 		if err := scheduling.FailUnplaced(tx, b, j, reason, now); err != nil {
+			return err
+		}
+		if err := scheduling.FailEvacuationCleanup(tx, b, j, reason, now); err != nil {
 			return err
 		}
 		return collector.FailMigration(tx, b, j, reason, now)
@@ -96,8 +114,9 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	m.API.SetJobEndHook(onFail)
 	m.http = &http.Server{Handler: m.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
-	m.wg.Add(4)
+	m.wg.Add(5)
 	go func() { defer m.wg.Done(); dispatcher.Run(ctx) }()
+	go func() { defer m.wg.Done(); ha.Run(ctx) }()
 	go func() { defer m.wg.Done(); monitor.Run(ctx) }()
 	go func() { defer m.wg.Done(); _ = m.rpc.Serve(cfg.RPCListener) }()
 	go func() {

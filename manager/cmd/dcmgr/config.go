@@ -10,6 +10,7 @@ import (
 	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
+	"github.com/vdc-project/vdc/manager/health"
 )
 
 // Config is dcmgr's configuration: defaults, then a JSON file, then flags.
@@ -34,6 +35,15 @@ type Config struct {
 	LeaderLeaseTimeoutMS int    `json:"raft_leader_lease_timeout_ms"`
 	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
 
+	// HARescheduleAfterMS is ha_reschedule_after: a host whose hva failed
+	// (serf) and sent no heartbeat for this long is evacuated; 0 turns
+	// automatic evacuation off. It must exceed each hva's fence_after_ms
+	// plus HAFenceMarginMS (checked as hvas are seen; see README "HA").
+	HARescheduleAfterMS int `json:"ha_reschedule_after_ms"`
+	// HAFenceMarginMS is ha_fence_margin: the time an hva may take to stop
+	// its domains once its fence timeout has passed.
+	HAFenceMarginMS int `json:"ha_fence_margin_ms"`
+
 	API api.Config `json:"api"`
 }
 
@@ -55,6 +65,8 @@ func DefaultConfig() Config {
 		ElectionTimeoutMS:    int(c.ElectionTimeout / time.Millisecond),
 		LeaderLeaseTimeoutMS: int(c.LeaderLeaseTimeout / time.Millisecond),
 		SnapshotThreshold:    c.SnapshotThreshold,
+		HARescheduleAfterMS:  int(health.DefaultRescheduleAfter / time.Millisecond),
+		HAFenceMarginMS:      int(health.DefaultFenceMargin / time.Millisecond),
 		API:                  api.DefaultConfig(),
 	}
 }
@@ -128,7 +140,16 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
 	}
-	return nil
+	ha := c.haConfig()
+	return ha.Validate()
+}
+
+// haConfig maps to the HA loop's config.
+func (c *Config) haConfig() health.HAConfig {
+	ha := health.DefaultHAConfig()
+	ha.RescheduleAfter = time.Duration(c.HARescheduleAfterMS) * time.Millisecond
+	ha.FenceMargin = time.Duration(c.HAFenceMarginMS) * time.Millisecond
+	return ha
 }
 
 // clusterConfig maps to the cluster layer's config.

@@ -38,7 +38,7 @@ func run(args []string, stderr io.Writer) error {
 	}
 	m, err := server.Start(server.Config{
 		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken,
-		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost,
+		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost, HA: cfg.haConfig(),
 	}, logger)
 	if err != nil {
 		apiL.Close()

@@ -35,7 +35,7 @@ func (p *Placer) EvacuateFrom(ctx context.Context, req proto.EvacuateFromRequest
 	p.logger.InfoContext(ctx, "evacuating host", "host_node_id", req.HostNodeID, "node_id", ev.w.NodeID,
 		"fenced", ev.w.Fenced, "instances", ids)
 	for _, id := range ids {
-		out, ha, reason, err := p.evacuateOne(ctx, &ev, req.HostNodeID, id)
+		out, tried, reason, err := p.evacuateOne(ctx, &ev, req.HostNodeID, id)
 		if err != nil {
 			return resp, err
 		}
@@ -43,7 +43,7 @@ func (p *Placer) EvacuateFrom(ctx context.Context, req proto.EvacuateFromRequest
 		case out == proto.EvacMoved:
 			resp.Scheduled = append(resp.Scheduled, id)
 		case out == proto.EvacGone:
-		case ha:
+		case tried || out == proto.EvacLeft:
 			resp.Failed = append(resp.Failed, id)
 			resp.Reasons[id] = reason
 		default:
@@ -81,9 +81,14 @@ func (p *Placer) evacuationView(ctx context.Context, hostID string) (evacView, e
 	return ev, nil
 }
 
+// runsNow are the states in which an HA instance is moved (it runs, or was
+// about to); halted ones stay on their host, others belong to a job.
+var runsNow = map[string]bool{proto.InstancePending: true, proto.InstanceStarting: true, proto.InstanceRunning: true}
+
 // evacuateOne hands one instance to the leader and returns the outcome,
-// whether the instance is HA, and the reason it was not moved.
-func (p *Placer) evacuateOne(ctx context.Context, ev *evacView, hostID, id string) (outcome string, ha bool, reason string, err error) {
+// whether the instance was to be moved (HA and running), and the reason it
+// was not.
+func (p *Placer) evacuateOne(ctx context.Context, ev *evacView, hostID, id string) (outcome string, tried bool, reason string, err error) {
 	for attempt := 1; ; attempt++ {
 		var in *proto.EvacInstance
 		for i := range ev.w.Instances {
@@ -92,12 +97,14 @@ func (p *Placer) evacuateOne(ctx context.Context, ev *evacView, hostID, id strin
 			}
 		}
 		if in == nil {
-			return proto.EvacGone, false, "", nil // left the host meanwhile
+			return proto.EvacGone, tried, "", nil // left the host meanwhile
 		}
 		req := proto.EvacuateInstanceRequest{HostNodeID: hostID, InstanceID: id}
-		ha = in.HaEnabled
-		if !ha {
+		tried = in.HaEnabled && runsNow[in.Request.State]
+		if !in.HaEnabled {
 			req.Reason = "ha_enabled is off; its host " + hostID + " is evacuated"
+		} else if !tried {
+			req.Reason = "it is " + in.Request.State + "; it stays on its host"
 		} else if to, err := p.placeEvacuee(ev, in); err != nil {
 			req.Reason = "no other host can run it: " + schedReason(err)
 		} else {
@@ -110,12 +117,12 @@ func (p *Placer) evacuateOne(ctx context.Context, ev *evacView, hostID, id strin
 			if resp.Outcome != proto.EvacMoved && req.Reason == "" {
 				req.Reason = resp.Message
 			}
-			return resp.Outcome, ha, req.Reason, nil
+			return resp.Outcome, tried, req.Reason, nil
 		case errs.Is(err, errs.Conflict) && attempt < p.cfg.PlanAttempts:
 			p.logger.InfoContext(ctx, "evacuation move rejected as stale; placing again", "instance_id", id,
 				"attempt", attempt, "error", err)
 			if *ev, err = p.evacuationView(ctx, hostID); err != nil {
-				return "", ha, "", err
+				return "", tried, "", err
 			}
 		case errs.Is(err, errs.Conflict), errs.Is(err, errs.IncompatibleHostNode), errs.Is(err, errs.InvalidParameter):
 			// No placement holds: the instance is halted with the cause.
@@ -123,14 +130,14 @@ func (p *Placer) evacuateOne(ctx context.Context, ev *evacView, hostID, id strin
 			reason := "no placement held: " + err.Error()
 			herr := p.call(ctx, proto.VerbEvacuateInstance, proto.EvacuateInstanceRequest{
 				HostNodeID: hostID, InstanceID: id, Reason: reason}, &retry)
-			return retry.Outcome, ha, reason, herr
+			return retry.Outcome, tried, reason, herr
 		default:
 			// Managers out of reach until the job's deadline, or the
 			// host gone: the job fails and a redelivery carries on.
 			if ctx.Err() == nil && !rpc.IsRetryable(err) {
 				p.logger.WarnContext(ctx, "evacuation of an instance failed", "instance_id", id, "error", err)
 			}
-			return "", ha, "", err
+			return "", tried, "", err
 		}
 	}
 }

@@ -155,7 +155,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
 	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
 	softOff := fs.Duration("soft-poweroff-timeout", 0, "wait for an ACPI power-down before forcing it (default 2m)")
-	fenceAfter := fs.Duration("fence-after", -1, "fence this host after so long without the managers (default 30s, 0 = never)")
+	fenceAfter := fs.Duration("fence-after", 0, "fence this host after so long without the managers (default 30s, 0 = never)")
 	nf := fs.Bool("netfilter", false, "security groups with nftables (root; DC networks come from the config file)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -198,9 +198,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	if *softOff != 0 {
 		c.SoftPoweroffTimeoutMS = int(*softOff / time.Millisecond)
 	}
-	if *fenceAfter >= 0 {
-		c.FenceAfterMS = int(*fenceAfter / time.Millisecond)
-	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "fence-after" {
+			c.FenceAfterMS = int(*fenceAfter / time.Millisecond)
+		}
+	})
 	return c, c.Validate()
 }
 

@@ -113,9 +113,22 @@ type fencer struct {
 	readEpochs map[string]uint64
 }
 
+// newFencer starts with contact as old as allows startGrace more before
+// the fence: an hva starting afresh does not know when its predecessor last
+// reached the managers (they may have been counting for a while), and
+// domains that survived the restart must not outlive a host that cannot
+// reach them.
 func newFencer(cfg FenceConfig) *fencer {
-	return &fencer{cfg: cfg, changed: make(chan struct{}), lastOK: cfg.Now(), readEpochs: map[string]uint64{}}
+	lastOK := cfg.Now()
+	if cfg.After > 0 {
+		lastOK = lastOK.Add(-cfg.After + min(cfg.After, startGrace*cfg.Interval))
+	}
+	return &fencer{cfg: cfg, changed: make(chan struct{}), lastOK: lastOK, readEpochs: map[string]uint64{}}
 }
+
+// startGrace is how many heartbeat periods a starting hva has to reach the
+// managers before it fences itself.
+const startGrace = 2
 
 // signalLocked wakes waiters; f.mu is held for writing.
 func (f *fencer) signalLocked() {

@@ -342,3 +342,25 @@ func TestFenceConfig(t *testing.T) {
 		t.Errorf("without heartbeat: after %s, %v", c.After, err)
 	}
 }
+
+// TestFenceOnStartWithoutContact: a starting hva does not know how long its
+// managers have been without news of it: domains that survived its restart
+// are stopped if it cannot reach them within two heartbeat periods.
+func TestFenceOnStartWithoutContact(t *testing.T) {
+	e, b := fenceEnv(t, 10*time.Second, envOpts{})
+	ctx := context.Background()
+	e.put("i-surv0001", proto.InstanceRunning, proto.StatusOnline)
+	e.withDomain("i-surv0001", true)
+	b.set(errs.New(errs.Unavailable, "no manager yet"), false)
+	e.h.HeartbeatOnce(ctx)
+	e.clock.Advance(2 * time.Second) // two heartbeat periods: not yet
+	e.h.FenceCheck(ctx)
+	if e.fenced() || e.domain("i-surv0001") != hypervisor.Running {
+		t.Fatal("fenced within the start grace")
+	}
+	e.clock.Advance(time.Millisecond)
+	e.h.FenceCheck(ctx)
+	if !e.fenced() || e.domain("i-surv0001") != hypervisor.Shutoff {
+		t.Fatalf("not fenced after the start grace: %v %q", e.fenced(), e.domain("i-surv0001"))
+	}
+}

@@ -51,8 +51,7 @@ func (p *Placer) EvacuateFrom(ctx context.Context, req proto.EvacuateFromRequest
 			resp.Reasons[id] = reason
 		}
 	}
-	err = p.call(ctx, proto.VerbFinishEvacuation, proto.FinishEvacuationRequest{
-		HostNodeID: req.HostNodeID, KeepNodeOffline: req.KeepNodeOffline}, nil)
+	err = p.call(ctx, proto.VerbFinishEvacuation, proto.FinishEvacuationRequest(req), nil)
 	if err != nil {
 		return resp, err
 	}

@@ -109,7 +109,8 @@ type fencer struct {
 	told      bool      // the last answer said the managers fenced us
 	toldWhy   string
 	configErr string
-	// readEpochs is the epoch an instance's job read it at (see startGate).
+	// readEpochs is the epoch an instance's job read it at (startDomain
+	// refuses when the host was fenced since).
 	readEpochs map[string]uint64
 }
 
@@ -148,20 +149,25 @@ func (f *fencer) stale() bool {
 	return f.cfg.After > 0 && f.contactAge() > f.cfg.After
 }
 
-// wait blocks until the host is not fenced and at least minEpoch fences
-// have happened; it returns the current epoch.
+// wait blocks until the host is not fenced and either at least minEpoch
+// fences have happened or contact is fresh (a start refused for stale
+// contact waits for the fence that follows, or for a heartbeat that makes
+// it unnecessary); it returns the current epoch.
 func (f *fencer) wait(ctx context.Context, minEpoch uint64) (uint64, error) {
+	t := time.NewTicker(f.cfg.Interval)
+	defer t.Stop()
 	for {
 		f.mu.RLock()
 		fenced, e, ch := f.fenced, f.epoch, f.changed
 		f.mu.RUnlock()
-		if !fenced && e >= minEpoch {
+		if !fenced && (e >= minEpoch || !f.stale()) {
 			return e, nil
 		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-ch:
+		case <-t.C:
 		}
 	}
 }
@@ -186,7 +192,7 @@ func (f *fencer) enter(e uint64) (release func(), err error) {
 	return f.mu.RUnlock, nil
 }
 
-// isFenced reports the fence state and its epoch.
+// state reports the fence state and its epoch.
 func (f *fencer) state() (fenced bool, epoch uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

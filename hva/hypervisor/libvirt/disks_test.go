@@ -76,25 +76,34 @@ func tgtTarget(t *testing.T, name, file string) string {
 		out, err := exec.Command("tgtadm", append([]string{"--lld", "iscsi"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	// A free tid: one above the highest in use.
-	out, err := tgtadm("--op", "show", "--mode", "target")
-	if err != nil {
-		t.Fatalf("tgtadm show: %v: %s", err, out)
-	}
-	tid := 1
-	for _, line := range strings.Split(out, "\n") {
-		var n int
-		if _, err := fmt.Sscanf(line, "Target %d:", &n); err == nil && n >= tid {
-			tid = n + 1
+	// A free tid: one above the highest in use (again when another user
+	// of tgtd took it meanwhile).
+	ts := ""
+	for attempt := 0; ts == ""; attempt++ {
+		out, err := tgtadm("--op", "show", "--mode", "target")
+		if err != nil {
+			t.Fatalf("tgtadm show: %v: %s", err, out)
+		}
+		tid := 1
+		for _, line := range strings.Split(out, "\n") {
+			var n int
+			if _, err := fmt.Sscanf(line, "Target %d:", &n); err == nil && n >= tid {
+				tid = n + 1
+			}
+		}
+		out, err = tgtadm("--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "-T", iqn)
+		switch {
+		case err == nil:
+			ts = strconv.Itoa(tid)
+		case attempt == 5 || !strings.Contains(out, "already exists"):
+			t.Fatalf("tgtadm new target: %v: %s", err, out)
 		}
 	}
-	ts := strconv.Itoa(tid)
-	if out, err := tgtadm("--op", "new", "--mode", "target", "--tid", ts, "-T", iqn); err != nil {
-		t.Fatalf("tgtadm new target: %v: %s", err, out)
-	}
 	t.Cleanup(func() {
-		_, _ = tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", ts, "--lun", "1")
-		_, _ = tgtadm("--op", "delete", "--mode", "target", "--tid", ts)
+		// --force: a domain of the test may still hold a session.
+		if out, err := tgtadm("--op", "delete", "--mode", "target", "--tid", ts, "--force"); err != nil {
+			t.Errorf("remove target %s: %v: %s", iqn, err, out)
+		}
 	})
 	for _, args := range [][]string{
 		{"--op", "new", "--mode", "logicalunit", "--tid", ts, "--lun", "1", "-b", file},

@@ -41,7 +41,7 @@ type atCluster struct {
 	*cluster1
 	base, dataDir, consoles, vols string
 	sta                           *daemon
-	image, imageSum               string
+	image                         string
 }
 
 func newAtCluster(t *testing.T) *atCluster {
@@ -57,7 +57,7 @@ func newAtCluster(t *testing.T) *atCluster {
 	// gone: no target of this test outlives it.
 	t.Cleanup(func() { removeTargets(t, atPrefix) })
 	c := &atCluster{base: base, dataDir: filepath.Join(base, "instances"), vols: filepath.Join(base, "vols"),
-		image: image, imageSum: sum}
+		image: image}
 	c.consoles = filepath.Join(c.dataDir, "_console")
 	for _, d := range []string{c.vols, filepath.Join(base, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -192,6 +192,13 @@ func (c *atCluster) iqn(vol string) string {
 		c.t.Fatalf("volume %s has iqn %q, want %s:%s", vol, iqn, atPrefix, vol)
 	}
 	return iqn
+}
+
+func (c *atCluster) wantNoDomain(id string) {
+	c.t.Helper()
+	if got, err := domstate(id); err == nil {
+		c.t.Fatalf("domain %s is still defined (%s)", id, got)
+	}
 }
 
 // wantGone checks that a volume has neither a file nor a target.
@@ -426,6 +433,27 @@ func TestVolumesOnLibvirtGuests(t *testing.T) {
 			t.Errorf("sta job params = %v", js[0]["params"])
 		}
 	}
+	step("stop and start the SAN booted instance")
+	// The domain goes, the volume stays (exported, with its data), and the
+	// start boots from it again (run_vol_store without a create).
+	c.must("PUT", "/instances/"+san+"/stop.json", url.Values{}, account)
+	c.waitState(san, "stopped")
+	c.wantNoDomain(san)
+	if _, err := iscsiInfo(sanIQN); err != nil {
+		t.Fatalf("the boot volume of the stopped instance: %v", err)
+	}
+	c.must("PUT", "/instances/"+san+"/start.json", url.Values{}, account)
+	c.waitState(san, "running")
+	testutil.WaitFor(t, guestWait, func() error {
+		if n := strings.Count(c.console(san), "vdc-guest: booted "+san+" hostname=at-san "); n < 2 {
+			return fmt.Errorf("%d boot lines on the console of %s, want 2", n, san)
+		}
+		return nil
+	})
+	if doc := c.volume(sanBoot); doc["state"] != "attached" || doc["guest_device_name"] != "vda" {
+		t.Fatalf("SAN boot volume after the start = %v", doc)
+	}
+
 	step("terminate the SAN booted instance: its boot volume goes")
 	c.must("DELETE", "/instances/"+san+".json", nil, account)
 	c.waitState(san, "terminated")

@@ -337,7 +337,8 @@ func specOf(v *proto.InstanceView) hypervisor.Spec {
 	spec := hypervisor.Spec{ID: v.ID, CPUCores: v.CPUCores, MemoryMB: v.MemorySize}
 	for i := range v.Volumes {
 		vol := &v.Volumes[i]
-		if !inDomain(vol) {
+		if !inDomain(vol) || isShared(vol) && (vol.Device == nil || vol.Device.IQN == "") {
+			// Being deleted, or a shared volume not made yet: no disk.
 			continue
 		}
 		d := diskOfVolume(vol)

@@ -361,7 +361,9 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 			return err
 		}
 		h.publish(ctx, id, proto.EventInstanceTurnedOn)
-		return nil
+		// Volumes attached while the instance was halted (the API links
+		// those itself) got their names from this definition.
+		return h.recordDeviceNames(ctx, v)
 	})
 }
 

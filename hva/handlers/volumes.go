@@ -384,3 +384,27 @@ func (b *volumeBoot) running(ctx context.Context, v *proto.InstanceView) error {
 	}
 	return nil
 }
+
+// recordDeviceNames records the guest device name of every attached shared
+// volume whose recorded name is not the one the domain gave it.
+func (h *Handlers) recordDeviceNames(ctx context.Context, v *proto.InstanceView) error {
+	at, err := h.diskAttacher()
+	if err != nil {
+		return nil // no names to learn
+	}
+	disks, err := at.Disks(ctx, v.ID)
+	if err != nil {
+		return annotate(err, "list the disks of domain "+v.ID)
+	}
+	for _, d := range disks {
+		vol := volumeOf(v, d.VolumeID)
+		if vol == nil || !isShared(vol) || vol.State != proto.VolumeAttached || vol.GuestDeviceName == d.Target {
+			continue
+		}
+		name := d.Target
+		if err := h.coll.UpdateVolume(ctx, proto.UpdateVolumeRequest{VolumeID: vol.ID, GuestDeviceName: &name}); err != nil {
+			return annotate(err, "record the device name of volume "+vol.ID)
+		}
+	}
+	return nil
+}

@@ -396,6 +396,7 @@ func TestSpecOfVolumes(t *testing.T) {
 	v := &proto.InstanceView{ID: "i-s", CPUCores: 1, MemorySize: 64, BootVolumeID: "vol-boot", Volumes: []proto.VolumeView{
 		sharedVolume("vol-data", "i-s", proto.VolumeAttached),
 		sharedVolume("vol-gone", "i-s", proto.VolumeDeleting),
+		{ID: "vol-notyet", StoreType: proto.VolumeShared, State: proto.VolumePending, Device: &proto.VolumeDevice{StorageNodeID: "sn-x"}},
 		{ID: "vol-boot", StoreType: proto.VolumeLocal, Device: &proto.VolumeDevice{Path: "/d/boot.qcow2"}},
 	}}
 	v.Volumes[0].GuestDeviceName = "vdc"
@@ -406,5 +407,40 @@ func TestSpecOfVolumes(t *testing.T) {
 	}
 	if !slices.Equal(spec.Disks, want) {
 		t.Errorf("disks = %+v, want %+v", spec.Disks, want)
+	}
+}
+
+// TestPoweronNamesColdAttachedVolumes: a volume the API attached while the
+// instance was halted gets the device name the redefined domain gave it.
+func TestPoweronNamesColdAttachedVolumes(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.running("i-cold")
+	if err := e.job(hvaHandle, proto.VerbPoweroff, proto.HvaPoweroffRequest{InstanceID: "i-cold"}); err != nil {
+		t.Fatal(err)
+	}
+	v := e.instance("i-cold")
+	v.Volumes = append(v.Volumes, sharedVolume("vol-coldb", "i-cold", proto.VolumeAttached))
+	e.coll.Put(v)
+	if err := e.hv.Undefine(context.Background(), "i-cold"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.job(hvaHandle, proto.VerbPoweron, proto.HvaPoweronRequest{InstanceID: "i-cold"}); err != nil {
+		t.Fatal(err)
+	}
+	if vol := e.volume("i-cold", "vol-coldb"); vol.GuestDeviceName != "vdb" || vol.State != proto.VolumeAttached {
+		t.Fatalf("cold attached volume after poweron = %+v, want attached as vdb", vol)
+	}
+	if got := e.disks("i-cold"); got["vol-coldb"] != "vdb" {
+		t.Errorf("domain disks = %v", got)
+	}
+	// Named already: a second poweron sends nothing about it.
+	n := len(e.coll.VolumeUpdates())
+	for _, verb := range []string{proto.VerbPoweroff, proto.VerbPoweron} {
+		if err := e.job(hvaHandle, verb, proto.HvaPoweronRequest{InstanceID: "i-cold"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.coll.VolumeUpdates()) != n {
+		t.Errorf("a poweron renamed a named volume: %+v", e.coll.VolumeUpdates()[n:])
 	}
 }

@@ -149,7 +149,7 @@ func (d *Driver) DetachDisk(ctx context.Context, id, volumeID string) error {
 	var lastPress time.Time
 	var pressErr error
 	for {
-		gone := false
+		gone, pressed := false, false
 		err := d.do(dctx, what, func(l *lv.Libvirt) error {
 			ref, _, err := d.lookup(l, id)
 			if errs.Is(err, errs.NotFound) {
@@ -184,7 +184,7 @@ func (d *Driver) DetachDisk(ctx context.Context, id, volumeID string) error {
 			if time.Since(lastPress) < d.cfg.RepressInterval {
 				return nil
 			}
-			lastPress = time.Now()
+			lastPress, pressed = time.Now(), true
 			x, err := live.Marshal()
 			if err != nil {
 				return errs.Wrap(errs.Internal, err, "marshal disk "+volumeID)
@@ -204,6 +204,10 @@ func (d *Driver) DetachDisk(ctx context.Context, id, volumeID string) error {
 			return nil
 		case err != nil && dctx.Err() == nil:
 			return err
+		case err == nil && pressed && pressErr == nil:
+			// libvirt returns once the guest released the disk or after
+			// its own wait: look again at once.
+			continue
 		case err == nil:
 			t := time.NewTimer(d.cfg.PollInterval)
 			select {

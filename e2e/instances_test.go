@@ -70,7 +70,7 @@ func build(t *testing.T) string {
 		if binDir, buildErr = os.MkdirTemp("", "vdc-e2e-bin"); buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva"} {
+		for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva", "sta/cmd/sta"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), "../"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)

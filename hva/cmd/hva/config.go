@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
 )
@@ -33,6 +34,9 @@ type Config struct {
 	Token     string `json:"token"`
 	LogLevel  string `json:"log_level"`
 	LogFormat string `json:"log_format"`
+
+	// Security: RPC token(s), mutual TLS files, gossip keyring (common/security).
+	Security security.Config `json:"security"`
 
 	// Hypervisor is the driver: "dummy" (the only one so far).
 	Hypervisor string `json:"hypervisor"`

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 )
@@ -35,6 +36,8 @@ type Config struct {
 	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
 
 	API api.Config `json:"api"`
+	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
+	Security security.Config `json:"security"`
 }
 
 // DefaultConfig is a single manager answering on 0.0.0.0:9001, the port

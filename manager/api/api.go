@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,8 +46,19 @@ type Config struct {
 	DefaultServiceType string `json:"default_service_type"`
 	// SkipQuotaEvaluation disables X-VDC-Account-Quota checks.
 	SkipQuotaEvaluation bool `json:"skip_quota_evaluation"`
-	// MaxBodyBytes bounds request bodies.
+	// MaxBodyBytes bounds request bodies (413 beyond).
 	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// MaxListLimit caps a list's `limit` (the 12.03 API had no cap): a
+	// larger limit is served as MaxListLimit, which the envelope reports.
+	MaxListLimit int `json:"max_list_limit"`
+
+	// Access (access.go): TrustedFrontends are the addresses or CIDRs whose
+	// account header is believed (nil: DefaultTrustedFrontends; an empty
+	// list trusts nobody, so that every request needs a token); Tokens are
+	// the API tokens; RateLimit bounds requests per account (ratelimit.go).
+	TrustedFrontends []string  `json:"trusted_frontends"`
+	Tokens           []Token   `json:"tokens"`
+	RateLimit        RateLimit `json:"rate_limit"`
 	// StaleReadsOnly makes default reads local (no leader round trip); off by
 	// default so that a read after an acknowledged write always sees it.
 	StaleReadsOnly bool `json:"stale_reads_only"`
@@ -73,6 +86,8 @@ func DefaultConfig() Config {
 		ServiceTypes:           []string{"std"},
 		DefaultServiceType:     "std",
 		MaxBodyBytes:           8 << 20,
+		MaxListLimit:           1000,
+		TrustedFrontends:       DefaultTrustedFrontends,
 		RecentTerminatedPeriod: 900 * time.Second,
 
 		StoppedInstanceUsageFactor: 1.0,
@@ -81,14 +96,25 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate checks what New would otherwise have to drop.
+func (c Config) Validate() error {
+	_, err := newAccess(c)
+	return err
+}
+
 // API is the HTTP handler of the 12.03 API and the manager's internal routes.
 type API struct {
-	cfg    Config
-	b      Backend
-	logger *slog.Logger
-	now    func() time.Time
-	mux    *http.ServeMux
-	proxy  *forwarder
+	cfg     Config
+	b       Backend
+	logger  *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	proxy   *forwarder
+	rules   accessRules
+	limiter *limiter
+	// patterns are the registered routes ("GET /ssh_key_pairs/{id}"), for
+	// the tests that walk every route.
+	patterns []string
 }
 
 // New builds the API over a backend.
@@ -106,6 +132,9 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	if cfg.RecentTerminatedPeriod <= 0 {
 		cfg.RecentTerminatedPeriod = d.RecentTerminatedPeriod
 	}
+	if cfg.MaxListLimit <= 0 {
+		cfg.MaxListLimit = d.MaxListLimit
+	}
 	a := &API{
 		cfg:    cfg,
 		b:      b,
@@ -113,6 +142,14 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 		now:    func() time.Time { return time.Now().UTC().Truncate(time.Second) },
 		mux:    http.NewServeMux(),
 	}
+	var err error
+	if a.rules, err = newAccess(cfg); err != nil {
+		// dcmgr validates its config first; a caller that did not gets a
+		// manager that trusts no address and knows no token.
+		a.logger.Error("api access config; trusting nobody", "error", err)
+		a.rules = accessRules{}
+	}
+	a.limiter = newLimiter(cfg.RateLimit, time.Now)
 	a.proxy = newForwarder(b)
 	a.routes()
 	// Unknown routes get an error document too, not net/http's plain text.
@@ -138,6 +175,7 @@ type handlerFunc func(ctx context.Context, req *Request) (any, error)
 func (a *API) route(pattern string, acc access, h handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	a.mux.Handle(method+" "+Prefix+path, &endpoint{a: a, access: acc, h: h})
+	a.patterns = append(a.patterns, pattern)
 }
 
 func newRequestID() string {
@@ -178,11 +216,34 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if strings.HasPrefix(r.URL.Path, "/internal/") {
+	internal := strings.HasPrefix(r.URL.Path, "/internal/")
+	format := "json"
+	if !internal {
+		format = stripFormat(r)
+	}
+	c, err := a.identify(r)
+	if err == nil && internal && c.account != "" {
+		err = forbidden("Operator routes take no account")
+	}
+	if err == nil && !c.viaManager {
+		key := c.account
+		if key == "" {
+			key = "operator@" + c.addr.String()
+		}
+		if ok, wait := a.limiter.allow(key); !ok {
+			sw.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			err = errs.New(errs.RateLimited, "Request rate limit of %s exceeded; retry in %s", key, wait.Round(time.Millisecond))
+		}
+	}
+	if err != nil {
+		a.writeError(sw, format, err)
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxCaller{}, c))
+	if internal {
 		a.serveInternal(sw, r)
 		return
 	}
-	format := stripFormat(r)
 	r = r.WithContext(context.WithValue(r.Context(), ctxRequestID{}, rid))
 	r = r.WithContext(context.WithValue(r.Context(), ctxFormat{}, format))
 	a.mux.ServeHTTP(sw, r)

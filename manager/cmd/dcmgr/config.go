@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -84,6 +85,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	serviceTypes := fs.String("service-types", "", "comma-separated service types (default std)")
+	trusted := fs.String("trusted-frontends", "", "comma-separated addresses/CIDRs whose account header the API believes (default loopback)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -110,6 +112,9 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	c.FastGossip = c.FastGossip || *fast
 	c.LeaveOnTerm = c.LeaveOnTerm || *leave
+	if *trusted != "" {
+		c.API.TrustedFrontends = strings.Split(*trusted, ",")
+	}
 	if *serviceTypes != "" {
 		c.API.ServiceTypes = strings.Split(*serviceTypes, ",")
 		c.API.DefaultServiceType = c.API.ServiceTypes[0]
@@ -130,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
+	}
+	if err := c.API.Validate(); err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
 	return nil
 }

@@ -91,7 +91,7 @@ func TestAPITokens(t *testing.T) {
 		req{method: "DELETE", path: "/ssh_key_pairs/" + id + ".json", account: acct("a-other"), header: bearer(tokenA)},
 		req{method: "GET", path: "/ssh_key_pairs.json", header: bearer("wrong-token-0123456789")},
 		req{method: "POST", path: "/ssh_key_pairs.json", header: bearer("wrong-token-0123456789"), form: url.Values{"display_name": {"x"}}},
-		req{method: "GET", path: "/ssh_key_pairs.json"},                   // no token
+		req{method: "GET", path: "/ssh_key_pairs.json"},                    // no token
 		req{method: "GET", path: "/ssh_key_pairs.json", account: acct("")}, // no token, no header
 	)
 	if r := e.do(req{method: "GET", path: "/ssh_key_pairs.json", header: map[string]string{"Authorization": "Basic eDp5"}}); r.status != 403 {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -112,9 +113,14 @@ type API struct {
 	proxy   *forwarder
 	rules   accessRules
 	limiter *limiter
-	// patterns are the registered routes ("GET /ssh_key_pairs/{id}"), for
-	// the tests that walk every route.
-	patterns []string
+	// routeTable lists the registered routes, for the tests that walk
+	// every route.
+	routeTable []registeredRoute
+}
+
+type registeredRoute struct {
+	pattern string // "GET /ssh_key_pairs/{id}"
+	h       handlerFunc
 }
 
 // New builds the API over a backend.
@@ -175,7 +181,7 @@ type handlerFunc func(ctx context.Context, req *Request) (any, error)
 func (a *API) route(pattern string, acc access, h handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	a.mux.Handle(method+" "+Prefix+path, &endpoint{a: a, access: acc, h: h})
-	a.patterns = append(a.patterns, pattern)
+	a.routeTable = append(a.routeTable, registeredRoute{pattern: pattern, h: h})
 }
 
 func newRequestID() string {
@@ -239,6 +245,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.writeError(sw, format, err)
 		return
 	}
+	if hasDotSegment(r.URL.EscapedPath()) {
+		// The router would redirect to the cleaned path, which may be
+		// another route: a path that walks up is no route at all.
+		a.writeError(sw, format, errs.New(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxCaller{}, c))
 	if internal {
 		a.serveInternal(sw, r)
@@ -265,12 +277,31 @@ func stripFormat(r *http.Request) string {
 	u := *r.URL
 	u.Path = p[:dot]
 	u.RawPath = ""
+	// Keep the escaped form of a path that had escapes: an id holding %2F
+	// must stay one path segment (then it is a bad uuid, 400/143), not be
+	// split at the slash and have its ".." cleaned away by the router.
+	if raw := r.URL.RawPath; raw != "" {
+		if rd := strings.LastIndexByte(raw, '.'); rd > strings.LastIndexByte(raw, '/') {
+			if dec, err := url.PathUnescape(raw[:rd]); err == nil && dec == u.Path {
+				u.RawPath = raw[:rd]
+			}
+		}
+	}
 	r.URL = &u
 	switch ext {
 	case "yml", "yaml":
 		return "yml"
 	}
 	return "json"
+}
+
+func hasDotSegment(escaped string) bool {
+	for _, seg := range strings.Split(escaped, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 type statusWriter struct {

@@ -96,10 +96,7 @@ func newWorld(t *testing.T) *world {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	monID := ""
-	for k := range mon {
-		monID = k // the answer is keyed by the new item's id
-	}
+	monID, _ := mon["uuid"].(string)
 	w := &world{env: e, ids: map[string]string{
 		"accounts": testAccount, "backup_objects": "bo-w1", "backup_storages": "bkst-w1", "dc_networks": "dcn-w1",
 		"host_node_groups": "hng-w1", "host_nodes": "hn-w1", "images": "wmi-w1", "instances": inst,

@@ -23,8 +23,10 @@ import (
 //     loopback) is as in the original: the account header names the
 //     account, no header is an operator call;
 //   - a request with "Authorization: Bearer <token>" of a configured token
-//     (api.tokens) is made as that token's account, from any address; an
-//     operator token (no account) may name an account in the header;
+//     (api.tokens) is made as that token's account, from any address, and
+//     may not change the operator's infrastructure (host and storage nodes,
+//     DC networks, backup storages, groups, accounts); an operator token (no
+//     account) may name an account in the header;
 //   - anything else is refused with 403/105 OperationNotPermitted — also
 //     when it carries an account header, because ignoring the header would
 //     turn the caller into the operator.
@@ -55,6 +57,10 @@ type caller struct {
 	// viaManager: forwarded by another manager, which already counted it
 	// against the rate limit.
 	viaManager bool
+	// tenant: authenticated by an account's API token. Such a caller talks
+	// to the API without a frontend, so nothing else keeps it away from the
+	// operator's infrastructure routes.
+	tenant bool
 }
 
 type ctxCaller struct{}
@@ -154,6 +160,28 @@ func forbidden(format string, args ...any) error {
 	return errs.New(errs.OperationNotPermitted, format, args...)
 }
 
+// infrastructure are the resources the operator manages: public by the
+// spec and driven by mussel with its account header through a trusted
+// frontend, but not changed by an account's API token.
+var infrastructure = map[string]bool{
+	"host_nodes": true, "storage_nodes": true, "dc_networks": true, "backup_storages": true,
+	"host_node_groups": true, "storage_node_groups": true, "network_groups": true, "accounts": true,
+}
+
+// checkTenant refuses a tenant's change to the infrastructure (403/105);
+// reads stay open, as for every account.
+func checkTenant(c caller, r *http.Request) error {
+	if !c.tenant || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	rest := strings.TrimPrefix(r.URL.Path, Prefix+"/")
+	res, _, _ := strings.Cut(rest, "/")
+	if infrastructure[res] {
+		return forbidden("%s are the operator's: an account token may only read them", res)
+	}
+	return nil
+}
+
 // identify decides who r acts as (see the comment at the top).
 func (a *API) identify(r *http.Request) (caller, error) {
 	c := caller{addr: remoteAddr(r)}
@@ -174,7 +202,7 @@ func (a *API) identify(r *http.Request) (caller, error) {
 		case hdr != "" && hdr != account:
 			return c, forbidden("The API token is not for account %s", hdr)
 		default:
-			c.account = account
+			c.account, c.tenant = account, true
 		}
 		return c, nil
 	}

@@ -94,6 +94,19 @@ func TestAPITokens(t *testing.T) {
 		req{method: "GET", path: "/ssh_key_pairs.json"},                    // no token
 		req{method: "GET", path: "/ssh_key_pairs.json", account: acct("")}, // no token, no header
 	)
+	// An account token reads the infrastructure but does not change it; the
+	// operator token does.
+	hostForm := url.Values{"uuid": {"hn-tok1"}, "node_id": {"hva.tok1"}, "arch": {"x86_64"}, "hypervisor": {"kvm"},
+		"offering_cpu_cores": {"1"}, "offering_memory_size": {"128"}}
+	e.rejects(403, "105",
+		req{method: "POST", path: "/host_nodes.json", account: acct(""), header: bearer(tokenA), form: hostForm},
+		req{method: "POST", path: "/dc_networks.json", account: acct(""), header: bearer(tokenA), form: url.Values{"name": {"x"}}},
+		req{method: "DELETE", path: "/accounts/a-tokena1.json", account: acct(""), header: bearer(tokenA)},
+	)
+	e.do(req{method: "GET", path: "/host_nodes.json", account: acct(""), header: bearer(tokenA)}).ok()
+	e.do(req{method: "POST", path: "/host_nodes.json", account: acct(""), header: bearer(tokenOp), form: hostForm}).ok()
+	e.rejects(403, "105", req{method: "PUT", path: "/host_nodes/hn-tok1.json", account: acct(""), header: bearer(tokenA),
+		form: url.Values{"offering_cpu_cores": {"64"}}})
 	if r := e.do(req{method: "GET", path: "/ssh_key_pairs.json", header: map[string]string{"Authorization": "Basic eDp5"}}); r.status != 403 {
 		t.Errorf("basic auth: %d, want 403", r.status)
 	}

@@ -231,6 +231,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil && internal && c.account != "" {
 		err = forbidden("Operator routes take no account")
 	}
+	if err == nil {
+		err = checkTenant(c, r)
+	}
 	if err == nil && !c.viaManager {
 		key := c.account
 		if key == "" {

@@ -228,7 +228,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		format = stripFormat(r)
 	}
 	c, err := a.identify(r)
-	if err == nil && internal && c.account != "" {
+	if err == nil && internal && (c.tenant || (c.account != "" && strings.HasPrefix(r.URL.Path, "/internal/v1/gossip/"))) {
+		// The cluster views are for the operator and trusted frontends (also
+		// with an account header, as mussel-style tools send); an account
+		// token gets none, and the gossip keyring is the operator's alone.
 		err = forbidden("Operator routes take no account")
 	}
 	if err == nil {

@@ -18,8 +18,8 @@ import (
 //	GET /internal/v1/gossip/keyring                     gossip keys and who holds them
 //	POST /internal/v1/gossip/keyring op=install|use|remove key=BASE64
 //
-// Only the operator reaches them (a trusted frontend without an account
-// header, or an operator token: access.go).
+// Only trusted frontends and operator tokens reach them (access.go); the
+// gossip keyring also needs the caller to name no account.
 func (a *API) serveInternal(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/internal/v1/gossip/keyring" {
 		a.serveKeyring(w, r)

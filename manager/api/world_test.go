@@ -138,17 +138,6 @@ func (w *world) routes() []string {
 	return out
 }
 
-// routePrefix is the uuid prefix of the resource a route's {id} names.
-var routePrefix = map[string]string{
-	"accounts": proto.PrefixAccount, "backup_objects": proto.PrefixBackupObject, "backup_storages": proto.PrefixBackupStorage,
-	"dc_networks": proto.PrefixDcNetwork, "host_node_groups": proto.PrefixHostNodeGroup, "host_nodes": proto.PrefixHostNode,
-	"images": proto.PrefixImage, "instances": proto.PrefixInstance, "ip_handles": proto.PrefixIPHandle,
-	"ip_pools": proto.PrefixIPPool, "jobs": proto.PrefixJob, "network_groups": proto.PrefixNetworkGroup,
-	"networks": proto.PrefixNetwork, "security_groups": proto.PrefixSecurityGroup, "ssh_key_pairs": proto.PrefixSshKeyPair,
-	"storage_node_groups": proto.PrefixStorageNodeGroup, "storage_nodes": proto.PrefixStorageNode,
-	"network_vifs": proto.PrefixNetworkVif,
-}
-
 func routeResource(pattern string) string {
 	_, path, _ := strings.Cut(pattern, " ")
 	return strings.Split(strings.TrimPrefix(path, "/"), "/")[0]

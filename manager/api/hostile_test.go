@@ -225,8 +225,9 @@ func pathExpect(route, ph string) expect {
 	switch {
 	case ph == "{id}" && routeResource(route) == "accounts":
 		return expect{400, "110"} // §2.17: wrong prefix → 400/110
-	case ph == "{monitor_id}":
-		return expect{404, "100"} // §2.1 16–19: unknown item → 404/100
+	case ph == "{monitor_id}" && routeResource(route) == "instances":
+		// §2.1 16–19: monitoring items are labels, not uuids; unknown → 404/100.
+		return expect{404, "100"}
 	case ph == "{vif_id}" && (strings.HasSuffix(route, "/attach") || strings.HasSuffix(route, "/detach")):
 		return expect{500, "146"} // §2.8 14–15: vif must exist, else 500/146
 	case ph == "{name}":

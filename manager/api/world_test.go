@@ -121,11 +121,24 @@ func (w *world) fill(pattern string, sub map[string]string) string {
 		if v, ok := sub[ph]; ok {
 			return v
 		}
-		if ph == "{id}" {
-			return w.ids[res]
+		if v := w.value(res, ph); v != "" {
+			return v
 		}
-		return w.ids[ph]
+		// A new route (or resource) needs its record in newWorld.
+		w.t.Fatalf("the world has no value for %s of %s: add one to newWorld", ph, pattern)
+		return ""
 	})
+}
+
+// value is the world's id for placeholder ph of a route on resource res.
+func (w *world) value(res, ph string) string {
+	if ph == "{id}" {
+		return w.ids[res]
+	}
+	if v, ok := w.ids[res+"/"+ph]; ok {
+		return v
+	}
+	return w.ids[ph]
 }
 
 // routes are the registered routes, sorted.

@@ -192,6 +192,11 @@ func remoteError(status int, body []byte) error {
 		return FromWire(&w)
 	}
 	kind := errs.Internal
+	if status == http.StatusBadRequest && bytes.Contains(body, []byte("HTTPS server")) {
+		// Go's TLS listener answering plain HTTP: the peer runs mutual TLS
+		// and this daemon has no TLS files (or the other way round).
+		return errs.New(errs.Unauthorized, "rpc: the peer requires TLS; configure tls_ca_file, tls_cert_file and tls_key_file")
+	}
 	switch status {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		kind = errs.Unavailable

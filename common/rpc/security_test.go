@@ -95,8 +95,8 @@ func TestMutualTLSRefusesCallers(t *testing.T) {
 		})
 	}
 	t.Run("plain HTTP, no certificate at all", func(t *testing.T) {
-		if err := call(Security{}); err == nil {
-			t.Error("Call() without TLS succeeded")
+		if err := call(Security{}); !errs.Is(err, errs.Unauthorized) || !strings.Contains(err.Error(), "requires TLS") {
+			t.Errorf("Call() without TLS = %v, want Unauthorized naming TLS", err)
 		}
 	})
 	t.Run("TLS without a client certificate", func(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -57,8 +58,12 @@ type Config struct {
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
 	// Token is the shared RPC token, required from callers and sent to peers.
-	Token  string
-	Logger *slog.Logger
+	// Security.RPC.Token, when set, takes its place.
+	Token string
+	// Security is the cluster security the daemon's config file set up:
+	// RPC token(s), mutual TLS, gossip keyring (common/security).
+	Security security.Settings
+	Logger   *slog.Logger
 
 	// Concurrency is the number of jobs an endpoint runs at once, keyed by
 	// full endpoint ("local-store-handle.hva.demo1") or base name
@@ -156,7 +161,10 @@ func New(cfg Config) (*Agent, error) {
 		base = logging.Discard()
 	}
 	logger := slog.New(ctxHandler{base.Handler()}).With("node_id", cfg.NodeID)
-	sec := rpc.Security{Token: cfg.Token}
+	sec := cfg.Security.RPC
+	if sec.Token == "" {
+		sec.Token = cfg.Token
+	}
 	ctx, abort := context.WithCancel(context.Background())
 	a := &Agent{
 		cfg:      cfg,
@@ -246,6 +254,7 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	}
 	sc.MemberlistConfig.Logger = logging.StdLog(a.logger, "memberlist")
 	sc.Logger = logging.StdLog(a.logger, "serf")
+	a.cfg.Security.ConfigureSerf(sc)
 	sc.Tags = map[string]string{
 		proto.TagRole:   a.cfg.Role,
 		proto.TagNodeID: a.cfg.NodeID,

@@ -438,7 +438,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 		return err
 	}
 
-	// image_id: no ownership check, as upstream. A deleted image cannot be
+	// image_id: upstream checked no ownership; another account's private
+	// image is unknown here (ownership.go). A deleted image cannot be
 	// launched (upstream did not check).
 	imgID := p.Str("image_id")
 	if imgID != "" && checkUUID(imgID, proto.PrefixImage) != nil {
@@ -446,7 +447,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	}
 	var img proto.Image
 	im, err := tx.Get(proto.KindImage, imgID, &img)
-	if imgID == "" || errs.Is(err, errs.NotFound) || (err == nil && img.DeletedAt != nil) {
+	if imgID == "" || errs.Is(err, errs.NotFound) || (err == nil && img.DeletedAt != nil) ||
+		(err == nil && !img.IsPublic && !usableBy(req.Account, img.AccountID)) {
 		return errs.New(errs.InvalidImageID, "%s", imgID)
 	}
 	if err != nil {
@@ -526,6 +528,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	var sshID *string
 	if k, km, err := sshKeyParam(tx, p.Str("ssh_key_id")); err != nil {
 		return err
+	} else if k != nil && !usableBy(req.Account, k.AccountID) {
+		return errs.New(errs.UnknownSshKeyPair, "%s", k.ID) // another account's (ownership.go)
 	} else if k != nil {
 		sshID = &k.ID
 		o.check(proto.KindSshKeyPair, k.ID, km.ModifyIndex)
@@ -682,6 +686,9 @@ func (a *API) checkVifs(tx *state.Tx, req *Request, o *opSet) error {
 		if err != nil {
 			return err
 		}
+		if nw != nil && !usableBy(req.Account, nw.AccountID) {
+			return errs.New(errs.UnknownNetwork, "%s", nw.ID) // another account's (ownership.go)
+		}
 		if _, err := securityGroupsParam(tx, o, req, groupsValue(v)); err != nil {
 			return err
 		}
@@ -696,6 +703,9 @@ func (a *API) checkVifs(tx *state.Tx, req *Request, o *opSet) error {
 		nat, err := vifNetwork(tx, v, "nat_network", o)
 		if err != nil {
 			return err
+		}
+		if nat != nil && !usableBy(req.Account, nat.AccountID) {
+			return errs.New(errs.UnknownNetwork, "%s", nat.ID)
 		}
 		if err := checkManualIP(tx, nat, strings.TrimSpace(scalarStr(v["nat_ipv4_addr"])), ips, o); err != nil {
 			return err

@@ -344,6 +344,9 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			if k != nil && !usableBy(req.Account, k.AccountID) {
+				return nil, errs.New(errs.UnknownSshKeyPair, "%s", k.ID) // another account's (ownership.go)
+			}
 			if k == nil {
 				v.SshKeyPairID = nil
 			} else {

@@ -84,6 +84,9 @@ func parseListOpts(req *Request) (listOpts, error) {
 			o.limit = n
 		}
 	}
+	if req.maxLimit > 0 && o.limit > req.maxLimit {
+		o.limit = req.maxLimit
+	}
 	if p.Has("sort_by") {
 		v := p.Str("sort_by")
 		col, dir, hasDir := strings.Cut(v, ".")

@@ -155,10 +155,18 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft advertise address: %w", err)
 	}
-	s.trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, adv, 8, 10*time.Second,
-		logging.HCLog(s.logger, "raft-net", s.cfg.RaftLogLevel))
-	if err != nil {
-		return fmt.Errorf("raft transport: %w", err)
+	netLog := logging.HCLog(s.logger, "raft-net", s.cfg.RaftLogLevel)
+	if id := s.cfg.Security.RPC.TLS; id != nil {
+		stream, err := newTLSStream(s.cfg.RaftAddr, adv, id)
+		if err != nil {
+			return err
+		}
+		s.trans = raft.NewNetworkTransportWithLogger(stream, 8, 10*time.Second, netLog)
+	} else {
+		s.trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, adv, 8, 10*time.Second, netLog)
+		if err != nil {
+			return fmt.Errorf("raft transport: %w", err)
+		}
 	}
 
 	rc := raft.DefaultConfig()
@@ -243,6 +251,7 @@ func (s *Server) setupSerf() error {
 	sc.MemberlistConfig.AdvertisePort = port
 	sc.MemberlistConfig.Logger = logging.StdLog(s.logger, "memberlist")
 	sc.Logger = logging.StdLog(s.logger, "serf")
+	s.cfg.Security.ConfigureSerf(sc)
 	sc.SnapshotPath = filepath.Join(s.cfg.DataDir, "serf.snapshot")
 	sc.RejoinAfterLeave = true
 	s.tags = map[string]string{

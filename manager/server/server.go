@@ -15,6 +15,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/collector"
@@ -28,9 +29,13 @@ import (
 // Config is a manager's configuration. The listeners are opened by the
 // caller so that it controls the ports (0 in tests).
 type Config struct {
-	Cluster     cluster.Config
-	API         api.Config
-	RPCToken    string
+	Cluster  cluster.Config
+	API      api.Config
+	RPCToken string
+	// Security is the manager's cluster security (common/security): RPC
+	// token(s) and mutual TLS for the collector endpoints and job delivery,
+	// TLS for raft, the gossip keyring. Its token, when set, replaces RPCToken.
+	Security    security.Settings
 	APIListener net.Listener
 	RPCListener net.Listener
 	// AdvertiseHost replaces an unspecified listener host in the addresses
@@ -60,6 +65,11 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}
 	cfg.Cluster.APIAddr = Advertised(cfg.APIListener, cfg.AdvertiseHost)
 	cfg.Cluster.RPCAddr = Advertised(cfg.RPCListener, cfg.AdvertiseHost)
+	sec := cfg.Security.RPC
+	if sec.Token == "" {
+		sec.Token = cfg.RPCToken
+	}
+	cfg.Cluster.Security = cfg.Security
 	srv, err := cluster.New(cfg.Cluster, logger)
 	if err != nil {
 		return nil, err
@@ -67,15 +77,14 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{Cluster: srv, cancel: cancel}
 
-	security := rpc.Security{Token: cfg.RPCToken}
-	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: security, Logger: logger.With("component", "rpc")})
+	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: sec, Logger: logger.With("component", "rpc")})
 	collector.New(collector.Deps{
 		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
 	}).Register(m.rpc)
 	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
 
 	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
-	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
+	m.client = rpc.NewClient(rpc.ClientConfig{Security: sec})
 	// A job that ends without success (failed or timed out by the
 	// dispatcher, cancelled through the API) takes its resource out of the
 	// state that waited for it, in the same txn.

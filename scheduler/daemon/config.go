@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/scheduler"
 )
 
@@ -22,6 +23,8 @@ type Config struct {
 	Join          []string `json:"join"` // serf addresses of cluster members
 	FastGossip    bool     `json:"fast_gossip"`
 	Token         string   `json:"token"` // shared RPC token
+	// Security: RPC token(s), mutual TLS files, gossip keyring (common/security).
+	Security security.Config `json:"security"`
 
 	// Managers, when set, are the managers' RPC addresses to use instead of
 	// those found in serf (members with role manager and an rpc tag).

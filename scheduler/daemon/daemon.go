@@ -34,6 +34,10 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	if logger == nil {
 		logger = logging.Discard()
 	}
+	sec, err := cfg.Security.Load(proto.RoleScheduler)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{logger: logger}
 	a, err := agent.New(agent.Config{
 		NodeID:        cfg.NodeID,
@@ -44,6 +48,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
 		Token:         cfg.Token,
+		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointScheduler: cfg.Concurrency},
 		OnJobFinished: d.reportJob,

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 )
@@ -35,6 +37,8 @@ type Config struct {
 	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
 
 	API api.Config `json:"api"`
+	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
+	Security security.Config `json:"security"`
 }
 
 // DefaultConfig is a single manager answering on 0.0.0.0:9001, the port
@@ -81,6 +85,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	serviceTypes := fs.String("service-types", "", "comma-separated service types (default std)")
+	trusted := fs.String("trusted-frontends", "", "comma-separated addresses/CIDRs whose account header the API believes (default loopback)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -107,6 +112,9 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	c.FastGossip = c.FastGossip || *fast
 	c.LeaveOnTerm = c.LeaveOnTerm || *leave
+	if *trusted != "" {
+		c.API.TrustedFrontends = strings.Split(*trusted, ",")
+	}
 	if *serviceTypes != "" {
 		c.API.ServiceTypes = strings.Split(*serviceTypes, ",")
 		c.API.DefaultServiceType = c.API.ServiceTypes[0]
@@ -127,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
+	}
+	if err := c.API.Validate(); err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/manager/server"
+	"github.com/vdc-project/vdc/proto"
 )
 
 func main() {
@@ -32,12 +33,16 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 
+	sec, err := cfg.Security.Load(proto.RoleManager)
+	if err != nil {
+		return err
+	}
 	apiL, rpcL, err := server.Listen(cfg.APIAddr, cfg.RPCAddr)
 	if err != nil {
 		return err
 	}
 	m, err := server.Start(server.Config{
-		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken,
+		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken, Security: sec,
 		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost,
 	}, logger)
 	if err != nil {
@@ -45,7 +50,7 @@ func run(args []string, stderr io.Writer) error {
 		rpcL.Close()
 		return err
 	}
-	logger.Info("dcmgr started", "node", cfg.NodeName, "api", apiL.Addr().String(), "rpc", rpcL.Addr().String(),
+	logger.Info("dcmgr started", "node", cfg.NodeName, "rpc_tls", sec.RPC.TLS != nil, "gossip_encrypted", sec.Keyring != nil, "api", apiL.Addr().String(), "rpc", rpcL.Addr().String(),
 		"serf", m.Cluster.SerfAddr(), "raft", m.Cluster.RaftAddr(), "data_dir", cfg.DataDir)
 
 	sig := make(chan os.Signal, 1)

@@ -13,7 +13,7 @@ var endpointAccess = map[string]struct{ servers, callers []string }{
 	EndpointWindowsHandle:      {[]string{RoleHva}, []string{RoleManager}},
 	EndpointStaHandle:          {[]string{RoleSta}, []string{RoleManager}},
 	EndpointJobControl:         {[]string{RoleHva, RoleSta, RoleScheduler}, []string{RoleManager}},
-	EndpointHvaCollector:       {[]string{RoleManager}, []string{RoleHva}},
+	EndpointHvaCollector:       {[]string{RoleManager}, []string{RoleHva, RoleSta}}, // sta: create_volume_and_run_instance reads and fails instances
 	EndpointStaCollector:       {[]string{RoleManager}, []string{RoleHva, RoleSta}},
 	EndpointJobCollector:       {[]string{RoleManager}, []string{RoleHva, RoleSta, RoleScheduler}},
 	EndpointSchedulerCollector: {[]string{RoleManager}, []string{RoleScheduler}},

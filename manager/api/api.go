@@ -65,6 +65,10 @@ type Config struct {
 	// BackupStorages maps a service type to the backup storage that instance
 	// backups without `backup_storage_id` go to (service_type backup_storage_id).
 	BackupStorages map[string]string `json:"backup_storages"`
+
+	// Now is the wall clock for timestamps and job deadlines (nil: the
+	// system clock, UTC, whole seconds). Not a config file key.
+	Now func() time.Time `json:"-"`
 }
 
 // DefaultConfig mirrors dcmgr.conf's defaults.
@@ -110,8 +114,11 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 		cfg:    cfg,
 		b:      b,
 		logger: logger.With("component", "api"),
-		now:    func() time.Time { return time.Now().UTC().Truncate(time.Second) },
+		now:    cfg.Now,
 		mux:    http.NewServeMux(),
+	}
+	if a.now == nil {
+		a.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
 	a.proxy = newForwarder(b)
 	a.routes()

@@ -187,8 +187,7 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			}
 			return
 		}
-		now := time.Now()
-		if j.Deadline != nil && now.After(*j.Deadline) {
+		if j.Deadline != nil && ds.d.Now().After(*j.Deadline) {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}

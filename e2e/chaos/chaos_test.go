@@ -27,6 +27,7 @@ var (
 	chaosCycles   = flag.Int("chaos.cycles", 0, "fault cycles to complete at least (the run goes past -chaos.duration until then)")
 	chaosSeed     = flag.Uint64("chaos.seed", 0, "random seed (0: from the clock; the log names the one used)")
 	chaosHold     = flag.Duration("chaos.hold", 1500*time.Millisecond, "shortest time a fault lasts")
+	chaosLogs     = flag.String("chaos.logs", "", "copy the daemons' logs here at the end (they are kept on failure anyway)")
 )
 
 const (
@@ -64,13 +65,20 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		keep := *chaosLogs
 		if t.Failed() {
 			for _, p := range r.Procs() {
 				t.Logf("---- %s log (tail) ----\n%s", p.Name, tail(p.LogPath(), 60))
 			}
-			// The daemons' logs outlive the test's temporary dir.
-			keep := filepath.Join(os.TempDir(), fmt.Sprintf("ch-chaos-logs-%d", os.Getpid()))
-			if err := os.CopyFS(keep, os.DirFS(filepath.Join(dir, "logs"))); err == nil {
+			if keep == "" {
+				keep = filepath.Join(os.TempDir(), fmt.Sprintf("ch-chaos-logs-%d", os.Getpid()))
+			}
+		}
+		// The daemons' logs outlive the test's temporary dir.
+		if keep != "" {
+			if err := os.CopyFS(keep, os.DirFS(filepath.Join(dir, "logs"))); err != nil {
+				t.Logf("keep logs: %v", err)
+			} else {
 				t.Logf("daemon logs kept in %s", keep)
 			}
 		}
@@ -100,7 +108,7 @@ func TestChaos(t *testing.T) {
 		Hold: *chaosHold, Logf: t.Logf, Clock: h.Now}
 	n.OnKill = func(p *rig.Proc) {
 		if p.Role == rig.RoleHva {
-			w.HvaLost(kvClients+instClients+1, h.Now())
+			w.HvaLost(kvClients+instClients+1, "hn-ch"+strings.TrimPrefix(p.Name, "h"), h.Now())
 		}
 	}
 
@@ -225,7 +233,9 @@ func checkJobsEnd(t *testing.T, api *API, tg Target) time.Duration {
 			open = append(open, docs...)
 		}
 		if len(open) == 0 {
-			return time.Since(start)
+			took := time.Since(start)
+			summarizeJobs(t, api, tg)
+			return took
 		}
 		if time.Now().After(deadline) {
 			break
@@ -234,11 +244,50 @@ func checkJobsEnd(t *testing.T, api *API, tg Target) time.Duration {
 	}
 	var lines []string
 	for _, j := range open {
-		lines = append(lines, fmt.Sprintf("  %v %v %v.%v resource %v worker %v", j["id"], j["state"], j["queue_name"],
-			j["job_name"], j["resource_id"], j["worker_id"]))
+		lines = append(lines, fmt.Sprintf("  %v %v %v resource %v worker %v params %v", j["id"], j["state"], j["queue_name"],
+			j["resource_id"], j["worker_id"], j["params"]))
 	}
 	t.Errorf("%d jobs still unfinished 3 minutes after the heal:\n%s", len(open), strings.Join(lines, "\n"))
 	return time.Since(start)
+}
+
+// summarizeJobs logs the jobs by outcome, with the reasons of failures.
+func summarizeJobs(t *testing.T, api *API, tg Target) {
+	t.Helper()
+	res := api.Do(context.Background(), tg.API, "GET", "/jobs.json?limit=100000", nil, "")
+	docs, _, err := listResults(res.Doc)
+	if res.Err != nil || err != nil {
+		t.Logf("jobs: %v %v", res.Err, err)
+		return
+	}
+	outcomes := map[string]int{}
+	for _, j := range docs {
+		k := fmt.Sprintf("%v/%v", endpointBase(fmt.Sprint(j["queue_name"])), j["finish_status"])
+		if j["finish_status"] != "success" {
+			msg := fmt.Sprint(j["finish_message"])
+			if m, ok := j["finish_message"].(map[string]any); ok {
+				msg = fmt.Sprint(m["message"])
+			}
+			if len(msg) > 90 {
+				msg = msg[:90] + "..."
+			}
+			k += ": " + msg
+		}
+		outcomes[k]++
+	}
+	var lines []string
+	for k, n := range outcomes {
+		lines = append(lines, fmt.Sprintf("  %5d %s", n, k))
+	}
+	sort.Strings(lines)
+	t.Logf("%d jobs:\n%s", len(docs), strings.Join(lines, "\n"))
+}
+
+// endpointBase strips the node from a queue name (hva-handle.hva.ch1 ->
+// hva-handle).
+func endpointBase(q string) string {
+	base, _, _ := strings.Cut(q, ".")
+	return base
 }
 
 // checkInstancesSettled: once every job ended, no instance of the account

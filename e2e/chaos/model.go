@@ -187,10 +187,10 @@ const (
 	InstPoweron  = "poweron"
 	InstDelete   = "delete"
 	InstGet      = "get"
-	// InstHvaLost is not a request: it marks when an hva was killed. The
-	// dummy hypervisor keeps its domains in memory, so from then on the
-	// monitor of the restarted hva may find a running instance's domain
-	// gone and mark it halted.
+	// InstHvaLost is not a request: it marks when the instance's hva was
+	// killed. The dummy hypervisor keeps its domains in memory, so the
+	// monitor of the restarted hva may find the instance's domain gone and
+	// mark it halted, once; a later poweron defines the domain anew.
 	InstHvaLost = "hva-lost"
 )
 
@@ -220,8 +220,9 @@ func stateIndex(s string) int {
 }
 
 // instSet is a set of (state, flags) pairs, bit 4*state+flags, where the
-// flags say whether a DELETE is outstanding (termFlag) and whether an hva
-// was lost since the instance was created (lostFlag). The model state is
+// flags say whether a DELETE is outstanding (termFlag) and whether the
+// instance's domain may have been lost with its hva (lostFlag). The model
+// state is
 // the set of states the instance may be in, closed under the moves agents
 // make on their own; a read narrows it to what was seen.
 type instSet uint64
@@ -251,10 +252,15 @@ var agentMoves = map[string][]string{
 	"shuttingdown": {"terminated"},
 }
 
-// lostMoves are the moves the monitor makes once an hva lost its domains.
+// lostMoves are the moves the monitor makes once an hva lost its domains
+// (the flag goes with the domain).
 var lostMoves = map[string][]string{
 	"running": {"halted"},
 }
+
+// domainStates are the states in which an instance may have a domain that
+// a killed hva loses.
+var domainStates = map[string]bool{"pending": true, "starting": true, "running": true, "halting": true}
 
 // terminateMoves are the moves an outstanding terminate job may make (the
 // hva refuses it in transitional states, so they are allowed, not
@@ -271,7 +277,7 @@ func (s instSet) closure() instSet {
 			}
 			if flags&lostFlag != 0 {
 				for _, to := range lostMoves[instStates[st]] {
-					next |= bit(stateIndex(to), flags)
+					next |= bit(stateIndex(to), flags&^lostFlag)
 				}
 			}
 			if flags&termFlag != 0 && instStates[st] != "terminated" && instStates[st] != "none" {
@@ -305,7 +311,7 @@ var instActions = map[string]instAction{
 	},
 	InstPoweron: {
 		pre:  func(s string) bool { return s == "halted" },
-		post: func(_ string, f int) (string, int) { return "starting", f },
+		post: func(_ string, f int) (string, int) { return "starting", f &^ lostFlag },
 	},
 	// DELETE leaves the state to the hva's terminate job.
 	InstDelete: {
@@ -331,7 +337,12 @@ func stepInst(s instSet, in InstInput, out InstOutput) instSet {
 		return seen.closure()
 	case InstHvaLost:
 		var lost instSet
-		s.each(func(st, flags int) { lost |= bit(st, flags|lostFlag) })
+		s.each(func(st, flags int) {
+			if domainStates[instStates[st]] {
+				flags |= lostFlag
+			}
+			lost |= bit(st, flags)
+		})
 		return lost.closure()
 	}
 	act, ok := instActions[in.Op]

@@ -223,7 +223,7 @@ func (n *Nemesis) probe(ctx context.Context, hit []*rig.Proc) bool {
 		return false
 	}
 	n.probeN++
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	res := n.API.Do(cctx, ms[n.Rand.IntN(len(ms))].API, "PUT", "/security_groups/"+n.Probe+".json",
 		url.Values{"description": {fmt.Sprintf("probe-%d", n.probeN)}}, Account)

@@ -79,7 +79,8 @@ func (w *Workload) retireLocked(k *kvKey, dead bool) {
 
 type instTrack struct {
 	id    string
-	ended bool // seen terminated
+	host  string // host node it was last seen on ("" unknown)
+	ended bool   // seen terminated
 	ops   int
 }
 
@@ -509,18 +510,24 @@ func (w *Workload) instGet(c int, rnd *rand.Rand, i *instTrack) bool {
 	if st == "terminated" {
 		i.ended = true
 	}
+	if h, ok := res.Map()["host_node"].(string); ok && h != "" {
+		i.host = h
+	}
 	w.mu.Unlock()
 	w.H.AddInst(c, InstInput{Op: InstGet, ID: i.id}, call, InstOutput{Outcome: OK, State: st}, end)
 	return true
 }
 
-// HvaLost records, in every instance's history, that an hva was killed at
-// t (its restart forgets the dummy's domains), as client c.
-func (w *Workload) HvaLost(c int, t int64) {
+// HvaLost records that the hva of host node host was killed at t (its
+// restart forgets the dummy's domains) in the history of every instance
+// that may be on it, as client c.
+func (w *Workload) HvaLost(c int, host string, t int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, i := range w.insts {
-		w.H.AddInst(c, InstInput{Op: InstHvaLost, ID: i.id}, t, InstOutput{Outcome: OK}, t)
+		if i.host == "" || i.host == host {
+			w.H.AddInst(c, InstInput{Op: InstHvaLost, ID: i.id}, t, InstOutput{Outcome: OK}, t)
+		}
 	}
 }
 

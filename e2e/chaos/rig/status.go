@@ -61,6 +61,21 @@ func (m *Proc) LeaderSeen(ctx context.Context, c *http.Client) (string, error) {
 	return "", nil
 }
 
+// Status is the raft state a manager reports.
+type Status struct {
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	CommitIndex  uint64 `json:"commit_index,string"`
+	AppliedIndex uint64 `json:"applied_index,string"`
+}
+
+// Status is manager m's raft state.
+func (m *Proc) Status(ctx context.Context, c *http.Client) (Status, error) {
+	var st Status
+	err := getJSON(ctx, c, m.Internal+"/status", &st)
+	return st, err
+}
+
 // Leader is the manager that every running, unpaused manager names leader,
 // and that names itself.
 func (r *Rig) Leader(ctx context.Context, c *http.Client) (*Proc, error) {
@@ -90,7 +105,10 @@ func (r *Rig) Leader(ctx context.Context, c *http.Client) (*Proc, error) {
 }
 
 // Healthy returns nil when every process runs unpaused, the managers agree
-// on a leader, and that leader sees every process alive in serf.
+// on a leader, every manager sees every process alive in serf, and every
+// manager has applied what the leader had committed when asked (a manager
+// whose raft replication is still backing off after a fault is not
+// healthy yet: a second fault would find no quorum).
 func (r *Rig) Healthy(ctx context.Context, c *http.Client) error {
 	for _, p := range r.Procs() {
 		if p.Exited() {
@@ -103,6 +121,19 @@ func (r *Rig) Healthy(ctx context.Context, c *http.Client) error {
 	l, err := r.Leader(ctx, c)
 	if err != nil {
 		return err
+	}
+	ls, err := l.Status(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s status: %w", l.Name, err)
+	}
+	for _, m := range r.Managers {
+		st, err := m.Status(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s status: %w", m.Name, err)
+		}
+		if st.AppliedIndex < ls.CommitIndex {
+			return fmt.Errorf("%s applied %d, behind the leader's commit index %d", m.Name, st.AppliedIndex, ls.CommitIndex)
+		}
 	}
 	for _, m := range r.Managers {
 		ms, err := m.Members(ctx, c)

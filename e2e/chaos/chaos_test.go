@@ -135,6 +135,10 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := r.WaitHealthy(ctx, hc, 90*time.Second); err != nil {
+		// Where are they stuck? The stacks go to the kept logs.
+		for _, m := range r.Managers {
+			m.DumpStacks()
+		}
 		t.Fatal(err)
 	}
 	t.Logf("%d fault cycles in %s; workload: %s", len(n.Faults), time.Since(start).Round(time.Second), w.Stats())

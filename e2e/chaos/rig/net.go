@@ -115,7 +115,13 @@ func (r *Rig) Heal(ctx context.Context) error {
 // HTTPClient is an HTTP client whose connections start in the client
 // host's namespace (the test process itself stays in its own).
 func (r *Rig) HTTPClient(timeout time.Duration) (*http.Client, error) {
-	d, err := r.dialer(r.Client)
+	return r.HTTPClientFrom(r.Client, timeout)
+}
+
+// HTTPClientFrom is an HTTP client whose connections start in host h's
+// namespace.
+func (r *Rig) HTTPClientFrom(h *Host, timeout time.Duration) (*http.Client, error) {
+	d, err := r.dialer(h)
 	if err != nil {
 		return nil, err
 	}
@@ -147,29 +153,52 @@ func (r *Rig) dialer(h *Host) (*nsDialer, error) {
 	return &nsDialer{ns: f, d: net.Dialer{Timeout: 3 * time.Second}}, nil
 }
 
-// DialContext switches its locked OS thread into the namespace, creates and
-// connects the socket there (a socket stays in the namespace it was made
-// in), and switches back. A thread that cannot switch back stays locked, so
-// that the runtime retires it with the goroutine.
+// DialContext connects from the namespace (see inNamespace).
 func (d *nsDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNamespace(d.ns, func() error {
+		var err error
+		conn, err = d.d.DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil && conn != nil {
+		conn.Close()
+		conn = nil
+	}
+	return conn, err
+}
+
+// InNamespace runs fn with its goroutine in host h's network namespace:
+// sockets fn creates stay there.
+func (r *Rig) InNamespace(h *Host, fn func() error) error {
+	f, err := os.Open("/run/netns/" + h.NS)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return inNamespace(f, fn)
+}
+
+// inNamespace switches its locked OS thread into namespace ns, runs fn (a
+// socket stays in the namespace it was made in), and switches back. A
+// thread that cannot switch back stays locked, so that the runtime retires
+// it with the goroutine.
+func inNamespace(ns *os.File, fn func() error) error {
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return err
 	}
 	defer orig.Close()
-	if err := unix.Setns(int(d.ns.Fd()), unix.CLONE_NEWNET); err != nil {
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("enter client namespace: %w", err)
+		return fmt.Errorf("enter namespace: %w", err)
 	}
-	conn, dialErr := d.d.DialContext(ctx, network, addr)
+	fnErr := fn()
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		if conn != nil {
-			conn.Close()
-		}
-		return nil, fmt.Errorf("leave client namespace: %w", err)
+		return fmt.Errorf("leave namespace: %w (after %v)", err, fnErr)
 	}
 	runtime.UnlockOSThread()
-	return conn, dialErr
+	return fnErr
 }

@@ -133,7 +133,8 @@ func (p *Proc) Start() error {
 	fmt.Fprintf(f, "==== rig: start #%d of %s at %s ====\n", p.starts, p.Name, time.Now().Format(time.RFC3339Nano))
 	args := append([]string{"netns", "exec", p.Host.NS, filepath.Join(p.r.cfg.Bin, p.bin)}, p.args...)
 	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), p.env...)
+	// GOTRACEBACK=all: DumpStacks (SIGQUIT) prints every goroutine.
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// ip execs the daemon in place, so the pid is the daemon's; the parent
 	// death signal takes it down with a test process that dies before Close.
@@ -210,6 +211,25 @@ func (p *Proc) kill() {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+}
+
+// DumpStacks makes the process print every goroutine's stack to its log
+// and exit (SIGQUIT): for finding out where a stuck daemon is stuck.
+func (p *Proc) DumpStacks() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	p.r.logf("rig: SIGQUIT %s (stack dump in %s)", p.Name, p.logPath)
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
 }
 
 // Restart kills the process if it runs and starts it again.

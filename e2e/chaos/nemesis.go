@@ -73,6 +73,11 @@ type injected struct {
 // Cycle injects one fault of kind, holds it, heals it and waits until the
 // cluster is healthy again.
 func (n *Nemesis) Cycle(ctx context.Context, kind string) error {
+	// A loaded machine can lose a leader on its own (missed heartbeats):
+	// start from a healthy cluster.
+	if err := n.Rig.WaitHealthy(ctx, n.HTTP, 90*time.Second); err != nil {
+		return fmt.Errorf("before %s: %w", kind, err)
+	}
 	start := time.Now()
 	inj, err := n.inject(ctx, kind)
 	if err != nil {

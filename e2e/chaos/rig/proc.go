@@ -67,14 +67,18 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 		// Raft timeouts are dcmgr's defaults (heartbeat and election 500 ms,
 		// lease 250 ms): tight already, and tighter ones make a loaded
 		// 2-core machine elect spuriously.
-		conf := filepath.Join(r.cfg.Dir, h.Name+".json")
-		b, _ := json.Marshal(map[string]any{"raft_snapshot_threshold": 2048})
-		if err := os.WriteFile(conf, b, 0o600); err != nil {
+		confPath := filepath.Join(r.cfg.Dir, h.Name+".json")
+		conf := map[string]any{"raft_snapshot_threshold": 2048}
+		if r.cfg.RaftLogLevel != "" {
+			conf["raft_log_level"] = r.cfg.RaftLogLevel
+		}
+		b, _ := json.Marshal(conf)
+		if err := os.WriteFile(confPath, b, 0o600); err != nil {
 			return err
 		}
 		p.clockFile = filepath.Join(r.cfg.Dir, h.Name+".clock")
 		p.env = []string{"VDC_TEST_CLOCK_OFFSET_FILE=" + p.clockFile}
-		p.args = []string{"-config", conf, "-node", h.Name, "-data-dir", p.DataDir,
+		p.args = []string{"-config", confPath, "-node", h.Name, "-data-dir", p.DataDir,
 			"-api", fmt.Sprintf("%s:%d", h.Addr, portAPI), "-rpc", fmt.Sprintf("%s:%d", h.Addr, portRPC),
 			"-serf", p.SerfAddr, "-raft", fmt.Sprintf("%s:%d", h.Addr, portRaft),
 			"-bootstrap-expect", fmt.Sprint(r.cfg.Managers), "-fast-gossip", "-log-level", "info"}

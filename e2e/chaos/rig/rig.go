@@ -71,6 +71,9 @@ type Config struct {
 	HvaCores, HvaMemoryMB int
 	// Logf receives one line per fault and lifecycle step (may be nil).
 	Logf func(format string, args ...any)
+	// RaftLogLevel is the managers' raft log level (dcmgr's default, warn,
+	// when empty; debug shows replication).
+	RaftLogLevel string
 }
 
 // DefaultPrefix is "ch" + this process id: unique among live processes, and

@@ -33,12 +33,21 @@ func TestRig(t *testing.T) {
 	if err := Build(ctx, root, bin); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Start(ctx, Config{Bin: bin, Dir: dir, Logf: t.Logf})
+	r, err := Start(ctx, Config{Bin: bin, Dir: dir, Logf: t.Logf, RaftLogLevel: os.Getenv("VDC_RIG_RAFT_LOG")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := false
 	t.Cleanup(func() {
+		if t.Failed() && !closed {
+			for _, m := range r.Managers {
+				m.DumpStacks()
+			}
+			keep := filepath.Join(os.TempDir(), fmt.Sprintf("ch-rig-logs-%d", os.Getpid()))
+			if err := os.CopyFS(keep, os.DirFS(filepath.Join(dir, "logs"))); err == nil {
+				t.Logf("daemon logs (with stacks) kept in %s", keep)
+			}
+		}
 		if !closed {
 			_ = r.Close()
 		}

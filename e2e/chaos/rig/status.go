@@ -106,9 +106,11 @@ func (r *Rig) Leader(ctx context.Context, c *http.Client) (*Proc, error) {
 
 // Healthy returns nil when every process runs unpaused, the managers agree
 // on a leader, every manager sees every process alive in serf, and every
-// manager has applied what the leader had committed when asked (a manager
-// whose raft replication is still backing off after a fault is not
-// healthy yet: a second fault would find no quorum).
+// manager has applied the commands the leader had applied when asked (a
+// manager whose raft replication is still backing off after a fault is
+// not healthy yet: a second fault would find no quorum). The applied index
+// counts commands only; raft's commit index also counts the no-op entries
+// of elections, which the state machine never sees.
 func (r *Rig) Healthy(ctx context.Context, c *http.Client) error {
 	for _, p := range r.Procs() {
 		if p.Exited() {
@@ -131,8 +133,8 @@ func (r *Rig) Healthy(ctx context.Context, c *http.Client) error {
 		if err != nil {
 			return fmt.Errorf("%s status: %w", m.Name, err)
 		}
-		if st.AppliedIndex < ls.CommitIndex {
-			return fmt.Errorf("%s applied %d, behind the leader's commit index %d", m.Name, st.AppliedIndex, ls.CommitIndex)
+		if st.AppliedIndex < ls.AppliedIndex {
+			return fmt.Errorf("%s applied %d, behind the leader's %d", m.Name, st.AppliedIndex, ls.AppliedIndex)
 		}
 	}
 	for _, m := range r.Managers {

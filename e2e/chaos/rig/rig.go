@@ -80,8 +80,12 @@ type Config struct {
 // recognisable as stale once the process is gone.
 func DefaultPrefix() string { return fmt.Sprintf("ch%d", os.Getpid()) }
 
-// stalePrefix matches the namespaces of DefaultPrefix rigs.
-var stalePrefix = regexp.MustCompile(`^ch(\d+)-`)
+// stalePrefix matches the namespaces of DefaultPrefix rigs, staleMount
+// their data dir mount points.
+var (
+	stalePrefix = regexp.MustCompile(`^ch(\d+)-`)
+	staleMount  = regexp.MustCompile(`/ch(\d+)-[^/]*$`)
+)
 
 // Host is one network namespace on the bridge.
 type Host struct {
@@ -332,7 +336,7 @@ func CleanStale(ctx context.Context) error {
 		if len(f) < 2 || f[0] != "vdc-rig" {
 			continue
 		}
-		m := regexp.MustCompile(`/ch(\d+)-[^/]*$`).FindStringSubmatch(f[1])
+		m := staleMount.FindStringSubmatch(f[1])
 		if m == nil {
 			continue
 		}

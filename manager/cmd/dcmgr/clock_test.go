@@ -20,7 +20,7 @@ func TestOffsetClockFollowsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No file: the system clock.
-	if d := c.Now().Sub(time.Now()); d > time.Second || d < -time.Second {
+	if d := time.Until(c.Now()); d > time.Second || d < -time.Second {
 		t.Fatalf("offset without a file is %v", d)
 	}
 	for _, want := range []time.Duration{time.Hour, -10 * time.Minute, 0} {
@@ -33,7 +33,7 @@ func TestOffsetClockFollowsFile(t *testing.T) {
 			}
 			return nil
 		})
-		if d := c.Now().Sub(time.Now()) - want; d > time.Second || d < -time.Second {
+		if d := time.Until(c.Now()) - want; d > time.Second || d < -time.Second {
 			t.Fatalf("clock with offset %v is off by %v", want, d)
 		}
 	}

@@ -73,13 +73,19 @@ type injected struct {
 // Cycle injects one fault of kind, holds it, heals it and waits until the
 // cluster is healthy again.
 func (n *Nemesis) Cycle(ctx context.Context, kind string) error {
-	// A loaded machine can lose a leader on its own (missed heartbeats):
-	// start from a healthy cluster.
-	if err := n.Rig.WaitHealthy(ctx, n.HTTP, 90*time.Second); err != nil {
-		return fmt.Errorf("before %s: %w", kind, err)
+	// A loaded machine can lose a leader on its own (missed heartbeats),
+	// also between the health check and the injection: start from a
+	// healthy cluster whose leader is still known.
+	var l *rig.Proc
+	deadline := time.Now().Add(90 * time.Second)
+	for l == nil {
+		if err := n.Rig.WaitHealthy(ctx, n.HTTP, time.Until(deadline)); err != nil {
+			return fmt.Errorf("before %s: %w", kind, err)
+		}
+		l, _ = n.leader(ctx)
 	}
 	start := time.Now()
-	inj, err := n.inject(ctx, kind)
+	inj, err := n.inject(ctx, kind, l)
 	if err != nil {
 		return fmt.Errorf("inject %s: %w", kind, err)
 	}
@@ -253,11 +259,8 @@ func (n *Nemesis) others(l *rig.Proc) []*rig.Proc {
 	return out
 }
 
-func (n *Nemesis) inject(ctx context.Context, kind string) (*injected, error) {
-	l, err := n.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
+// inject puts a fault of kind in place; l is the current leader.
+func (n *Nemesis) inject(ctx context.Context, kind string, l *rig.Proc) (*injected, error) {
 	restart := func(p *rig.Proc) func(context.Context) error {
 		return func(context.Context) error { return p.Restart() }
 	}

@@ -28,6 +28,7 @@ var (
 	chaosSeed     = flag.Uint64("chaos.seed", 0, "random seed (0: from the clock; the log names the one used)")
 	chaosHold     = flag.Duration("chaos.hold", 1500*time.Millisecond, "shortest time a fault lasts")
 	chaosLogs     = flag.String("chaos.logs", "", "copy the daemons' logs here at the end (they are kept on failure anyway)")
+	chaosFaults   = flag.String("chaos.faults", "", "comma-separated fault kinds to inject (default: all, in turn)")
 )
 
 const (
@@ -118,10 +119,19 @@ func TestChaos(t *testing.T) {
 		defer close(clientsDone)
 		w.Run(wctx, kvClients, instClients)
 	}()
+	kinds := FaultKinds
+	if *chaosFaults != "" {
+		kinds = strings.Split(*chaosFaults, ",")
+		for _, k := range kinds {
+			if !slices.Contains(FaultKinds, k) {
+				t.Fatalf("unknown fault %q (known: %v)", k, FaultKinds)
+			}
+		}
+	}
 	start := time.Now()
 	var nemErr error
 	for i := 0; time.Since(start) < *chaosDuration || i < *chaosCycles; i++ {
-		if nemErr = n.Cycle(ctx, FaultKinds[i%len(FaultKinds)]); nemErr != nil {
+		if nemErr = n.Cycle(ctx, kinds[i%len(kinds)]); nemErr != nil {
 			break
 		}
 		time.Sleep(time.Duration(200+n.Rand.IntN(500)) * time.Millisecond) // clients work between faults

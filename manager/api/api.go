@@ -84,6 +84,9 @@ type Config struct {
 	// the same names).
 	CreateVolumeMinSize int64 `json:"create_volume_min_size"`
 	CreateVolumeMaxSize int64 `json:"create_volume_max_size"`
+	// Now is the wall clock for timestamps and job deadlines (nil: the
+	// system clock, UTC, whole seconds). Not a config file key.
+	Now func() time.Time `json:"-"`
 }
 
 // DefaultConfig mirrors dcmgr.conf's defaults.
@@ -167,7 +170,7 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 		cfg:    cfg,
 		b:      b,
 		logger: logger.With("component", "api"),
-		now:    func() time.Time { return time.Now().UTC().Truncate(time.Second) },
+		now:    cfg.Now,
 		mux:    http.NewServeMux(),
 	}
 	var err error
@@ -178,6 +181,9 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 		a.rules = accessRules{}
 	}
 	a.limiter = newLimiter(cfg.RateLimit, time.Now)
+	if a.now == nil {
+		a.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
+	}
 	a.proxy = newForwarder(b)
 	a.routes()
 	// Unknown routes get an error document too, not net/http's plain text.

@@ -511,7 +511,12 @@ func (s *Server) Apply(ctx context.Context, t state.CommandType, body any) (any,
 		case errors.Is(err, raft.ErrEnqueueTimeout):
 			return nil, errs.Wrap(errs.Timeout, err, "raft is overloaded")
 		}
-		return nil, fmt.Errorf("raft apply: %w", err)
+		// Any other error is this leader failing to write its own log (a
+		// full or failing disk): raft answers it before replicating the
+		// entry and steps down, so another manager can take the write.
+		// Callers retry NoLeader; an internal error would end an agent's
+		// job half done (an hva left its instance in starting for good).
+		return nil, errs.Wrap(errs.NoLeader, err, "the leader could not write its raft log and stepped down; retry")
 	}
 	if rerr, ok := f.Response().(error); ok {
 		return nil, rerr

@@ -143,15 +143,36 @@ func (ds *Dispatcher) stopAll() {
 	}
 }
 
-// scan starts a delivery goroutine for every queued job without one.
+// scan starts a delivery goroutine for every queued job without one,
+// except jobs with an older job of the same resource still queued: the jobs
+// of a resource run one at a time, in the order they were made. Each job
+// has its own delivery backoff, so without this a job that waited for an
+// unreachable agent could run after a newer one (a late poweroff undoing a
+// poweron accepted after it).
 func (ds *Dispatcher) scan(ctx context.Context) {
 	var queued []proto.JobQueueEntry
 	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
+		busy := map[string]bool{} // resources with an older job queued
+		// The queue is in creation order: the first entry of a resource
+		// is its oldest job.
 		return tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
 			var q proto.JobQueueEntry
-			if json.Unmarshal(e.Value, &q) == nil {
-				queued = append(queued, q)
+			if json.Unmarshal(e.Value, &q) != nil {
+				return nil
 			}
+			if q.ResourceID == "" {
+				var j proto.Job
+				if _, err := tx.Get(proto.KindJob, q.ID, &j); err == nil {
+					q.ResourceID = j.ResourceID
+				}
+			}
+			if q.ResourceID != "" {
+				if busy[q.ResourceID] {
+					return nil
+				}
+				busy[q.ResourceID] = true
+			}
+			queued = append(queued, q)
 			return nil
 		})
 	})
@@ -211,8 +232,7 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			}
 			return
 		}
-		now := time.Now()
-		if j.Deadline != nil && now.After(*j.Deadline) {
+		if j.Deadline != nil && ds.d.Now().After(*j.Deadline) {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}

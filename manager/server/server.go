@@ -43,6 +43,10 @@ type Config struct {
 	AdvertiseHost string
 	// HealthInterval is how often the leader reconciles node states.
 	HealthInterval time.Duration
+	// Clock is the wall clock behind timestamps and job deadlines (nil:
+	// time.Now). dcmgr offsets it for clock-jump tests; raft and serf
+	// time with the monotonic clock, which a wall-clock jump does not move.
+	Clock func() time.Time
 }
 
 // Manager is a running manager.
@@ -76,12 +80,18 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{Cluster: srv, cancel: cancel}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	now := func() time.Time { return clock().UTC().Truncate(time.Second) }
+	cfg.API.Now = now
 
 	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: sec, Logger: logger.With("component", "rpc")})
 	collector.New(collector.Deps{
-		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
+		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"), Now: now,
 	}).Register(m.rpc)
-	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
+	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger, Now: now}).Register(m.rpc)
 
 	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: sec})
@@ -96,7 +106,7 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
-		OnFail: onFail,
+		OnFail: onFail, Now: now,
 	})
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)

@@ -35,6 +35,8 @@ type Config struct {
 	ElectionTimeoutMS    int    `json:"raft_election_timeout_ms"`
 	LeaderLeaseTimeoutMS int    `json:"raft_leader_lease_timeout_ms"`
 	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
+	// RaftLogLevel is the level of raft's own messages (default warn).
+	RaftLogLevel string `json:"raft_log_level"`
 
 	API api.Config `json:"api"`
 	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
@@ -157,5 +159,8 @@ func (c *Config) clusterConfig() cluster.Config {
 	cc.ElectionTimeout = time.Duration(c.ElectionTimeoutMS) * time.Millisecond
 	cc.LeaderLeaseTimeout = time.Duration(c.LeaderLeaseTimeoutMS) * time.Millisecond
 	cc.SnapshotThreshold = c.SnapshotThreshold
+	if c.RaftLogLevel != "" {
+		cc.RaftLogLevel = c.RaftLogLevel
+	}
 	return cc
 }

@@ -37,13 +37,25 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	clockCtx, stopClock := context.WithCancel(context.Background())
+	defer stopClock()
+	var clock func() time.Time
+	if path := os.Getenv(ClockOffsetEnv); path != "" {
+		c, err := newOffsetClock(clockCtx, path, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		clock = c.Now
+		logger.Warn("wall clock offset by a test file", "file", path)
+	}
+
 	apiL, rpcL, err := server.Listen(cfg.APIAddr, cfg.RPCAddr)
 	if err != nil {
 		return err
 	}
 	m, err := server.Start(server.Config{
 		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken, Security: sec,
-		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost,
+		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost, Clock: clock,
 	}, logger)
 	if err != nil {
 		apiL.Close()

@@ -96,12 +96,20 @@ func newWorld(t *testing.T) *world {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// A shared data volume and a snapshot of it, put directly: made through
+	// the API they would wait for a storage agent.
+	sn := "sn-w1"
+	e.worldPut(proto.KindVolume, "vol-w1", &proto.Volume{ID: "vol-w1", AccountID: testAccount,
+		State: proto.VolumeAvailable, Size: 10 << 20, StoreType: proto.VolumeShared, StorageNodeID: &sn, ServiceType: "std"})
+	e.worldPut(proto.KindVolumeSnapshot, "snap-w1", &proto.VolumeSnapshot{ID: "snap-w1", AccountID: testAccount,
+		OriginVolumeID: "vol-w1", StorageNodeID: &sn, BackupObjectID: "bo-w1", Size: 10 << 20, ServiceType: "std"})
 	monID, _ := mon["uuid"].(string)
 	w := &world{env: e, ids: map[string]string{
 		"accounts": testAccount, "backup_objects": "bo-w1", "backup_storages": "bkst-w1", "dc_networks": "dcn-w1",
 		"host_node_groups": "hng-w1", "host_nodes": "hn-w1", "images": "wmi-w1", "instances": inst,
 		"ip_handles": handle, "ip_pools": pool, "jobs": job, "network_groups": "nwg-w1", "networks": "nw-w1",
 		"security_groups": sg, "ssh_key_pairs": ssh, "storage_node_groups": "sng-w1", "storage_nodes": "sn-w1",
+		"volumes": "vol-w1", "volume_snapshots": "snap-w1",
 		"{vif_id}": vif, "{instance_id}": inst, "{monitor_id}": monID, "{vol_id}": "vol-w1", "{name}": "env",
 	}}
 	if job == "" || monID == "" {

@@ -95,20 +95,6 @@ func (c *atCluster) staArgs() []string {
 		"-target-driver", "tgt", "-iqn-prefix", atPrefix, "-log-level", "info"}
 }
 
-// removeDomainsOf destroys and undefines the domains hva node defined.
-func removeDomainsOf(node string) {
-	out, _ := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output()
-	for _, name := range strings.Fields(string(out)) {
-		md, err := exec.Command("virsh", "-c", "qemu:///system", "metadata", name,
-			"https://vdc-project.github.io/xmlns/hva/1").Output()
-		if err != nil || !strings.Contains(string(md), "<node>"+node+"</node>") {
-			continue
-		}
-		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
-		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
-	}
-}
-
 var targetLine = regexp.MustCompile(`^Target (\d+): (\S+)$`)
 
 // targets lists tgtd's targets under prefix: IQN → tid.
@@ -243,16 +229,6 @@ func (c *atCluster) waitConsole(id, want string) {
 		}
 		return nil
 	})
-}
-
-// domainXML is the live definition of a domain.
-func domainXML(t *testing.T, id string) string {
-	t.Helper()
-	out, err := exec.Command("virsh", "-c", "qemu:///system", "dumpxml", id).CombinedOutput()
-	if err != nil {
-		t.Fatalf("virsh dumpxml %s: %v: %s", id, err, out)
-	}
-	return string(out)
 }
 
 // apiRejects requires an API error with status and code.

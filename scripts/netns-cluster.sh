@@ -55,7 +55,8 @@ proc_cmd() {
 	a=$(addr "$p")
 	case $p in
 	m*) echo "env VDC_TEST_CLOCK_OFFSET_FILE=$DIR/$p.clock $BIN/dcmgr -node $p -data-dir $DIR/$p-data" \
-		"-api $a:9001 -rpc $a:9012 -serf $a:9010 -raft $a:9011 -bootstrap-expect 3 -fast-gossip $(joins "$p")" ;;
+		"-api $a:9001 -rpc $a:9012 -serf $a:9010 -raft $a:9011 -bootstrap-expect 3 -fast-gossip" \
+		"-trusted-frontends $SUBNET.0/24 $(joins "$p")" ;;
 	s*) echo "$BIN/scheduler -node-id scheduler.ch${p#s} -serf $a:9010 -rpc $a:9012 -fast-gossip $(joins)" ;;
 	h*) echo "$BIN/hva -node-id hva.ch${p#h} -serf $a:9010 -rpc $a:9012 -fast-gossip $(joins)" \
 		"-hypervisor dummy -cpu-cores 64 -memory-mb 65536 -monitor-interval 1s" ;;

@@ -81,7 +81,10 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 		p.args = []string{"-config", confPath, "-node", h.Name, "-data-dir", p.DataDir,
 			"-api", fmt.Sprintf("%s:%d", h.Addr, portAPI), "-rpc", fmt.Sprintf("%s:%d", h.Addr, portRPC),
 			"-serf", p.SerfAddr, "-raft", fmt.Sprintf("%s:%d", h.Addr, portRaft),
-			"-bootstrap-expect", fmt.Sprint(r.cfg.Managers), "-fast-gossip", "-log-level", "info"}
+			"-bootstrap-expect", fmt.Sprint(r.cfg.Managers), "-fast-gossip", "-log-level", "info",
+			// The rig's clients (and the test) call from the private /24:
+			// its frontends, as a load balancer there would be.
+			"-trusted-frontends", r.cfg.Subnet + ".0/24"}
 		for _, j := range joins {
 			if j != p.SerfAddr {
 				p.args = append(p.args, "-join", j)

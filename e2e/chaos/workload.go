@@ -422,6 +422,9 @@ func (w *Workload) instStep(c int, rnd *rand.Rand) bool {
 		return true
 	}
 	i := live[rnd.IntN(len(live))]
+	w.mu.Lock()
+	ops := i.ops // other clients' gets count it up under w.mu
+	w.mu.Unlock()
 	p := rnd.IntN(100)
 	switch {
 	case p < 40:
@@ -430,7 +433,7 @@ func (w *Workload) instStep(c int, rnd *rand.Rand) bool {
 		return w.instAction(c, rnd, i, InstPoweroff)
 	case p < 90:
 		return w.instAction(c, rnd, i, InstPoweron)
-	case i.ops > 12 && canCreate:
+	case ops > 12 && canCreate:
 		return w.instAction(c, rnd, i, InstDelete)
 	default:
 		return w.instGet(c, rnd, i)

@@ -45,8 +45,8 @@ func KeyFile(name string) string { return name + "-key.pem" }
 // Organization is the Subject O of every certificate the cluster CA signs.
 const Organization = "vdc"
 
-// Roles a certificate may carry.
-var Roles = []string{proto.RoleManager, proto.RoleHva, proto.RoleSta, proto.RoleScheduler}
+// knownRoles are the roles a certificate may carry.
+var knownRoles = []string{proto.RoleManager, proto.RoleHva, proto.RoleSta, proto.RoleScheduler}
 
 // Default validities.
 const (
@@ -94,7 +94,7 @@ func NewCA(commonName string, validity time.Duration, now time.Time) (certPEM, k
 
 // CertRequest describes a daemon certificate.
 type CertRequest struct {
-	Role string // one of Roles
+	Role string // manager, hva, sta or scheduler
 	Name string // CN; the daemon's node name or node id
 	// Hosts are the DNS names and IP addresses peers reach the daemon at;
 	// a peer checks the address it dialled against them.
@@ -105,8 +105,8 @@ type CertRequest struct {
 // NewCert signs a daemon certificate with the CA and returns it with its
 // new key, PEM-encoded.
 func NewCert(caCertPEM, caKeyPEM []byte, req CertRequest, now time.Time) (certPEM, keyPEM []byte, err error) {
-	if !slices.Contains(Roles, req.Role) {
-		return nil, nil, fmt.Errorf("role %q: want one of %s", req.Role, strings.Join(Roles, ", "))
+	if !slices.Contains(knownRoles, req.Role) {
+		return nil, nil, fmt.Errorf("role %q: want one of %s", req.Role, strings.Join(knownRoles, ", "))
 	}
 	if req.Name == "" || strings.ContainsAny(req.Name, "/\\ \t\n") {
 		return nil, nil, fmt.Errorf("certificate name %q: want a non-empty name without slashes or spaces", req.Name)
@@ -216,7 +216,7 @@ func RoleOf(c *x509.Certificate) (Peer, error) {
 		return Peer{}, fmt.Errorf("certificate %q carries no vdc role", c.Subject.CommonName)
 	}
 	role := c.Subject.OrganizationalUnit[0]
-	if !slices.Contains(Roles, role) {
+	if !slices.Contains(knownRoles, role) {
 		return Peer{}, fmt.Errorf("certificate %q has unknown role %q", c.Subject.CommonName, role)
 	}
 	return Peer{Role: role, Name: c.Subject.CommonName}, nil

@@ -40,7 +40,7 @@ const headerClientAddr = "X-Vdc-Client-Addr"
 
 // DefaultTrustedFrontends trusts the manager's own host only: the quick
 // start, mussel and vdc-manage on the manager host keep working unchanged.
-var DefaultTrustedFrontends = []string{"127.0.0.0/8", "::1/128"}
+func DefaultTrustedFrontends() []string { return []string{"127.0.0.0/8", "::1/128"} }
 
 // Token is an API token (api.tokens): the bearer acts as Account, or as the
 // operator when Account is empty.
@@ -96,7 +96,7 @@ func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
 func newAccess(cfg Config) (accessRules, error) {
 	frontends := cfg.TrustedFrontends
 	if frontends == nil {
-		frontends = DefaultTrustedFrontends
+		frontends = DefaultTrustedFrontends()
 	}
 	trusted, err := parsePrefixes(frontends)
 	if err != nil {

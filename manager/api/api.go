@@ -96,7 +96,7 @@ func DefaultConfig() Config {
 		DefaultServiceType:     "std",
 		MaxBodyBytes:           8 << 20,
 		MaxListLimit:           1000,
-		TrustedFrontends:       DefaultTrustedFrontends,
+		TrustedFrontends:       DefaultTrustedFrontends(),
 		RecentTerminatedPeriod: 900 * time.Second,
 
 		StoppedInstanceUsageFactor: 1.0,

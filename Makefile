@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Binaries: path of the main package -> name in bin/.
 CMDS := manager/cmd/dcmgr manager/cmd/vdc-manage hva/cmd/hva sta/cmd/sta scheduler/cmd/scheduler bench/cmd/vdcbench
 
-.PHONY: help build run test test-unit test-integration test-chaos bench bench-short check fmt vet clean
+.PHONY: help build run test test-unit test-integration test-chaos fuzz bench bench-short check fmt vet clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test-integration: ## in-process cluster tests and multi-process manager tests (r
 # `make test` runs a 45 s version. Extra flags: CHAOS_FLAGS='-chaos.seed=N -chaos.logs=DIR'.
 test-chaos: ## chaos test: 110+ fault cycles (kill, partitions, pause, clock jump, full disk) checked for linearizability
 	VDC_REAL=1 $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./e2e/chaos -chaos.duration=5m -chaos.cycles=110 $(CHAOS_FLAGS)
+
+fuzz: ## run every go fuzz target for FUZZTIME each (default 10s)
+	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
 
 # The end-to-end placement part runs 10 hvas × 500 instances here: the issue's 50 × 5,000 does not finish in
 # reasonable time on a 2-core box yet (see the issue notes); run `vdcbench place` for other sizes.

@@ -59,7 +59,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	var last uint64
 	err := f.store.update(func(btx *bbolt.Tx) error {
-		w := &WriteTx{Tx: Tx{btx: btx}}
+		w := &WriteTx{Tx: Tx{btx: btx, ix: f.store.ix}}
 		applied := w.LastIndex()
 		for i, l := range logs {
 			if l.Index <= applied {
@@ -121,10 +121,12 @@ func (w *WriteTx) put(kind, id string, index uint64, val []byte) (uint64, error)
 	}
 	createIdx := index
 	var seq uint64
+	var oldVal []byte
 	if sk := ib.Get([]byte(id)); sk != nil {
 		seq = binary.BigEndian.Uint64(sk)
 		if old := rb.Get(sk); old != nil {
 			createIdx = binary.BigEndian.Uint64(old[0:8])
+			oldVal = old[16:]
 		}
 	} else {
 		if seq, err = w.nextSeq(); err != nil {
@@ -133,6 +135,10 @@ func (w *WriteTx) put(kind, id string, index uint64, val []byte) (uint64, error)
 		if err := ib.Put([]byte(id), u64Key(seq)); err != nil {
 			return 0, err
 		}
+	}
+	// Index entries first: oldVal points into the page rb.Put may rewrite.
+	if err := w.ix.update(w.btx, kind, id, seq, oldVal, val); err != nil {
+		return 0, err
 	}
 	if err := rb.Put(u64Key(seq), encodeEntry(createIdx, index, val)); err != nil {
 		return 0, err
@@ -150,6 +156,11 @@ func (w *WriteTx) delete(kind, id string, index uint64) error {
 		return nil
 	}
 	sk = append([]byte(nil), sk...)
+	if old := w.btx.Bucket(recBucket(kind)).Get(sk); old != nil {
+		if err := w.ix.update(w.btx, kind, id, binary.BigEndian.Uint64(sk), old[16:], nil); err != nil {
+			return err
+		}
+	}
 	if err := ib.Delete([]byte(id)); err != nil {
 		return err
 	}

@@ -267,15 +267,9 @@ func (a *API) checkCapacity(tx *state.Tx, hosts []*proto.HostNode, cpu, mem int6
 		freeCPU += float64(h.OfferingCPUCores - int64(u.CPUCores))
 		freeMem += float64(h.OfferingMemorySize - u.MemorySize)
 	}
-	err := tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-		var v proto.Instance
-		if err := decodeInto(e, &v); err != nil {
-			return err
-		}
-		if v.State == proto.InstanceStopped {
-			freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
-			freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
-		}
+	err := state.EachOfIn(tx, state.IdxInstancesByState, proto.InstanceStopped, false, func(v *proto.Instance, _ state.Meta) error {
+		freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
+		freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
 		return nil
 	})
 	if err != nil {

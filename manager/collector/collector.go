@@ -209,14 +209,7 @@ func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDat
 		if err != nil {
 			return err
 		}
-		return tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-			var inst proto.Instance
-			if err := json.Unmarshal(e.Value, &inst); err != nil {
-				return err
-			}
-			if inst.HostNodeID == nil || *inst.HostNodeID != host.ID {
-				return nil
-			}
+		return state.EachOfIn(tx, state.IdxInstancesByHost, host.ID, false, func(inst *proto.Instance, _ state.Meta) error {
 			switch inst.State {
 			case proto.InstanceRunning, proto.InstanceHalting, proto.InstanceShuttingDown:
 				out.Instances = append(out.Instances, proto.InstanceMonitorEntry{

@@ -35,8 +35,8 @@ type volEntry struct {
 // placeable), in creation order.
 func instanceVolumes(tx *state.Tx, instanceID string, start bool) ([]volEntry, error) {
 	var out []volEntry
-	err := each(tx, proto.KindVolume, func(v *proto.Volume, m state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == instanceID && placeable(v, start) {
+	err := state.EachOfIn(tx, state.IdxVolumesByInstance, instanceID, false, func(v *proto.Volume, m state.Meta) error {
+		if placeable(v, start) {
 			out = append(out, volEntry{Volume: *v, meta: m})
 		}
 		return nil
@@ -409,10 +409,8 @@ func (t *nicTxn) restartNics(nics []proto.PlannedNic) ([]string, error) {
 		meta state.Meta
 	}
 	existing := map[string]*vifEntry{}
-	err := each(t.tx, proto.KindNetworkVif, func(v *proto.NetworkVif, m state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == t.inst.ID {
-			existing[v.ID] = &vifEntry{NetworkVif: *v, meta: m}
-		}
+	err := state.EachOfIn(t.tx, state.IdxVifsByInstance, t.inst.ID, false, func(v *proto.NetworkVif, m state.Meta) error {
+		existing[v.ID] = &vifEntry{NetworkVif: *v, meta: m}
 		return nil
 	})
 	if err != nil {

@@ -76,25 +76,24 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 		return nil, err
 	}
 
-	// One pass over volumes: storage node usage and the instance's volumes.
-	storageUsed := map[string]int64{}
-	var vols []proto.Volume
-	err = each(tx, proto.KindVolume, func(v *proto.Volume, _ state.Meta) error {
-		if v.StorageNodeID != nil && volumeAlive(v.State) {
-			storageUsed[*v.StorageNodeID] += v.Size
-		}
-		if v.InstanceID != nil && *v.InstanceID == inst.ID && placeable(v, start) {
-			vols = append(vols, *v)
-		}
-		return nil
-	})
+	vols, err := instanceVolumes(tx, inst.ID, start)
 	if err != nil {
 		return nil, err
 	}
 	err = each(tx, proto.KindStorageNode, func(sn *proto.StorageNode, _ state.Meta) error {
+		var used int64
+		err := state.EachOfIn(tx, state.IdxVolumesByStorage, sn.ID, false, func(v *proto.Volume, _ state.Meta) error {
+			if volumeAlive(v.State) {
+				used += v.Size
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		w.StorageNodes = append(w.StorageNodes, proto.SchedStorageNode{
 			ID: sn.ID, NodeID: sn.NodeID, Online: nodeIsOnline(tx, sn.NodeID),
-			FreeBytes: sn.OfferingDiskSpaceMB<<20 - storageUsed[sn.ID],
+			FreeBytes: sn.OfferingDiskSpaceMB<<20 - used,
 		})
 		return nil
 	})
@@ -105,14 +104,8 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	if err := snapshotNetworks(tx, w, netGroups); err != nil {
 		return nil, err
 	}
-	err = tx.Each(proto.KindUniqueName, false, func(e state.Entry) error {
-		var c proto.UniqueName
-		if err := json.Unmarshal(e.Value, &c); err != nil {
-			return err
-		}
-		if mac, ok := strings.CutPrefix(c.ID, macClaimScope); ok {
-			w.MacLeases = append(w.MacLeases, mac)
-		}
+	err = tx.EachIDWithPrefix(proto.KindUniqueName, macClaimScope, func(id string) error {
+		w.MacLeases = append(w.MacLeases, strings.TrimPrefix(id, macClaimScope))
 		return nil
 	})
 	if err != nil {
@@ -121,10 +114,7 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 
 	w.Request = requestOf(&inst, vols, start)
 	if start {
-		err = each(tx, proto.KindNetworkVif, func(v *proto.NetworkVif, _ state.Meta) error {
-			if v.InstanceID == nil || *v.InstanceID != inst.ID {
-				return nil
-			}
+		err = state.EachOfIn(tx, state.IdxVifsByInstance, inst.ID, false, func(v *proto.NetworkVif, _ state.Meta) error {
 			sv := proto.SchedVif{ID: v.ID, DeviceIndex: v.DeviceIndex, MacAddr: v.MacAddr}
 			if v.NetworkID != nil {
 				sv.NetworkID = *v.NetworkID
@@ -174,31 +164,31 @@ func snapshotHosts(tx *state.Tx, w *proto.SchedView, groups map[string][]string)
 }
 
 func snapshotNetworks(tx *state.Tx, w *proto.SchedView, groups map[string][]string) error {
-	leases := map[string][]proto.SchedLease{}
-	err := tx.Each(proto.KindIPLease, false, func(e state.Entry) error {
-		var l proto.IPLease
-		if err := json.Unmarshal(e.Value, &l); err != nil {
+	return each(tx, proto.KindNetwork, func(n *proto.Network, _ state.Meta) error {
+		var leases []proto.SchedLease
+		err := tx.EachIn(state.IdxLeasesByNetwork, n.ID, false, func(_ string, e state.Entry) error {
+			var l proto.IPLease
+			if err := json.Unmarshal(e.Value, &l); err != nil {
+				return err
+			}
+			kind := proto.SchedLeaseStatic
+			switch {
+			case l.Auto:
+				kind = proto.SchedLeaseAuto
+			case l.Type == proto.LeaseReserved:
+				kind = proto.SchedLeaseReserved
+			}
+			leases = append(leases, proto.SchedLease{IPv4: l.IPv4, Seq: e.Seq, Kind: kind})
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		kind := proto.SchedLeaseStatic
-		switch {
-		case l.Auto:
-			kind = proto.SchedLeaseAuto
-		case l.Type == proto.LeaseReserved:
-			kind = proto.SchedLeaseReserved
-		}
-		leases[l.NetworkID] = append(leases[l.NetworkID], proto.SchedLease{IPv4: l.IPv4, Seq: e.Seq, Kind: kind})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return each(tx, proto.KindNetwork, func(n *proto.Network, _ state.Meta) error {
 		w.Networks = append(w.Networks, proto.SchedNetwork{
 			ID: n.ID, IPv4Network: n.IPv4Network, Prefix: n.Prefix,
 			Gateway: deref(n.IPv4Gw), DNSServer: deref(n.DNSServer), DHCPServer: deref(n.DHCPServer),
 			MetadataServer: deref(n.MetadataServer), IPAssignment: n.IPAssignment,
-			DhcpRanges: n.DhcpRanges, Leases: leases[n.ID], Groups: groups[n.ID],
+			DhcpRanges: n.DhcpRanges, Leases: leases, Groups: groups[n.ID],
 		})
 		return nil
 	})
@@ -208,7 +198,7 @@ func snapshotNetworks(tx *state.Tx, w *proto.SchedView, groups map[string][]stri
 // place. A host the API already chose (host_node_id stored on an instance
 // being created) becomes request_params host_node_id, which makes the daemon
 // use SpecifyNode; a restarted instance's old host is only its current host.
-func requestOf(inst *proto.Instance, vols []proto.Volume, start bool) proto.SchedRequest {
+func requestOf(inst *proto.Instance, vols []volEntry, start bool) proto.SchedRequest {
 	r := proto.SchedRequest{
 		InstanceID: inst.ID, AccountID: inst.AccountID, ServiceType: inst.ServiceType,
 		State: inst.State, HostNodeID: deref(inst.HostNodeID),

@@ -267,3 +267,24 @@ func one(s *string) []string {
 	}
 	return []string{*s}
 }
+
+// EachIDWithPrefix calls fn with every id of kind starting with prefix, in
+// id order, without reading the records (uniqueness claims carry their
+// value in the id: "mac/525400000001").
+func (t *Tx) EachIDWithPrefix(kind, prefix string, fn func(id string) error) error {
+	ib := t.btx.Bucket(idxBucket(kind))
+	if ib == nil {
+		return nil
+	}
+	p := []byte(prefix)
+	c := ib.Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		if err := fn(string(k)); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ const (
 	IdxUniqueNamesByOwner = "unique_names_by_owner"    // UniqueName.Owner
 	IdxHostNodesByNodeID  = "host_nodes_by_node_id"    // HostNode.NodeID
 	IdxStorageNodesByNode = "storage_nodes_by_node_id" // StorageNode.NodeID
+	IdxVolumesByStorage   = "volumes_by_storage_node"  // Volume.StorageNodeID
 	IdxLeasesByNetwork    = "ip_leases_by_network"     // IPLease.NetworkID
 	IdxJobQueueByEndpoint = "job_queue_by_endpoint"    // JobQueueEntry.Endpoint
 )
@@ -39,6 +40,11 @@ func Indexes() []Index {
 			I *string `json:"instance_id"`
 		}) []string {
 			return one(v.I)
+		})},
+		{IdxVolumesByStorage, proto.KindVolume, keysOf(func(v *struct {
+			S *string `json:"storage_node_id"`
+		}) []string {
+			return one(v.S)
 		})},
 		{IdxUniqueNamesByOwner, proto.KindUniqueName, keysOf(func(v *struct {
 			O string `json:"owner"`

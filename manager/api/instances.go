@@ -370,12 +370,12 @@ func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request
 	if err != nil {
 		return err
 	}
-	return tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
+	return tx.EachIn(state.IdxVifsByInstance, inst.ID, false, func(_ string, e state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(e, &vif); err != nil {
 			return err
 		}
-		if vif.InstanceID == nil || *vif.InstanceID != inst.ID || vif.DeletedAt != nil {
+		if vif.DeletedAt != nil {
 			return nil
 		}
 		var keep []string
@@ -412,36 +412,28 @@ func invalidState(v *proto.Instance) error {
 // backupsSettled reports whether every backup object made from the
 // instance's alive volumes is available, deleted or purged.
 func backupsSettled(tx *state.Tx, inst *proto.Instance) (bool, error) {
-	vols := map[string]bool{}
-	err := tx.Each(proto.KindVolume, false, func(e state.Entry) error {
-		var v proto.Volume
-		if err := decodeInto(e, &v); err != nil {
-			return err
-		}
-		if v.InstanceID != nil && *v.InstanceID == inst.ID && v.DeletedAt == nil {
-			vols[v.ID] = true
+	var vols []string
+	err := state.EachOfIn(tx, state.IdxVolumesByInstance, inst.ID, false, func(v *proto.Volume, _ state.Meta) error {
+		if v.DeletedAt == nil {
+			vols = append(vols, v.ID)
 		}
 		return nil
 	})
-	if err != nil || len(vols) == 0 {
-		return err == nil, err
-	}
 	settled := true
-	err = tx.Each(proto.KindBackupObject, false, func(e state.Entry) error {
-		var bo proto.BackupObject
-		if err := decodeInto(e, &bo); err != nil {
-			return err
+	for _, vol := range vols {
+		if err != nil || !settled {
+			break
 		}
-		if bo.SourceVolumeID != nil && vols[*bo.SourceVolumeID] {
+		err = state.EachOfIn(tx, state.IdxBackupObjectsBySourceVolume, vol, false, func(bo *proto.BackupObject, _ state.Meta) error {
 			switch bo.State {
 			case boAvailable, boDeleted, boPurged:
 			default:
 				settled = false
 				return state.ErrStop
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	return settled, err
 }
 
@@ -555,13 +547,12 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 	// Volumes: local ones are deleted by the host's local store, shared ones
 	// by their storage node; a volume no agent holds (never placed, or its
 	// host is gone) is deleted here.
-	err = tx.Each(proto.KindVolume, false, func(ve state.Entry) error {
+	err = tx.EachIn(state.IdxVolumesByInstance, inst.ID, false, func(_ string, ve state.Entry) error {
 		var vol proto.Volume
 		if err := decodeInto(ve, &vol); err != nil {
 			return err
 		}
-		if vol.InstanceID == nil || *vol.InstanceID != inst.ID ||
-			vol.State == proto.VolumeDeleting || vol.State == proto.VolumeDeleted {
+		if vol.State == proto.VolumeDeleting || vol.State == proto.VolumeDeleted {
 			return nil
 		}
 		vol.UpdatedAt = now
@@ -596,13 +587,10 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 	}
 
 	o := newOpSet(b)
-	err = tx.Each(proto.KindNetworkVif, false, func(ve state.Entry) error {
+	err = tx.EachIn(state.IdxVifsByInstance, inst.ID, false, func(_ string, ve state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(ve, &vif); err != nil {
 			return err
-		}
-		if vif.InstanceID == nil || *vif.InstanceID != inst.ID {
-			return nil
 		}
 		return destroyVif(tx, o, &vif, ve.Meta, now)
 	})

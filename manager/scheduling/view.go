@@ -44,13 +44,75 @@ func BuildView(tx *state.Tx, instanceID string, start bool) (*scheduler.View, sc
 // leases, groups, MACs in use and the instance's request. It reads one
 // consistent state (tx) but takes no guards: the leader re-checks the plan.
 func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, error) {
+	r, err := readRequest(tx, instanceID, start)
+	if err != nil {
+		return nil, err
+	}
+	w, err := snapshotCluster(tx)
+	if err != nil {
+		return nil, err
+	}
+	w.Request = r
+	return w, nil
+}
+
+// snapshotBatch is the view of a batch of instances: the cluster part
+// (unless requestsOnly) and the request of each instance that exists.
+func snapshotBatch(tx *state.Tx, ids []string, start, requestsOnly bool) (*proto.SchedView, error) {
+	w := &proto.SchedView{Index: tx.LastIndex()}
+	if !requestsOnly {
+		var err error
+		if w, err = snapshotCluster(tx); err != nil {
+			return nil, err
+		}
+	}
+	w.Requests = make([]proto.SchedRequest, 0, len(ids))
+	for _, id := range ids {
+		r, err := readRequest(tx, id, start)
+		if errs.Is(err, errs.UnknownInstance) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		w.Requests = append(w.Requests, r)
+	}
+	return w, nil
+}
+
+// readRequest reads an instance's placement request.
+func readRequest(tx *state.Tx, instanceID string, start bool) (proto.SchedRequest, error) {
 	var inst proto.Instance
 	if _, err := tx.Get(proto.KindInstance, instanceID, &inst); err != nil {
 		if errs.Is(err, errs.NotFound) {
-			return nil, errs.New(errs.UnknownInstance, "Unknown instance: %s", instanceID)
+			return proto.SchedRequest{}, errs.New(errs.UnknownInstance, "Unknown instance: %s", instanceID)
 		}
-		return nil, err
+		return proto.SchedRequest{}, err
 	}
+	vols, err := instanceVolumes(tx, inst.ID, start)
+	if err != nil {
+		return proto.SchedRequest{}, err
+	}
+	r := requestOf(&inst, vols, start)
+	if start {
+		err = state.EachOfIn(tx, state.IdxVifsByInstance, inst.ID, false, func(v *proto.NetworkVif, _ state.Meta) error {
+			sv := proto.SchedVif{ID: v.ID, DeviceIndex: v.DeviceIndex, MacAddr: v.MacAddr}
+			if v.NetworkID != nil {
+				sv.NetworkID = *v.NetworkID
+			}
+			if v.NatNetworkID != nil {
+				sv.NatNetworkID = *v.NatNetworkID
+			}
+			r.Vifs = append(r.Vifs, sv)
+			return nil
+		})
+	}
+	return r, err
+}
+
+// snapshotCluster reads the cluster part of a view: hosts, storage nodes,
+// networks with their leases, groups and the MACs in use.
+func snapshotCluster(tx *state.Tx) (*proto.SchedView, error) {
 	w := &proto.SchedView{Index: tx.LastIndex(), Groups: []string{}, MacLeases: []string{}}
 
 	hostGroups, netGroups := map[string][]string{}, map[string][]string{}
@@ -73,11 +135,6 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	}
 
 	if err := snapshotHosts(tx, w, hostGroups); err != nil {
-		return nil, err
-	}
-
-	vols, err := instanceVolumes(tx, inst.ID, start)
-	if err != nil {
 		return nil, err
 	}
 	err = each(tx, proto.KindStorageNode, func(sn *proto.StorageNode, _ state.Meta) error {
@@ -110,24 +167,6 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	})
 	if err != nil {
 		return nil, err
-	}
-
-	w.Request = requestOf(&inst, vols, start)
-	if start {
-		err = state.EachOfIn(tx, state.IdxVifsByInstance, inst.ID, false, func(v *proto.NetworkVif, _ state.Meta) error {
-			sv := proto.SchedVif{ID: v.ID, DeviceIndex: v.DeviceIndex, MacAddr: v.MacAddr}
-			if v.NetworkID != nil {
-				sv.NetworkID = *v.NetworkID
-			}
-			if v.NatNetworkID != nil {
-				sv.NatNetworkID = *v.NatNetworkID
-			}
-			w.Request.Vifs = append(w.Request.Vifs, sv)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	return w, nil
 }

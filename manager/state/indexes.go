@@ -5,16 +5,17 @@ import "github.com/vdc-project/vdc/proto"
 // Names of the secondary indexes (see index.go). Each is named for what it
 // finds: IdxInstancesByHost finds instances by host node id.
 const (
-	IdxInstancesByHost    = "instances_by_host"        // Instance.HostNodeID
-	IdxInstancesByState   = "instances_by_state"       // Instance.State
-	IdxVifsByInstance     = "network_vifs_by_instance" // NetworkVif.InstanceID
-	IdxVolumesByInstance  = "volumes_by_instance"      // Volume.InstanceID
-	IdxUniqueNamesByOwner = "unique_names_by_owner"    // UniqueName.Owner
-	IdxHostNodesByNodeID  = "host_nodes_by_node_id"    // HostNode.NodeID
-	IdxStorageNodesByNode = "storage_nodes_by_node_id" // StorageNode.NodeID
-	IdxVolumesByStorage   = "volumes_by_storage_node"  // Volume.StorageNodeID
-	IdxLeasesByNetwork    = "ip_leases_by_network"     // IPLease.NetworkID
-	IdxJobQueueByEndpoint = "job_queue_by_endpoint"    // JobQueueEntry.Endpoint
+	IdxInstancesByHost             = "instances_by_host"               // Instance.HostNodeID
+	IdxInstancesByState            = "instances_by_state"              // Instance.State
+	IdxVifsByInstance              = "network_vifs_by_instance"        // NetworkVif.InstanceID
+	IdxVolumesByInstance           = "volumes_by_instance"             // Volume.InstanceID
+	IdxUniqueNamesByOwner          = "unique_names_by_owner"           // UniqueName.Owner
+	IdxHostNodesByNodeID           = "host_nodes_by_node_id"           // HostNode.NodeID
+	IdxStorageNodesByNode          = "storage_nodes_by_node_id"        // StorageNode.NodeID
+	IdxVolumesByStorage            = "volumes_by_storage_node"         // Volume.StorageNodeID
+	IdxBackupObjectsBySourceVolume = "backup_objects_by_source_volume" // BackupObject.SourceVolumeID
+	IdxLeasesByNetwork             = "ip_leases_by_network"            // IPLease.NetworkID
+	IdxJobQueueByEndpoint          = "job_queue_by_endpoint"           // JobQueueEntry.Endpoint
 )
 
 // Indexes is the table of secondary indexes state.db keeps. Changing it
@@ -43,6 +44,11 @@ func Indexes() []Index {
 		})},
 		{IdxVolumesByStorage, proto.KindVolume, keysOf(func(v *struct {
 			S *string `json:"storage_node_id"`
+		}) []string {
+			return one(v.S)
+		})},
+		{IdxBackupObjectsBySourceVolume, proto.KindBackupObject, keysOf(func(v *struct {
+			S *string `json:"source_volume_id"`
 		}) []string {
 			return one(v.S)
 		})},

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/proto"
 	"github.com/vdc-project/vdc/scheduler/daemon"
 )
@@ -31,6 +34,17 @@ type PlaceOptions struct {
 	LocalStoreConcurrency int
 	// Timeout bounds each phase (create → running, delete → terminated).
 	Timeout time.Duration
+	// Gossip is the serf timing of every member: "crowd" (agent.CrowdGossip,
+	// for many members in one process) or "fast" (FastGossip alone).
+	Gossip string
+}
+
+// serfTune is the serf adjustment of o.Gossip.
+func (o PlaceOptions) serfTune() func(*serf.Config) {
+	if o.Gossip == "fast" {
+		return nil
+	}
+	return agent.CrowdGossip
 }
 
 // DefaultPlaceOptions is the full run.
@@ -38,7 +52,7 @@ func DefaultPlaceOptions() PlaceOptions {
 	return PlaceOptions{
 		Hvas: 50, Instances: 5000, Concurrency: 64, Poll: 100 * time.Millisecond,
 		SchedulerConcurrency: daemon.DefaultConfig().Concurrency, LocalStoreConcurrency: 2,
-		Timeout: 20 * time.Minute,
+		Timeout: 20 * time.Minute, Gossip: "crowd",
 	}
 }
 

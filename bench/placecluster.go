@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/hva/collector"
@@ -80,7 +82,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	var lastErr error
 	for range startPortAttempts {
 		var apiAddr string
-		if c.mgr, apiAddr, lastErr = startPlaceManager(dir); lastErr == nil {
+		if c.mgr, apiAddr, lastErr = startPlaceManager(dir, o.serfTune()); lastErr == nil {
 			c.base = "http://" + apiAddr + api.Prefix
 			break
 		}
@@ -106,6 +108,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	scfg.RPCAddr = "127.0.0.1:0"
 	scfg.Join = join
 	scfg.FastGossip = true
+	scfg.SerfTune = o.serfTune()
 	if o.SchedulerConcurrency > 0 {
 		scfg.Concurrency = o.SchedulerConcurrency
 	}
@@ -121,7 +124,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	}
 
 	for i := range o.Hvas {
-		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency)
+		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency, o.serfTune())
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start %s: %w", hvaNode(i), err)
@@ -133,8 +136,9 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 
 // startPlaceManager is manager/server.Start on loopback listeners with the
 // shipped cluster and API configuration, FastGossip and a discard logger.
-func startPlaceManager(dir string) (*server.Manager, string, error) {
+func startPlaceManager(dir string, tune func(*serf.Config)) (*server.Manager, string, error) {
 	cfg := cluster.DefaultConfig()
+	cfg.SerfTune = tune
 	cfg.NodeName = filepath.Base(dir) + "-m1"
 	cfg.DataDir = filepath.Join(dir, "m1")
 	cfg.BootstrapExpect = 1
@@ -167,7 +171,7 @@ func startPlaceManager(dir string) (*server.Manager, string, error) {
 // startPlaceHva wires an hva the way hva/cmd/hva does (agent, collector
 // client, handlers, monitor) with the shipped defaults of its config, over a
 // dummy hypervisor large enough for any run.
-func startPlaceHva(node string, join []string, localStoreConcurrency int) (*placeHva, error) {
+func startPlaceHva(node string, join []string, localStoreConcurrency int, tune func(*serf.Config)) (*placeHva, error) {
 	logger := logging.Discard()
 	hv, err := dummy.New(dummy.Config{CPUCores: placeHostCores, MemoryMB: placeHostMemoryMB,
 		ShutdownDelay: dummy.DefaultConfig().ShutdownDelay})
@@ -182,6 +186,7 @@ func startPlaceHva(node string, join []string, localStoreConcurrency int) (*plac
 		RPCAddr:     "127.0.0.1:0",
 		Join:        join,
 		FastGossip:  true,
+		SerfTune:    tune,
 		Logger:      logger,
 		Concurrency: map[string]int{proto.EndpointLocalStoreHandle: localStoreConcurrency},
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {

@@ -89,6 +89,8 @@ type API struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 	proxy  *forwarder
+	// hostCache memoizes host reads of instance creates (hostcache.go).
+	hostCache hostCache
 }
 
 // New builds the API over a backend.

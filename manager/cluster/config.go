@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/hashicorp/serf/serf"
 )
 
 // Config is what a manager's cluster layer needs. Zero durations take the
@@ -53,6 +55,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// FastGossip selects tight serf timers (loopback clusters and tests).
 	FastGossip bool
+	// SerfTune, when set, adjusts the serf configuration last (the
+	// benchmark's simulated datacenter sets agent.CrowdGossip).
+	SerfTune func(*serf.Config) `json:"-"`
 	// RaftLogLevel is hclog's level for raft's own messages.
 	RaftLogLevel string
 }

@@ -63,6 +63,9 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	inflight map[string]context.CancelFunc
+	// lastSeq is the newest queue entry a scan has seen: a wake-up only
+	// reads the entries created after it (the queue can hold thousands).
+	lastSeq uint64
 }
 
 // NewDispatcher builds a dispatcher; Run starts it.
@@ -95,18 +98,25 @@ func (ds *Dispatcher) Run(ctx context.Context) {
 	t := time.NewTicker(ds.d.Tick)
 	defer t.Stop()
 	defer ds.stopAll()
+	led := false
 	for {
+		full := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			full = true
 		case <-ds.wake:
 		}
 		if !ds.d.Cluster.IsLeader() {
 			ds.stopAll()
+			led = false
 			continue
 		}
-		ds.scan(ctx)
+		// The tick (and a new term of leadership) reads the whole queue;
+		// a wake-up after an apply only what was enqueued since.
+		ds.scan(ctx, full || !led)
+		led = true
 	}
 }
 
@@ -119,26 +129,44 @@ func (ds *Dispatcher) stopAll() {
 	}
 }
 
-// scan starts a delivery goroutine for every queued job without one.
-func (ds *Dispatcher) scan(ctx context.Context) {
-	var queued []proto.JobQueueEntry
+// scan starts a delivery goroutine for every queued job without one: all of
+// them (full), or those enqueued since the last scan.
+func (ds *Dispatcher) scan(ctx context.Context, full bool) {
+	var queued []string
+	ds.mu.Lock()
+	since := ds.lastSeq
+	ds.mu.Unlock()
+	var last uint64
 	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
-		return tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
+		if full {
+			_ = tx.Each(proto.KindJobQueue, true, func(e state.Entry) error {
+				last = e.Seq // the newest
+				return state.ErrStop
+			})
+			// The ids are the keys: nothing to decode.
+			return tx.EachIDWithPrefix(proto.KindJobQueue, "", func(id string) error {
+				queued = append(queued, id)
+				return nil
+			})
+		}
+		return tx.EachAfter(proto.KindJobQueue, since, func(e state.Entry) error {
 			var q proto.JobQueueEntry
 			if json.Unmarshal(e.Value, &q) == nil {
-				queued = append(queued, q)
+				queued = append(queued, q.ID)
 			}
+			last = e.Seq
 			return nil
 		})
 	})
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	for _, q := range queued {
-		if _, ok := ds.inflight[q.ID]; ok {
+	ds.lastSeq = max(ds.lastSeq, last)
+	for _, id := range queued {
+		if _, ok := ds.inflight[id]; ok {
 			continue
 		}
 		jctx, cancel := context.WithCancel(ctx)
-		ds.inflight[q.ID] = cancel
+		ds.inflight[id] = cancel
 		go func(id string) {
 			defer func() {
 				ds.mu.Lock()
@@ -147,7 +175,7 @@ func (ds *Dispatcher) scan(ctx context.Context) {
 				cancel()
 			}()
 			ds.deliver(jctx, id)
-		}(q.ID)
+		}(id)
 	}
 }
 

@@ -72,7 +72,7 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}).Register(m.rpc)
 	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
 
-	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
+	members := cachedMembers(srv)
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
@@ -129,4 +129,24 @@ func Listen(apiAddr, rpcAddr string) (apiL, rpcL net.Listener, err error) {
 		return nil, nil, fmt.Errorf("rpc listen: %w", err)
 	}
 	return apiL, rpcL, nil
+}
+
+// cachedMembers converts the cluster's member list for the dispatcher and
+// the health loop once per membership change (the dispatcher routes every
+// job delivery through it).
+func cachedMembers(srv *cluster.Server) func() []jobs.Member {
+	var (
+		mu   sync.Mutex
+		ver  uint64
+		list []jobs.Member
+	)
+	return func() []jobs.Member {
+		v := srv.MembersVersion()
+		mu.Lock()
+		defer mu.Unlock()
+		if list == nil || v != ver {
+			list, ver = jobs.Members(srv.Members()), v
+		}
+		return list
+	}
 }

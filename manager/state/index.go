@@ -288,3 +288,23 @@ func (t *Tx) EachIDWithPrefix(kind, prefix string, fn func(id string) error) err
 	}
 	return nil
 }
+
+// EachAfter calls fn for every record of kind created after seq (Meta.Seq
+// greater than seq; sequence numbers only grow), in creation order: what is
+// new since a previous walk.
+func (t *Tx) EachAfter(kind string, seq uint64, fn func(Entry) error) error {
+	rb := t.btx.Bucket(recBucket(kind))
+	if rb == nil {
+		return nil
+	}
+	c := rb.Cursor()
+	for k, v := c.Seek(u64Key(seq + 1)); k != nil; k, v = c.Next() {
+		if err := fn(decodeEntry(binary.BigEndian.Uint64(k), v)); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}

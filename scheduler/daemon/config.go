@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/vdc-project/vdc/scheduler"
 )
 
@@ -21,6 +23,8 @@ type Config struct {
 	AdvertiseHost string   `json:"advertise_host"`
 	Join          []string `json:"join"` // serf addresses of cluster members
 	FastGossip    bool     `json:"fast_gossip"`
+	// SerfTune, when set, adjusts the agent's serf configuration last.
+	SerfTune func(*serf.Config) `json:"-"`
 	Token         string   `json:"token"` // shared RPC token
 
 	// Managers, when set, are the managers' RPC addresses to use instead of

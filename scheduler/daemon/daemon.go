@@ -43,6 +43,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		RPCAddr:       cfg.RPCAddr,
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
+		SerfTune:      cfg.SerfTune,
 		Token:         cfg.Token,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointScheduler: cfg.Concurrency},

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -77,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials, place 5 hvas × 50 instances (smoke run)")
 	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
+	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile of the whole run to `FILE`")
+	blockProfile := fs.String("blockprofile", "", "write a blocking profile of the whole run to `FILE` (costly: sampled every 1 ms blocked)")
 	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	timeout := fs.Duration("timeout", time.Hour, "stop everything after this long")
@@ -122,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.SchedulerConcurrency, p+"scheduler-concurrency", o.SchedulerConcurrency, "scheduler daemon job concurrency")
 		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd (many members per process) or fast")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -148,6 +152,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	for _, p := range []struct {
+		path, name string
+		on         func()
+	}{
+		{*mutexProfile, "mutex", func() { runtime.SetMutexProfileFraction(5) }},
+		{*blockProfile, "block", func() { runtime.SetBlockProfileRate(int(time.Millisecond)) }},
+	} {
+		if p.path == "" {
+			continue
+		}
+		p.on()
+		defer func() {
+			if err := writeProfile(p.name, p.path); err != nil {
+				fmt.Fprintln(stderr, err)
+			}
+		}()
 	}
 
 	if *tracePath != "" {
@@ -212,4 +234,17 @@ func intList(fs *flag.FlagSet, name string, dst *[]int, help string) {
 		*dst = out
 		return nil
 	})
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s profile: %w", name, err)
+	}
+	return f.Close()
 }

@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -37,6 +40,9 @@ type PlaceOptions struct {
 	// Gossip is the serf timing of every member: "crowd" (agent.CrowdGossip,
 	// for many members in one process) or "fast" (FastGossip alone).
 	Gossip string
+	// ProfileDir, when set, gets a CPU profile of each phase
+	// (cpu-create.prof, cpu-terminate.prof); not with a whole-run profile.
+	ProfileDir string
 }
 
 // serfTune is the serf adjustment of o.Gossip.
@@ -291,6 +297,13 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	defer cancel()
 	hc, base := env.hc, env.c.base
 	ph := &PlacePhase{Name: name, Target: target, Requested: n}
+	if o.ProfileDir != "" {
+		stop, err := startCPUProfile(filepath.Join(o.ProfileDir, "cpu-"+name+".prof"))
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	cpuBefore := sampleCPU()
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
@@ -638,4 +651,20 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 			writePipeline(w, ph)
 		}
 	}
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

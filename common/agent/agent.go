@@ -262,10 +262,22 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 		proto.TagNodeID: a.cfg.NodeID,
 		proto.TagRPC:    rpcAddr,
 	}
+	var tr *packetTransport
+	if a.cfg.FastGossip {
+		// Loopback clusters run many members per process: packets get
+		// buffers of their own size (transport.go).
+		if tr, err = newPacketTransport(host, port); err != nil {
+			return nil, nil, err
+		}
+		sc.MemberlistConfig.Transport = tr
+	}
 	events := make(chan serf.Event, 256)
 	sc.EventCh = events
 	s, err := serf.Create(sc)
 	if err != nil {
+		if tr != nil {
+			tr.Shutdown()
+		}
 		return nil, nil, fmt.Errorf("start serf: %w", err)
 	}
 	return s, events, nil

@@ -209,7 +209,9 @@ func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDat
 		if err != nil {
 			return err
 		}
-		return state.EachOfIn(tx, state.IdxInstancesByHost, host.ID, false, func(inst *proto.Instance, _ state.Meta) error {
+		// Only the fields the monitor compares are decoded: a monitor reads
+		// every instance of its host every few seconds.
+		return state.EachOfIn(tx, state.IdxInstancesByHost, host.ID, false, func(inst *monitorFields, _ state.Meta) error {
 			switch inst.State {
 			case proto.InstanceRunning, proto.InstanceHalting, proto.InstanceShuttingDown:
 				out.Instances = append(out.Instances, proto.InstanceMonitorEntry{
@@ -221,6 +223,15 @@ func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDat
 		})
 	})
 	return out, err
+}
+
+// monitorFields are the fields of an instance the monitor data carries.
+type monitorFields struct {
+	ID         string `json:"id"`
+	Hypervisor string `json:"hypervisor"`
+	State      string `json:"state"`
+	Status     string `json:"status"`
+	proto.Timestamps
 }
 
 func (s *Service) jobFinished(ctx context.Context, req proto.JobFinishedRequest) (proto.JobFinishedResponse, error) {

@@ -308,3 +308,19 @@ func (t *Tx) EachAfter(kind string, seq uint64, fn func(Entry) error) error {
 	}
 	return nil
 }
+
+// CountsIn counts the entries of index by key, without reading records.
+func (t *Tx) CountsIn(index string) map[string]int {
+	out := map[string]int{}
+	xb := t.btx.Bucket(indexBucket(index))
+	if xb == nil {
+		return out
+	}
+	c := xb.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) >= 9 {
+			out[string(k[:len(k)-9])]++
+		}
+	}
+	return out
+}

@@ -79,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
 	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile of the whole run to `FILE`")
+	allocProfile := fs.String("allocprofile", "", "write the allocations of the whole run (heap profile, alloc_space) to `FILE`")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile of the whole run to `FILE` (costly: sampled every 1 ms blocked)")
 	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
@@ -126,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
 		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd (many members per process) or fast")
+		fs.StringVar(&o.ProfileDir, p+"phase-profiles", o.ProfileDir, "write a CPU profile of each phase into `DIR` (cpu-create.prof, cpu-terminate.prof)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -160,6 +162,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}{
 		{*mutexProfile, "mutex", func() { runtime.SetMutexProfileFraction(5) }},
 		{*blockProfile, "block", func() { runtime.SetBlockProfileRate(int(time.Millisecond)) }},
+		{*allocProfile, "allocs", func() {}},
 	} {
 		if p.path == "" {
 			continue

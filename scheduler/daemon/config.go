@@ -25,7 +25,7 @@ type Config struct {
 	FastGossip    bool     `json:"fast_gossip"`
 	// SerfTune, when set, adjusts the agent's serf configuration last.
 	SerfTune func(*serf.Config) `json:"-"`
-	Token         string   `json:"token"` // shared RPC token
+	Token    string             `json:"token"` // shared RPC token
 
 	// Managers, when set, are the managers' RPC addresses to use instead of
 	// those found in serf (members with role manager and an rpc tag).

@@ -310,19 +310,20 @@ func FastGossip(sc *serf.Config) {
 // a full state exchange every 2 s per member, and its 100 ms probe timeout
 // declares live agents failed as soon as the CPU is saturated. Here a
 // member gossips every 200 ms, probes every second with a 1 s timeout and a
-// long suspicion, exchanges full state every minute (broadcasts are
-// retransmitted more instead), and nothing is compressed. A failed member is
-// noticed in several seconds.
+// long suspicion, exchanges full state every 30 s, and nothing is
+// compressed. Every member handles every broadcast (user events included)
+// RetransmitMult × log(members) times, so it is kept low. A failed member
+// is noticed in several seconds.
 func CrowdGossip(sc *serf.Config) {
 	m := sc.MemberlistConfig
 	m.ProbeInterval = time.Second
 	m.ProbeTimeout = time.Second
 	m.GossipInterval = 200 * time.Millisecond
-	m.GossipNodes = 4
-	m.RetransmitMult = 6
+	m.GossipNodes = 3
+	m.RetransmitMult = 3
 	m.SuspicionMult = 6
 	m.SuspicionMaxTimeoutMult = 4
-	m.PushPullInterval = time.Minute
+	m.PushPullInterval = 30 * time.Second
 	m.TCPTimeout = 5 * time.Second
 	m.EnableCompression = false
 	sc.ReconnectInterval = 5 * time.Second

@@ -254,7 +254,8 @@ func (s *Service) jobFinished(ctx context.Context, req proto.JobFinishedRequest)
 		_ = json.Unmarshal(req.Result.Result, &result)
 	}
 	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
-		return jobs.FinishTx(tx, b, req.Result.JobID, s.d.Now(), status, msg, result)
+		return jobs.FinishRun(tx, b, req.Result.JobID, s.d.Now(), status, msg, result,
+			jobs.Worker{NodeID: req.NodeID, StartedAt: req.Result.StartedAt})
 	})
 	return proto.JobFinishedResponse{}, err
 }

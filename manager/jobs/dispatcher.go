@@ -226,9 +226,6 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.sleep(ctx, &backoff)
 			continue
 		}
-		if j.State == StatePending {
-			ds.markRunning(ctx, id, node)
-		}
 		env := proto.JobEnvelope{
 			ID: j.ID, Endpoint: j.QueueName, Verb: j.Verb, ResourceID: j.ResourceID, Attempt: attempt,
 		}
@@ -245,10 +242,16 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 		lastAddr, lastNode = addr, node
 		switch {
 		case err == nil && res.Status.Final():
-			ds.finishResult(ctx, id, res)
+			ds.finishResult(ctx, id, res, node)
 			return
 		case err == nil:
-			backoff = 100 * time.Millisecond // still running: redeliver to poll
+			// Still running: recorded as such (a job that ends within one
+			// delivery goes from pending to finished in one write, with
+			// the worker and start time), and delivered again to poll.
+			if j.State == StatePending {
+				ds.markRunning(ctx, id, node)
+			}
+			backoff = 100 * time.Millisecond
 		case rpc.IsRetryable(err) || errs.Is(err, errs.NoLeader):
 			log.Debug("agent unreachable; will retry", "addr", addr, "error", err)
 			ds.sleep(ctx, &backoff)
@@ -313,7 +316,7 @@ func (ds *Dispatcher) markRunning(ctx context.Context, id, node string) {
 	})
 }
 
-func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.JobResult) {
+func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.JobResult, node string) {
 	status := FinishSuccess
 	msg := ""
 	switch res.Status {
@@ -329,11 +332,16 @@ func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.Job
 	if len(res.Result) > 0 {
 		_ = json.Unmarshal(res.Result, &result)
 	}
-	ds.finish(ctx, id, status, msg, result)
+	ds.finishBy(ctx, id, status, msg, result, Worker{NodeID: node, StartedAt: res.StartedAt})
 }
 
 // finish records the job's end; a job that already ended stays as it was.
 func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result map[string]any) {
+	ds.finishBy(ctx, id, status, msg, result, Worker{})
+}
+
+// finishBy is finish with the agent that ran the job.
+func (ds *Dispatcher) finishBy(ctx context.Context, id, status, msg string, result map[string]any, w Worker) {
 	err := ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
 		now := ds.d.Now()
 		if status != FinishSuccess && ds.d.OnFail != nil && tx.Exists(proto.KindJobQueue, id) {
@@ -344,7 +352,7 @@ func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result
 				}
 			}
 		}
-		return FinishTx(tx, b, id, now, status, msg, result)
+		return FinishRun(tx, b, id, now, status, msg, result, w)
 	})
 	if err != nil {
 		ds.d.Logger.Warn("record job end", "job_id", id, "status", status, "error", err)
@@ -356,6 +364,19 @@ func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result
 // FinishTx ends job id in b unless it ended already (idempotent; used by the
 // dispatcher and by the job-collector's job_finished).
 func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, msg string, result map[string]any) error {
+	return FinishRun(tx, b, id, now, status, msg, result, Worker{})
+}
+
+// Worker is the agent that ran a job, as its result tells.
+type Worker struct {
+	NodeID    string
+	StartedAt time.Time
+}
+
+// FinishRun is FinishTx for a job whose worker is known: a job still
+// pending (it ended within its first delivery) also gets the worker, start
+// time and run count that marking it running would have recorded.
+func FinishRun(tx *state.Tx, b *state.Builder, id string, now time.Time, status, msg string, result map[string]any, w Worker) error {
 	if !tx.Exists(proto.KindJobQueue, id) {
 		return nil
 	}
@@ -363,6 +384,14 @@ func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, 
 	m, err := tx.Get(proto.KindJob, id, &j)
 	if err != nil {
 		return err
+	}
+	if j.State == StatePending && w.NodeID != "" {
+		node, started := w.NodeID, w.StartedAt.UTC().Truncate(time.Second)
+		if w.StartedAt.IsZero() || started.After(now) {
+			started = now
+		}
+		j.WorkerID, j.StartedAt = &node, &started
+		j.RetryCount++
 	}
 	Finish(b, j, m.ModifyIndex, now, status, msg, result)
 	return nil

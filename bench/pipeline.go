@@ -88,6 +88,9 @@ func (p *pipelineSampler) last() (PipelineSample, bool) {
 }
 
 func (p *pipelineSampler) sample() {
+	if p.store == nil {
+		return // the manager runs in another process
+	}
 	s := PipelineSample{AtSeconds: time.Since(p.t0).Seconds(), Instances: map[string]int{}, Jobs: map[string]int{}}
 	stranded := map[string]bool{}
 	_ = p.store.View(func(tx *state.Tx) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/vdc-project/vdc/common/agent"
+	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 	"github.com/vdc-project/vdc/scheduler/daemon"
 )
@@ -216,28 +217,10 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	r.progress("place: %d hosts online after %.1f s; idle cluster uses %.2f cores (%.2f by other processes), %d serf failures",
 		o.Hvas, out.SetupSeconds, out.IdleCPU.Own, out.IdleCPU.Other, out.IdleSerfFailures)
 
-	vifs := `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
-	env := phaseEnv{hc: hc, c: c, watch: watch}
-	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
-		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, c.base+"/instances.json", url.Values{
-			"image_id": {placeImageID}, "hypervisor": {"dummy"},
-			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
-			"vifs": {vifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
-		}))
-		if err != nil {
-			return "", err
-		}
-		var doc struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(body, &doc); err != nil || doc.ID == "" {
-			return "", fmt.Errorf("create instance: no id in %.200s", body)
-		}
-		ids[i] = doc.ID
-		return doc.ID, nil
-	})
+	env := phaseEnv{hc: hc, base: c.base, store: c.mgr.Cluster.Store(), watch: watch, schedLog: c.schedLog}
+	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, c.base, ids))
 	var createErr error
 	if err != nil {
 		createErr = fmt.Errorf("create: %w", err)
@@ -251,8 +234,42 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	// stopped early, so that its terminations are measured too.
 	ids = out.Create.reached
 	r.progress("place: terminating %d instances with %d clients", len(ids), o.Concurrency)
-	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
-		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
+	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(hc, c.base, ids))
+	if err != nil {
+		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
+	}
+	return out, createErr
+}
+
+// placeVifs is every benchmark instance's one vif.
+const placeVifs = `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
+
+// createInstance POSTs the i-th instance and records its id in ids[i].
+func createInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+	return func(ctx context.Context, i int) (string, error) {
+		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, base+"/instances.json", url.Values{
+			"image_id": {placeImageID}, "hypervisor": {"dummy"},
+			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
+			"vifs": {placeVifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
+		}))
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil || doc.ID == "" {
+			return "", fmt.Errorf("create instance: no id in %.200s", body)
+		}
+		ids[i] = doc.ID
+		return doc.ID, nil
+	}
+}
+
+// terminateInstance DELETEs instance ids[i].
+func terminateInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+	return func(ctx context.Context, i int) (string, error) {
+		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, base+"/instances/"+ids[i]+".json", nil))
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusBadRequest {
 			// A retry of a DELETE whose first answer was lost finds the
@@ -260,24 +277,24 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 			var doc struct {
 				State string `json:"state"`
 			}
-			if getJSON(ctx, hc, c.base+"/instances/"+ids[i]+".json", &doc) == nil &&
+			if getJSON(ctx, hc, base+"/instances/"+ids[i]+".json", &doc) == nil &&
 				(doc.State == proto.InstanceShuttingDown || doc.State == proto.InstanceTerminated) {
 				return ids[i], nil
 			}
 		}
 		return ids[i], err
-	})
-	if err != nil {
-		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
 	}
-	return out, createErr
 }
 
-// phaseEnv is what a phase works with.
+// phaseEnv is what a phase works with. With the cluster in other
+// processes (vdcbench dc) store and schedLog are nil: no pipeline samples,
+// no scheduler log counts.
 type phaseEnv struct {
-	hc    *http.Client
-	c     *placeCluster
-	watch *memberWatch
+	hc       *http.Client
+	base     string
+	store    *state.Store
+	watch    *memberWatch
+	schedLog *msgCounts
 }
 
 // placeRequest is one instance's request of a phase.
@@ -295,7 +312,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	name, from, target string, idempotent bool, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	hc, base := env.hc, env.c.base
+	hc, base := env.hc, env.base
 	ph := &PlacePhase{Name: name, Target: target, Requested: n}
 	if o.ProfileDir != "" {
 		stop, err := startCPUProfile(filepath.Join(o.ProfileDir, "cpu-"+name+".prof"))
@@ -307,12 +324,12 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	cpuBefore := sampleCPU()
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
-	stale0, noMgr0 := env.c.schedLog.get(msgStalePlan), env.c.schedLog.get(msgNoManager)
+	stale0, noMgr0 := env.schedLog.get(msgStalePlan), env.schedLog.get(msgNoManager)
 	defer func() {
 		failed, lost, minAlive := env.watch.counts()
 		ph.SerfFailures, ph.ManagerLost, ph.MinAliveAgents = failed-failed0, lost-lost0, minAlive
-		ph.StalePlans = env.c.schedLog.get(msgStalePlan) - stale0
-		ph.NoManagerRounds = env.c.schedLog.get(msgNoManager) - noMgr0
+		ph.StalePlans = env.schedLog.get(msgStalePlan) - stale0
+		ph.NoManagerRounds = env.schedLog.get(msgNoManager) - noMgr0
 	}()
 
 	var (
@@ -331,7 +348,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	if target == proto.InstanceRunning {
 		obs.failURL = base + "/instances.json?state=" + proto.InstanceTerminated + "&limit=1"
 	}
-	sampler := startPipelineSampler(env.c.mgr.Cluster.Store())
+	sampler := startPipelineSampler(env.store)
 	t0 := time.Now()
 	for range o.Concurrency {
 		wg.Add(1)

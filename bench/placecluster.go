@@ -236,11 +236,7 @@ func (c *placeCluster) Close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.stopMonitor()
-			<-h.monDone
-			ctx, cancel := context.WithTimeout(context.Background(), agentStopTimeout)
-			defer cancel()
-			_ = h.agent.Shutdown(ctx)
+			h.stop()
 		}()
 	}
 	if c.scheduler != nil {
@@ -266,6 +262,11 @@ func (c *placeCluster) Close() {
 // range over all of it, a public image on a backup object, and one host
 // node per hva (node ids hva.b1 … hva.bN).
 func (c *placeCluster) seed(ctx context.Context, hc *http.Client, hosts int) error {
+	return seedPlace(ctx, hc, c.base, hosts)
+}
+
+// seedPlace is seed through the API at base.
+func seedPlace(ctx context.Context, hc *http.Client, base string, hosts int) error {
 	type step struct {
 		method, path string
 		form         url.Values
@@ -300,7 +301,7 @@ func (c *placeCluster) seed(ctx context.Context, hc *http.Client, hosts int) err
 		}})
 	}
 	for _, s := range steps {
-		if _, err := expectOK(operatorRequest(ctx, hc, s.method, c.base+s.path, s.form)); err != nil {
+		if _, err := expectOK(operatorRequest(ctx, hc, s.method, base+s.path, s.form)); err != nil {
 			return fmt.Errorf("seed %s %s: %w", s.method, s.path, err)
 		}
 	}
@@ -327,14 +328,21 @@ func operatorRequest(ctx context.Context, c *http.Client, method, u string, form
 // waitReady waits until every seeded host shows online (the node health
 // loop saw its hva in serf) and the manager sees the scheduler alive.
 func (c *placeCluster) waitReady(ctx context.Context, hc *http.Client, hosts int) error {
-	return waitUntil(ctx, placeReadyTimeout, func() error {
-		sched := false
+	return waitHostsOnline(ctx, hc, c.base, hosts, func() bool {
 		for _, m := range jobs.Members(c.mgr.Cluster.Members()) {
 			if m.Tags[proto.TagRole] == proto.RoleScheduler && m.Status == "alive" {
-				sched = true
+				return true
 			}
 		}
-		if !sched {
+		return false
+	})
+}
+
+// waitHostsOnline waits until schedulerSeen and every seeded host shows
+// online through the API at base.
+func waitHostsOnline(ctx context.Context, hc *http.Client, base string, hosts int, schedulerSeen func() bool) error {
+	return waitUntil(ctx, placeReadyTimeout, func() error {
+		if !schedulerSeen() {
 			return errors.New("the manager does not see the scheduler yet")
 		}
 		var env []struct {
@@ -342,7 +350,7 @@ func (c *placeCluster) waitReady(ctx context.Context, hc *http.Client, hosts int
 				Status string `json:"status"`
 			} `json:"results"`
 		}
-		if err := getJSON(ctx, hc, fmt.Sprintf("%s/host_nodes.json?limit=%d", c.base, hosts), &env); err != nil {
+		if err := getJSON(ctx, hc, fmt.Sprintf("%s/host_nodes.json?limit=%d", base, hosts), &env); err != nil {
 			return err
 		}
 		online := 0

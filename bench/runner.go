@@ -36,12 +36,13 @@ type Options struct {
 	API      APIOptions
 	Failover FailoverOptions
 	Place    PlaceOptions
+	DC       DCOptions
 }
 
 // DefaultOptions is the full suite.
 func DefaultOptions() Options {
 	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions(),
-		Place: DefaultPlaceOptions()}
+		Place: DefaultPlaceOptions(), DC: DefaultDCOptions()}
 }
 
 // ShortOptions is the smoke suite: tiny windows, 1 repetition, 2 failover
@@ -49,7 +50,7 @@ func DefaultOptions() Options {
 // from rotting.
 func ShortOptions() Options {
 	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions(),
-		Place: ShortPlaceOptions()}
+		Place: ShortPlaceOptions(), DC: ShortDCOptions()}
 }
 
 // Report is everything one invocation measured, as written by --json.
@@ -71,6 +72,15 @@ type Report struct {
 	TerminationsPerSec    *float64 `json:"terminations_per_sec,omitempty"`
 	DeleteToTerminatedP50 *float64 `json:"delete_to_terminated_p50_ms,omitempty"`
 	DeleteToTerminatedP99 *float64 `json:"delete_to_terminated_p99_ms,omitempty"`
+	// The simulated datacenter (dc): managers, schedulers and hvas as
+	// separate processes. When it ran, placements_per_sec and the
+	// create_to_running figures above are its own (issue 6's figure); the
+	// in-process place run's are kept under place_*.
+	PlacePlacementsPerSec  *float64 `json:"place_placements_per_sec,omitempty"`
+	PlaceCreateToRunP99Ms  *float64 `json:"place_create_to_running_p99_ms,omitempty"`
+	AgentsConvergeSeconds  *float64 `json:"agents_converge_seconds,omitempty"`
+	ManagerSeesAllSeconds  *float64 `json:"manager_sees_all_agents_seconds,omitempty"`
+	LeaderRSSMBAfterCreate *float64 `json:"leader_rss_mb_after_create,omitempty"`
 
 	// CPU is the average CPU use while each benchmark ran: its own and
 	// everybody else's on the machine (other_cores well above 0 means the
@@ -81,6 +91,7 @@ type Report struct {
 	API      *APIResult      `json:"api,omitempty"`
 	Failover *FailoverResult `json:"failover,omitempty"`
 	Place    *PlaceResult    `json:"place,omitempty"`
+	DC       *DCResult       `json:"dc,omitempty"`
 }
 
 // Fill sets the headline figures from the results present.
@@ -115,6 +126,21 @@ func (rep *Report) Fill() {
 			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
 		}
 	}
+	if d := rep.DC; d != nil {
+		rep.PlacePlacementsPerSec, rep.PlaceCreateToRunP99Ms = rep.PlacementsPerSec, rep.CreateToRunningP99Ms
+		rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = nil, nil, nil
+		rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = nil, nil, nil
+		if c := d.Create; c != nil && c.Reached > 0 && c.Reached+c.Failed+c.Stranded == c.Requested {
+			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
+			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
+		}
+		if t := d.Terminate; t != nil && t.Reached > 0 && t.Reached+t.Failed+t.Stranded == t.Requested {
+			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
+			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
+		}
+		conv, mgr, rss := d.AgentsConvergedSeconds, d.ManagerSeesAllSeconds, d.LeaderRSSMB
+		rep.AgentsConvergeSeconds, rep.ManagerSeesAllSeconds, rep.LeaderRSSMBAfterCreate = &conv, &mgr, &rss
+	}
 }
 
 // WriteTables prints the machine and every table present.
@@ -122,7 +148,7 @@ func (rep *Report) WriteTables(w io.Writer) {
 	rep.Machine.WriteTable(w)
 	if len(rep.CPU) > 0 {
 		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
-		for _, name := range []string{"raft", "api", "failover", "place"} {
+		for _, name := range []string{"raft", "api", "failover", "place", "dc"} {
 			if u, ok := rep.CPU[name]; ok {
 				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
 			}
@@ -144,6 +170,9 @@ func (rep *Report) WriteTables(w io.Writer) {
 	}
 	if rep.Place != nil {
 		rep.Place.WriteTable(w)
+	}
+	if rep.DC != nil {
+		rep.DC.WriteTable(w)
 	}
 }
 
@@ -263,6 +292,8 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 			rep.Failover, err = r.Failover(ctx, o.Failover)
 		case "place":
 			rep.Place, err = r.Place(ctx, o.Place)
+		case "dc":
+			rep.DC, err = r.DC(ctx, o.DC)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

@@ -23,9 +23,12 @@ type Config struct {
 	AdvertiseHost string   `json:"advertise_host"`
 	Join          []string `json:"join"` // serf addresses of cluster members
 	FastGossip    bool     `json:"fast_gossip"`
-	// SerfTune, when set, adjusts the agent's serf configuration last.
-	SerfTune func(*serf.Config) `json:"-"`
-	Token    string             `json:"token"` // shared RPC token
+	// CrowdGossip selects agent.CrowdGossip's serf timers (hundreds of
+	// members on one machine); SerfTune, when set, adjusts the serf
+	// configuration last.
+	CrowdGossip bool               `json:"crowd_gossip"`
+	SerfTune    func(*serf.Config) `json:"-"`
+	Token       string             `json:"token"` // shared RPC token
 
 	// Managers, when set, are the managers' RPC addresses to use instead of
 	// those found in serf (members with role manager and an rpc tag).

@@ -35,6 +35,10 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		logger = logging.Discard()
 	}
 	d := &Daemon{logger: logger}
+	tune := cfg.SerfTune
+	if cfg.CrowdGossip && tune == nil {
+		tune = agent.CrowdGossip
+	}
 	a, err := agent.New(agent.Config{
 		NodeID:        cfg.NodeID,
 		Role:          proto.RoleScheduler,
@@ -43,7 +47,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		RPCAddr:       cfg.RPCAddr,
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
-		SerfTune:      cfg.SerfTune,
+		SerfTune:      tune,
 		Token:         cfg.Token,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointScheduler: cfg.Concurrency},

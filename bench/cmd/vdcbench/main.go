@@ -4,10 +4,13 @@
 // process on loopback, and prints the figures with the machine they were
 // taken on.
 //
-//	vdcbench raft|api|failover|place|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
+//	vdcbench raft|api|failover|place|dc|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
 //
-// Everything it starts listens on 127.0.0.1 only, keeps its data under a
-// temporary directory removed at exit, and stops by itself.
+// dc runs the simulated datacenter: dcmgr and scheduler processes (from
+// --dc-bin, default bin/) and processes of many dummy hvas each (vdcbench
+// hvasim, this binary). Everything it starts listens on 127.0.0.1 only,
+// keeps its data under a temporary directory removed at exit, and stops by
+// itself.
 package main
 
 import (
@@ -30,14 +33,18 @@ import (
 	"github.com/vdc-project/vdc/bench"
 )
 
-const usage = `usage: vdcbench raft|api|failover|place|all [flags]
+const usage = `usage: vdcbench raft|api|failover|place|dc|all [flags]
 
   raft      commands/s and commit latency of srv.Apply on 1 and 3 managers
   api       req/s and latency of show, list and create through the 12.03 API
   failover  leader kill under API write load: time to the next acked write, lost acked writes
   place     instances/s end to end: POST /instances to running and DELETE to terminated,
             1 manager + 1 scheduler daemon + N dummy hvas in this process
-  all       the four in turn (flags get a raft-/api-/failover-/place- prefix)
+  dc        the simulated datacenter: 1 or 3 dcmgr processes, scheduler processes and
+            N dummy hvas in processes of many (each its own serf member and RPC listener):
+            serf convergence, then instances/s end to end as in place
+  all       the five in turn (flags get a raft-/api-/failover-/place-/dc- prefix)
+  hvasim    (internal) a process of simulated hvas, started by dc
 
 Run "vdcbench <command> -h" for the flags of a command.
 `
@@ -54,10 +61,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	var which []string
 	switch cmd {
-	case "raft", "api", "failover", "place":
+	case "hvasim":
+		return runHvaSim(args[1:], stdout, stderr)
+	case "raft", "api", "failover", "place", "dc":
 		which = []string{cmd}
 	case "all":
-		which = []string{"raft", "api", "failover", "place"}
+		which = []string{"raft", "api", "failover", "place", "dc"}
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -129,8 +138,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd (many members per process) or fast")
 		fs.StringVar(&o.ProfileDir, p+"phase-profiles", o.ProfileDir, "write a CPU profile of each phase into `DIR` (cpu-create.prof, cpu-terminate.prof)")
 	}
+	if slices.Contains(which, "dc") {
+		p := prefix("dc")
+		o := &opts.DC
+		fs.IntVar(&o.Managers, p+"managers", o.Managers, "dcmgr processes (1 or 3)")
+		fs.IntVar(&o.Schedulers, p+"schedulers", o.Schedulers, "scheduler processes")
+		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "dummy hvas (N), host nodes hva.b1..hva.bN")
+		fs.IntVar(&o.HvasPerProcess, p+"hvas-per-process", o.HvasPerProcess, "hvas per hvasim process")
+		fs.IntVar(&o.Instances, p+"instances", o.Instances, "instances created then terminated (M)")
+		fs.IntVar(&o.Concurrency, p+"concurrency", o.Concurrency, "keep-alive clients sending POST/DELETE (C)")
+		fs.DurationVar(&o.Poll, p+"poll", o.Poll, "period of the list polls observing states")
+		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd or fast")
+		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
+		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
+		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of the wait for serf membership")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	if self, err := os.Executable(); err == nil {
+		opts.DC.Self = self
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
@@ -250,4 +278,31 @@ func writeProfile(name, path string) error {
 		return fmt.Errorf("write %s profile: %w", name, err)
 	}
 	return f.Close()
+}
+
+// runHvaSim is the hvasim command: a process of simulated hvas for dc,
+// running until SIGTERM or SIGINT.
+func runHvaSim(args []string, stdout, stderr io.Writer) int {
+	o := bench.HvaSimOptions{LocalStoreConcurrency: 2, Gossip: "crowd"}
+	fs := flag.NewFlagSet("vdcbench hvasim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.First, "first", 1, "number of the first hva (hva.b<first>)")
+	fs.IntVar(&o.Count, "count", 1, "hvas in this process")
+	join := fs.String("join", "", "serf address of a member to join")
+	fs.IntVar(&o.ExpectMembers, "expect-members", 0, "cluster size at which membership has converged (0: do not watch)")
+	fs.IntVar(&o.LocalStoreConcurrency, "local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
+	fs.StringVar(&o.Gossip, "gossip", o.Gossip, "serf timing: crowd or fast")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *join != "" {
+		o.Join = []string{*join}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench.RunHvaSim(ctx, o, stdout); err != nil {
+		fmt.Fprintln(stderr, "vdcbench hvasim:", err)
+		return 1
+	}
+	return 0
 }

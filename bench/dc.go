@@ -48,6 +48,10 @@ type DCOptions struct {
 	// Timeout bounds each phase; Converge bounds the wait for membership.
 	Timeout  time.Duration
 	Converge time.Duration
+	// KeepLogs, when set, keeps the processes' logs of a failed run;
+	// ProfileDir gets a CPU profile of every hvasim process.
+	KeepLogs   string `json:"-"`
+	ProfileDir string `json:"-"`
 }
 
 // DefaultDCOptions is issue 6's datacenter: 3 managers, 1 scheduler, 500
@@ -218,7 +222,7 @@ func cpuRates(a, b map[string]float64, selfA, selfB cpuSample) map[string]float6
 	return out
 }
 
-func (c *dcCluster) Close() {
+func (c *dcCluster) Close(keepTo string) {
 	// Agents first, then schedulers, managers last.
 	for _, role := range []string{"hvasim", "scheduler", "manager"} {
 		var wg sync.WaitGroup
@@ -229,7 +233,9 @@ func (c *dcCluster) Close() {
 		}
 		wg.Wait()
 	}
-	_ = os.RemoveAll(c.dir)
+	if keepTo == "" || os.Rename(c.dir, keepTo) != nil {
+		_ = os.RemoveAll(c.dir)
+	}
 }
 
 func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writer {
@@ -275,7 +281,7 @@ func (c *dcCluster) simEvent(kind string, procs int) (latestMs float64, all bool
 }
 
 // DC runs the simulated datacenter benchmark.
-func (r *Runner) DC(ctx context.Context, o DCOptions) (*DCResult, error) {
+func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error) {
 	if o.Managers < 1 || o.Schedulers < 1 || o.Hvas < 1 || o.HvasPerProcess < 1 || o.Instances < 1 || o.Concurrency < 1 {
 		return nil, fmt.Errorf("dc: need managers, schedulers, hvas, hvas per process, instances and concurrency (got %+v)", o)
 	}
@@ -291,7 +297,14 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (*DCResult, error) {
 	c := &dcCluster{dir: dir, simEvents: map[string][]hvaSimReport{}}
 	defer func() {
 		r.progress("dc: stopping %d processes", len(c.procs))
-		c.Close()
+		keep := ""
+		if runErr != nil {
+			keep = o.KeepLogs
+		}
+		c.Close(keep)
+		if keep != "" {
+			r.progress("dc: logs of the failed run kept in %s", keep)
+		}
 	}()
 	out := &DCResult{Options: o, PhaseCPU: map[string]map[string]float64{}}
 	start := time.Now()
@@ -369,12 +382,15 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (*DCResult, error) {
 		args := []string{"hvasim", "-first", strconv.Itoa(first), "-count", strconv.Itoa(n), "-join", join,
 			"-expect-members", strconv.Itoa(expect), "-local-store-concurrency", strconv.Itoa(o.LocalStoreConcurrency),
 			"-gossip", o.Gossip}
+		if o.ProfileDir != "" {
+			args = append(args, "-cpuprofile", filepath.Join(o.ProfileDir, name+".prof"))
+		}
 		if _, err := c.start(ctx, name, "hvasim", o.Self, args, c.simOutput(name, t0, logf)); err != nil {
 			return nil, err
 		}
 		procs++
 	}
-	if err := c.waitMembership(ctx, hc, o, procs, expect, t0, out); err != nil {
+	if err := c.waitMembership(ctx, r, hc, o, procs, expect, t0, out); err != nil {
 		return nil, err
 	}
 	r.progress("dc: hvas started in %.1f s; the leader saw all %d members alive after %.1f s; every hva saw them after %.1f s",
@@ -506,12 +522,38 @@ func (c *dcCluster) members(ctx context.Context, hc *http.Client) ([]watchedMemb
 	return out, nil
 }
 
+// aliveAtLeader counts the members alive in the leader's serf.
+func (c *dcCluster) aliveAtLeader(ctx context.Context, hc *http.Client) int {
+	ms, _ := c.members(ctx, hc)
+	n := 0
+	for _, m := range ms {
+		if m.Status == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// simCount counts the hvasim processes that reported kind.
+func (c *dcCluster) simCount(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, evs := range c.simEvents {
+		if slices.ContainsFunc(evs, func(e hvaSimReport) bool { return e.Event == kind }) {
+			n++
+		}
+	}
+	return n
+}
+
 // waitMembership waits until the hvasim processes started their agents,
 // the leader sees every member alive and every agent does (or Converge
 // passes: then AgentsConvergedSeconds is -1 and the run goes on).
-func (c *dcCluster) waitMembership(ctx context.Context, hc *http.Client, o DCOptions, procs, expect int, t0 time.Time, out *DCResult) error {
+func (c *dcCluster) waitMembership(ctx context.Context, r *Runner, hc *http.Client, o DCOptions, procs, expect int, t0 time.Time, out *DCResult) error {
 	out.ManagerSeesAllSeconds, out.AgentsConvergedSeconds = -1, -1
 	deadline := t0.Add(o.Converge)
+	lastNote := time.Now()
 	for {
 		if started, all, errMsg := c.simEvent("started", procs); errMsg != "" {
 			return fmt.Errorf("dc: an hvasim process failed: %s", errMsg)
@@ -541,6 +583,11 @@ func (c *dcCluster) waitMembership(ctx context.Context, hc *http.Client, o DCOpt
 			if !p.alive() {
 				return fmt.Errorf("dc: %s exited; see %s", p.name, p.log.Name())
 			}
+		}
+		if time.Since(lastNote) >= 5*time.Second {
+			lastNote = time.Now()
+			r.progress("dc: %.0f s: leader sees %d of %d members alive; hvasim processes started %v, converged %v",
+				time.Since(t0).Seconds(), c.aliveAtLeader(ctx, hc), expect, c.simCount("started"), c.simCount("converged"))
 		}
 		if time.Now().After(deadline) {
 			if out.ManagerSeesAllSeconds < 0 {

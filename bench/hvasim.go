@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,7 +66,15 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		report(hvaSimReport{Event: "stopped", Ms: since()})
 	}()
 	for i := range o.Count {
-		h, err := startPlaceHva(hvaNode(o.First-1+i), o.Join, o.LocalStoreConcurrency, tune)
+		// Every agent joins through the given members and, after the
+		// first, an agent of this process started before it (a tree of
+		// degree 4): a join is a full state exchange with each, so the
+		// joiner starts out knowing what both know.
+		join := o.Join
+		if i > 0 {
+			join = append(slices.Clone(o.Join), hvas[(i-1)/4].agent.SerfAddr())
+		}
+		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune)
 		if err != nil {
 			report(hvaSimReport{Event: "error", Ms: since(), Error: err.Error()})
 			return err

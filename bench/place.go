@@ -170,7 +170,14 @@ const pollPage = 512
 // a 504 (raft apply timed out, "may or may not have been applied") it may
 // have created the instance, so it is not repeated. A request that still
 // fails is counted in Failed and the phase goes on without its instance.
-const placeRetries = 5
+const placeRetries = 20
+
+// placeRetryPause is the pause before attempt+1 of a request answered 503: up
+// to a second, so that the retries outlast a raft election on a saturated
+// machine (several seconds in the simulated datacenter).
+func placeRetryPause(attempt int) time.Duration {
+	return min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)
+}
 
 // placeRequestTimeout bounds one API call of the place benchmark: under
 // load a create waits for the CPU far longer than the other benchmarks'
@@ -374,7 +381,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 					mu.Lock()
 					retries++
 					mu.Unlock()
-					_ = sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond)
+					_ = sleepCtx(ctx, placeRetryPause(attempt))
 				}
 				done := time.Now()
 				mu.Lock()

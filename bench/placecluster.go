@@ -301,7 +301,24 @@ func seedPlace(ctx context.Context, hc *http.Client, base string, hosts int) err
 		}})
 	}
 	for _, s := range steps {
-		if _, err := expectOK(operatorRequest(ctx, hc, s.method, base+s.path, s.form)); err != nil {
+		// 503 (no leader: an election under load) is not done; anything
+		// else is an answer. A retried create that did land answers 400
+		// (its uuid exists), which the seed accepts.
+		var err error
+		for attempt := range placeRetries {
+			_, err = expectOK(operatorRequest(ctx, hc, s.method, base+s.path, s.form))
+			var se *statusError
+			if err == nil || !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+				if attempt > 0 && errors.As(err, &se) && se.status == http.StatusBadRequest && s.method == http.MethodPost {
+					err = nil
+				}
+				break
+			}
+			if serr := sleepCtx(ctx, placeRetryPause(attempt)); serr != nil {
+				return serr
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("seed %s %s: %w", s.method, s.path, err)
 		}
 	}

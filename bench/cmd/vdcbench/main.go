@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -153,6 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
 		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
 		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of the wait for serf membership")
+		fs.StringVar(&o.KeepLogs, p+"keep-logs", o.KeepLogs, "move the processes' logs of a failed run to `DIR`")
+		fs.StringVar(&o.ProfileDir, p+"profile-dir", o.ProfileDir, "write a CPU profile of every hvasim process into `DIR`")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -292,12 +295,30 @@ func runHvaSim(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.ExpectMembers, "expect-members", 0, "cluster size at which membership has converged (0: do not watch)")
 	fs.IntVar(&o.LocalStoreConcurrency, "local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 	fs.StringVar(&o.Gossip, "gossip", o.Gossip, "serf timing: crowd or fast")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *join != "" {
 		o.Join = []string{*join}
 	}
+	// The simulated fleet is harness, not product: its hundreds of agents
+	// share one heap, and collecting it as often as a daemon's would take
+	// the CPU the managers are measured with.
+	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := bench.RunHvaSim(ctx, o, stdout); err != nil {

@@ -151,3 +151,38 @@ func TestIndexesRebuiltOnOpen(t *testing.T) {
 		t.Fatalf("rebuilt state differs:\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestWalksWithoutDecoding(t *testing.T) {
+	f := newFSM(t)
+	k := proto.KindInstance
+	f.Apply(txnLog(t, 1, new(Builder).
+		Create(k, "i-1", inst{ID: "i-1", State: "running"}).
+		Create(k, "i-2", inst{ID: "i-2", State: "scheduling"}).
+		Create(proto.KindUniqueName, "mac/525400000001", rec{ID: "mac/525400000001"}).
+		Create(proto.KindUniqueName, "hostname/a/x", rec{ID: "hostname/a/x"}).
+		Create(proto.KindUniqueName, "mac/525400000002", rec{ID: "mac/525400000002"})))
+	f.Apply(txnLog(t, 2, new(Builder).Create(k, "i-3", inst{ID: "i-3", State: "running"}).Delete(k, "i-1", 0)))
+	_ = f.store.View(func(tx *Tx) error {
+		var macs []string
+		_ = tx.EachIDWithPrefix(proto.KindUniqueName, "mac/", func(id string) error {
+			macs = append(macs, id)
+			return nil
+		})
+		if !reflect.DeepEqual(macs, []string{"mac/525400000001", "mac/525400000002"}) {
+			t.Errorf("mac ids = %v", macs)
+		}
+		var after []uint64
+		_ = tx.EachAfter(k, 2, func(e Entry) error {
+			after = append(after, e.Seq)
+			return nil
+		})
+		// Seqs: i-1 1, i-2 2, claims 3-5, i-3 6; i-1 is gone.
+		if !reflect.DeepEqual(after, []uint64{6}) {
+			t.Errorf("records after seq 2 = %v", after)
+		}
+		if got := tx.CountsIn(IdxInstancesByState); !reflect.DeepEqual(got, map[string]int{"running": 1, "scheduling": 1}) {
+			t.Errorf("counts by state = %v", got)
+		}
+		return nil
+	})
+}

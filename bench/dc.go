@@ -48,6 +48,8 @@ type DCOptions struct {
 	// Timeout bounds each phase; Converge bounds the wait for membership.
 	Timeout  time.Duration
 	Converge time.Duration
+	// Reps is how many times the whole run is repeated.
+	Reps int
 	// KeepLogs, when set, keeps the processes' logs of a failed run;
 	// ProfileDir gets a CPU profile of every hvasim process.
 	KeepLogs   string `json:"-"`
@@ -61,7 +63,7 @@ func DefaultDCOptions() DCOptions {
 		Managers: 3, Schedulers: 1, Hvas: 500, HvasPerProcess: 100,
 		Instances: 20000, Concurrency: 64, Poll: 200 * time.Millisecond,
 		LocalStoreConcurrency: 2, Gossip: "crowd", Bin: "bin",
-		Timeout: 30 * time.Minute, Converge: 5 * time.Minute,
+		Timeout: 30 * time.Minute, Converge: 5 * time.Minute, Reps: 1,
 	}
 }
 
@@ -93,6 +95,8 @@ type DCResult struct {
 	PhaseCPU map[string]map[string]float64 `json:"phase_cpu_cores"`
 	// LeaderRSSMB is the leader's resident memory after the create phase.
 	LeaderRSSMB float64 `json:"leader_rss_mb"`
+	// Reps is the spread over repeated runs; the tables are the median run's.
+	Reps *RepSummary `json:"reps,omitempty"`
 }
 
 // dcProc is one process of the datacenter.
@@ -633,4 +637,5 @@ func (res *DCResult) WriteTable(w io.Writer) {
 			ph.SerfFailures, ph.MinAliveAgents, o.Hvas+o.Schedulers, fmtCores(res.PhaseCPU[ph.Name]))
 	}
 	fmt.Fprintln(w)
+	writeReps(w, res.Reps)
 }

@@ -38,6 +38,9 @@ type PlaceOptions struct {
 	LocalStoreConcurrency int
 	// Timeout bounds each phase (create → running, delete → terminated).
 	Timeout time.Duration
+	// Reps is how many times the whole run is repeated (`all` and
+	// `place`); the figures are the median with min and max.
+	Reps int
 	// Gossip is the serf timing of every member: "crowd" (agent.CrowdGossip,
 	// for many members in one process) or "fast" (FastGossip alone).
 	Gossip string
@@ -59,7 +62,7 @@ func DefaultPlaceOptions() PlaceOptions {
 	return PlaceOptions{
 		Hvas: 50, Instances: 5000, Concurrency: 64, Poll: 100 * time.Millisecond,
 		SchedulerConcurrency: daemon.DefaultConfig().Concurrency, LocalStoreConcurrency: 2,
-		Timeout: 20 * time.Minute, Gossip: "crowd",
+		Timeout: 20 * time.Minute, Gossip: "crowd", Reps: 1,
 	}
 }
 
@@ -152,6 +155,8 @@ type PlaceResult struct {
 	IdleSerfFailures int         `json:"idle_serf_failures"`
 	Create           *PlacePhase `json:"create,omitempty"`
 	Terminate        *PlacePhase `json:"terminate,omitempty"`
+	// Reps is the spread over repeated runs; the tables are the median run's.
+	Reps *RepSummary `json:"reps,omitempty"`
 }
 
 // Goal of the end-to-end rate (issue 3).
@@ -660,6 +665,7 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
 	}
 	fmt.Fprintln(w)
+	writeReps(w, res.Reps)
 	fmt.Fprintln(w, "| Phase | serf: agents declared failed by the manager | manager declared failed by the scheduler | fewest agents alive | stale plans re-planned | scheduler rounds with no manager |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	fmt.Fprintf(w, "| idle (%s) | %d | – | – | – | – |\n", idleSample, res.IdleSerfFailures)

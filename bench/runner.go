@@ -117,29 +117,38 @@ func (rep *Report) Fill() {
 		rep.FailoverP99Ms, rep.FailoverMedianMs, rep.LostAcknowledgedWrites = &p99, &med, &lost
 	}
 	if rep.Place != nil {
-		if c := rep.Place.Create; c != nil && c.Reached > 0 && c.Reached+c.Failed+c.Stranded == c.Requested {
-			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
-			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
-		}
-		if t := rep.Place.Terminate; t != nil && t.Reached > 0 && t.Reached+t.Failed+t.Stranded == t.Requested {
-			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
-			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
-		}
+		rep.fillPlacements(rep.Place.Create, rep.Place.Terminate, rep.Place.Reps)
 	}
 	if d := rep.DC; d != nil {
 		rep.PlacePlacementsPerSec, rep.PlaceCreateToRunP99Ms = rep.PlacementsPerSec, rep.CreateToRunningP99Ms
 		rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = nil, nil, nil
 		rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = nil, nil, nil
-		if c := d.Create; c != nil && c.Reached > 0 && c.Reached+c.Failed+c.Stranded == c.Requested {
-			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
-			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
-		}
-		if t := d.Terminate; t != nil && t.Reached > 0 && t.Reached+t.Failed+t.Stranded == t.Requested {
-			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
-			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
-		}
+		rep.fillPlacements(d.Create, d.Terminate, d.Reps)
 		conv, mgr, rss := d.AgentsConvergedSeconds, d.ManagerSeesAllSeconds, d.LeaderRSSMB
 		rep.AgentsConvergeSeconds, rep.ManagerSeesAllSeconds, rep.LeaderRSSMBAfterCreate = &conv, &mgr, &rss
+	}
+}
+
+// fillPlacements sets the placement headline figures from a run (or the
+// medians over its repetitions). A phase that did not account for every
+// request gives none.
+func (rep *Report) fillPlacements(create, terminate *PlacePhase, reps *RepSummary) {
+	complete := func(ph *PlacePhase) bool {
+		return ph != nil && ph.Reached > 0 && ph.Reached+ph.Failed+ph.Stranded == ph.Requested
+	}
+	if complete(create) {
+		rate, p50, p99 := create.PerSec, create.ToP50ms, create.ToP99ms
+		if reps != nil {
+			rate, p50, p99 = reps.CreatePerSec.Median, reps.CreateP50ms.Median, reps.CreateP99ms.Median
+		}
+		rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
+	}
+	if complete(terminate) {
+		rate, p50, p99 := terminate.PerSec, terminate.ToP50ms, terminate.ToP99ms
+		if reps != nil {
+			rate, p99 = reps.TerminatePerSec.Median, reps.TerminateP99ms.Median
+		}
+		rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
 	}
 }
 
@@ -291,9 +300,9 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 		case "failover":
 			rep.Failover, err = r.Failover(ctx, o.Failover)
 		case "place":
-			rep.Place, err = r.Place(ctx, o.Place)
+			rep.Place, err = r.placeReps(ctx, o.Place, o.Place.Reps)
 		case "dc":
-			rep.DC, err = r.DC(ctx, o.DC)
+			rep.DC, err = r.dcReps(ctx, o.DC, o.DC.Reps)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

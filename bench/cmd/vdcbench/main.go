@@ -138,6 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
 		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd (many members per process) or fast")
 		fs.StringVar(&o.ProfileDir, p+"phase-profiles", o.ProfileDir, "write a CPU profile of each phase into `DIR` (cpu-create.prof, cpu-terminate.prof)")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
 	}
 	if slices.Contains(which, "dc") {
 		p := prefix("dc")
@@ -156,6 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of the wait for serf membership")
 		fs.StringVar(&o.KeepLogs, p+"keep-logs", o.KeepLogs, "move the processes' logs of a failed run to `DIR`")
 		fs.StringVar(&o.ProfileDir, p+"profile-dir", o.ProfileDir, "write a CPU profile of every hvasim process into `DIR`")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

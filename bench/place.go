@@ -136,6 +136,12 @@ type PlacePhase struct {
 	// manager accepted a call (none alive in its serf view, or none leading).
 	StalePlans      int `json:"stale_plans"`
 	NoManagerRounds int `json:"no_manager_rounds"`
+	// RaftEntries and FSMBatches count the raft log entries the leader
+	// applied during the phase and the bbolt transactions they shared
+	// (raft's BatchingFSM); RaftEntries / Reached is the writes per
+	// instance. Only with the manager in this process.
+	RaftEntries uint64 `json:"raft_entries,omitempty"`
+	FSMBatches  uint64 `json:"fsm_batches,omitempty"`
 	// Pipeline summarizes Samples: where instances and jobs waited.
 	Pipeline []PipelineStat   `json:"pipeline"`
 	Samples  []PipelineSample `json:"samples"`
@@ -231,7 +237,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
-	env := phaseEnv{hc: hc, base: c.base, store: c.mgr.Cluster.Store(), watch: watch, schedLog: c.schedLog}
+	env := phaseEnv{hc: hc, base: c.base, store: c.mgr.Cluster.Store(), fsm: c.mgr.Cluster.FSM(), watch: watch, schedLog: c.schedLog}
 	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, c.base, ids))
 	var createErr error
 	if err != nil {
@@ -305,6 +311,7 @@ type phaseEnv struct {
 	hc       *http.Client
 	base     string
 	store    *state.Store
+	fsm      *state.FSM
 	watch    *memberWatch
 	schedLog *msgCounts
 }
@@ -337,7 +344,15 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
 	stale0, noMgr0 := env.schedLog.get(msgStalePlan), env.schedLog.get(msgNoManager)
+	var b0, e0 uint64
+	if env.fsm != nil {
+		b0, e0 = env.fsm.BatchStats()
+	}
 	defer func() {
+		if env.fsm != nil {
+			b, e := env.fsm.BatchStats()
+			ph.FSMBatches, ph.RaftEntries = b-b0, e-e0
+		}
 		failed, lost, minAlive := env.watch.counts()
 		ph.SerfFailures, ph.ManagerLost, ph.MinAliveAgents = failed-failed0, lost-lost0, minAlive
 		ph.StalePlans = env.schedLog.get(msgStalePlan) - stale0
@@ -663,6 +678,14 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.Stranded, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
 			ph.RequestP50ms, ph.RequestP99ms, ph.ToP50ms, ph.ToP99ms, ph.ToMaxms,
 			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
+	}
+	fmt.Fprintln(w)
+	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
+		if ph != nil && ph.Reached > 0 && ph.FSMBatches > 0 {
+			fmt.Fprintf(w, "%s: %d raft entries applied (%.1f per instance) in %d bbolt transactions (%.1f entries each).\n",
+				ph.Name, ph.RaftEntries, float64(ph.RaftEntries)/float64(ph.Reached), ph.FSMBatches,
+				float64(ph.RaftEntries)/float64(ph.FSMBatches))
+		}
 	}
 	fmt.Fprintln(w)
 	writeReps(w, res.Reps)

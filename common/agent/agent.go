@@ -330,6 +330,9 @@ func CrowdGossip(sc *serf.Config) {
 	m.EnableCompression = false
 	sc.ReconnectInterval = 5 * time.Second
 	sc.ReapInterval = 15 * time.Second
+	// Recent user events travel in every full state exchange; events are
+	// best effort (receivers reconcile), so fewer are kept.
+	sc.EventBuffer = 128
 	sc.QueueDepthWarning = 4096
 }
 

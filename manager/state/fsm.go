@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -27,6 +28,16 @@ type FSM struct {
 
 	mu        sync.Mutex
 	listeners []func(index uint64)
+
+	// batches and entries count ApplyBatch calls and the log entries they
+	// applied: how many raft entries share one bbolt transaction.
+	batches, entries atomic.Uint64
+}
+
+// BatchStats returns the ApplyBatch calls so far and the entries they
+// applied.
+func (f *FSM) BatchStats() (batches, entries uint64) {
+	return f.batches.Load(), f.entries.Load()
 }
 
 // NewFSM builds the state machine with its command table.
@@ -56,6 +67,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // ApplyBatch applies entries in one bbolt transaction.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.batches.Add(1)
+	f.entries.Add(uint64(len(logs)))
 	results := make([]any, len(logs))
 	var last uint64
 	err := f.store.update(func(btx *bbolt.Tx) error {

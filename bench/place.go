@@ -142,6 +142,8 @@ type PlacePhase struct {
 	// instance. Only with the manager in this process.
 	RaftEntries uint64 `json:"raft_entries,omitempty"`
 	FSMBatches  uint64 `json:"fsm_batches,omitempty"`
+	// RejectedTxns are entries refused by a guard (lost races).
+	RejectedTxns uint64 `json:"rejected_txns,omitempty"`
 	// Pipeline summarizes Samples: where instances and jobs waited.
 	Pipeline []PipelineStat   `json:"pipeline"`
 	Samples  []PipelineSample `json:"samples"`
@@ -344,14 +346,14 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
 	stale0, noMgr0 := env.schedLog.get(msgStalePlan), env.schedLog.get(msgNoManager)
-	var b0, e0 uint64
+	var b0, e0, r0 uint64
 	if env.fsm != nil {
-		b0, e0 = env.fsm.BatchStats()
+		b0, e0, r0 = env.fsm.BatchStats()
 	}
 	defer func() {
 		if env.fsm != nil {
-			b, e := env.fsm.BatchStats()
-			ph.FSMBatches, ph.RaftEntries = b-b0, e-e0
+			b, e, rj := env.fsm.BatchStats()
+			ph.FSMBatches, ph.RaftEntries, ph.RejectedTxns = b-b0, e-e0, rj-r0
 		}
 		failed, lost, minAlive := env.watch.counts()
 		ph.SerfFailures, ph.ManagerLost, ph.MinAliveAgents = failed-failed0, lost-lost0, minAlive
@@ -682,8 +684,8 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
 		if ph != nil && ph.Reached > 0 && ph.FSMBatches > 0 {
-			fmt.Fprintf(w, "%s: %d raft entries applied (%.1f per instance) in %d bbolt transactions (%.1f entries each).\n",
-				ph.Name, ph.RaftEntries, float64(ph.RaftEntries)/float64(ph.Reached), ph.FSMBatches,
+			fmt.Fprintf(w, "%s: %d raft entries applied (%.1f per instance; %d refused by a guard) in %d bbolt transactions (%.1f entries each).\n",
+				ph.Name, ph.RaftEntries, float64(ph.RaftEntries)/float64(ph.Reached), ph.RejectedTxns, ph.FSMBatches,
 				float64(ph.RaftEntries)/float64(ph.FSMBatches))
 		}
 	}

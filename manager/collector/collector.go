@@ -32,6 +32,10 @@ type Deps struct {
 	Finalize FinalizeFunc
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Delivering, when set, reports that the dispatcher is waiting for the
+	// answer of a delivery of the job, which will carry its result
+	// (jobs.Dispatcher.Delivering): job_finished then writes nothing.
+	Delivering func(jobID string) bool
 }
 
 // Service implements the collector endpoints.
@@ -248,6 +252,12 @@ func (s *Service) jobFinished(ctx context.Context, req proto.JobFinishedRequest)
 	msg := ""
 	if req.Result.Error != nil {
 		msg = req.Result.Error.Message
+	}
+	if s.d.Delivering != nil && s.d.Delivering(req.Result.JobID) {
+		if !s.d.Cluster.IsLeader() {
+			return proto.JobFinishedResponse{}, errs.New(errs.NoLeader, "this manager is not the leader")
+		}
+		return proto.JobFinishedResponse{}, nil
 	}
 	var result map[string]any
 	if len(req.Result.Result) > 0 {

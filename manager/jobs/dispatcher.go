@@ -66,6 +66,21 @@ type Dispatcher struct {
 	// lastSeq is the newest queue entry a scan has seen: a wake-up only
 	// reads the entries created after it (the queue can hold thousands).
 	lastSeq uint64
+	// delivering holds the jobs with a delivery waiting for the agent's
+	// answer (see Delivering).
+	delivering map[string]bool
+}
+
+// Delivering reports whether a delivery of job id is waiting for the
+// agent's answer on this manager. That answer carries the job's result
+// (and when it is lost, the job is delivered again and the agent answers
+// with the result it kept), so the agent's own report of the result need
+// not be written too: writing both raced, and the loser's write was a raft
+// entry refused by its guard.
+func (ds *Dispatcher) Delivering(id string) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.delivering[id]
 }
 
 // NewDispatcher builds a dispatcher; Run starts it.
@@ -82,7 +97,7 @@ func NewDispatcher(d Deps) *Dispatcher {
 	if d.Now == nil {
 		d.Now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
-	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}}
+	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}, delivering: map[string]bool{}}
 }
 
 // Wake makes the dispatcher rescan soon (called after every raft apply).
@@ -171,6 +186,7 @@ func (ds *Dispatcher) scan(ctx context.Context, full bool) {
 			defer func() {
 				ds.mu.Lock()
 				delete(ds.inflight, id)
+				delete(ds.delivering, id)
 				ds.mu.Unlock()
 				cancel()
 			}()
@@ -237,8 +253,14 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			env.Deadline = *j.Deadline
 		}
 		dctx, cancel := context.WithTimeout(ctx, ds.d.Wait+10*time.Second)
+		ds.setDelivering(id, true)
 		res, err := agent.DeliverJob(dctx, ds.d.Client, addr, env, ds.d.Wait)
 		cancel()
+		if err != nil || !res.Status.Final() {
+			// No result came back with this delivery: the agent's report
+			// of it (if one comes meanwhile) must be written.
+			ds.setDelivering(id, false)
+		}
 		lastAddr, lastNode = addr, node
 		switch {
 		case err == nil && res.Status.Final():
@@ -261,6 +283,16 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.finish(ctx, id, FinishFail, "agent refused the job: "+err.Error(), nil)
 			return
 		}
+	}
+}
+
+func (ds *Dispatcher) setDelivering(id string, on bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if on {
+		ds.delivering[id] = true
+	} else {
+		delete(ds.delivering, id)
 	}
 }
 

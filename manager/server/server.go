@@ -67,17 +67,17 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 
 	security := rpc.Security{Token: cfg.RPCToken}
 	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: security, Logger: logger.With("component", "rpc")})
-	collector.New(collector.Deps{
-		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
-	}).Register(m.rpc)
-	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
-
 	members := cachedMembers(srv)
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
 		OnFail: scheduling.FailUnplaced,
 	})
+	collector.New(collector.Deps{
+		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
+		Delivering: dispatcher.Delivering,
+	}).Register(m.rpc)
+	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
 

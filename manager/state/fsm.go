@@ -32,12 +32,15 @@ type FSM struct {
 	// batches and entries count ApplyBatch calls and the log entries they
 	// applied: how many raft entries share one bbolt transaction.
 	batches, entries atomic.Uint64
+	// rejected counts txns refused by a guard (a lost race: the writer
+	// re-plans on the new state).
+	rejected atomic.Uint64
 }
 
-// BatchStats returns the ApplyBatch calls so far and the entries they
-// applied.
-func (f *FSM) BatchStats() (batches, entries uint64) {
-	return f.batches.Load(), f.entries.Load()
+// BatchStats returns the ApplyBatch calls so far, the entries they applied
+// and the txns among them refused by a guard.
+func (f *FSM) BatchStats() (batches, entries, rejected uint64) {
+	return f.batches.Load(), f.entries.Load(), f.rejected.Load()
 }
 
 // NewFSM builds the state machine with its command table.
@@ -89,6 +92,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("state: unknown command type %d at index %d", l.Data[0], l.Index))
 			}
 			results[i] = fn(w, l.Index, l.Data[1:])
+			if _, ok := results[i].(error); ok {
+				f.rejected.Add(1)
+			}
 		}
 		if last == 0 {
 			return nil

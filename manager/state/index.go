@@ -171,9 +171,10 @@ func (t *Tx) EachIn(index, key string, reverse bool, fn func(id string, e Entry)
 	c := xb.Cursor()
 	var k, v []byte
 	if reverse {
+		// Past the last entry of key (entries are key 0x00 + 8 bytes),
+		// then back one.
 		end := append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		k, v = c.Seek(end)
-		if k == nil {
+		if k, _ = c.Seek(end); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

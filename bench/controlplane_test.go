@@ -16,7 +16,7 @@ import (
 // address agents join.
 func startControlPlane(ctx context.Context, b *testing.B, dir, schedNodeID string) (*server.Manager, string, []string) {
 	b.Helper()
-	mgr, apiAddr, err := startPlaceManager(dir)
+	mgr, apiAddr, err := startPlaceManager(dir, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func startGNBEnv(b *testing.B, ctx context.Context) *gnbEnv {
 		_ = os.RemoveAll(dir)
 	})
 
-	mgr, apiAddr, err := startPlaceManager(dir)
+	mgr, apiAddr, err := startPlaceManager(dir, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

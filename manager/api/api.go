@@ -124,6 +124,8 @@ type API struct {
 	proxy   *forwarder
 	rules   accessRules
 	limiter *limiter
+	// hostCache memoizes host reads of instance creates (hostcache.go).
+	hostCache hostCache
 	// routeTable lists the registered routes, for the tests that walk
 	// every route.
 	routeTable []registeredRoute

@@ -260,22 +260,16 @@ func hostUsage(tx *state.Tx, hostID string) (proto.HostUsage, error) {
 func (a *API) checkCapacity(tx *state.Tx, hosts []*proto.HostNode, cpu, mem int64) error {
 	var freeCPU, freeMem float64
 	for _, h := range hosts {
-		u, err := hostUsage(tx, h.ID)
+		ucpu, umem, err := a.hostCache.used(tx, h.ID)
 		if err != nil {
 			return err
 		}
-		freeCPU += float64(h.OfferingCPUCores - int64(u.CPUCores))
-		freeMem += float64(h.OfferingMemorySize - u.MemorySize)
+		freeCPU += float64(h.OfferingCPUCores - ucpu)
+		freeMem += float64(h.OfferingMemorySize - umem)
 	}
-	err := tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-		var v proto.Instance
-		if err := decodeInto(e, &v); err != nil {
-			return err
-		}
-		if v.State == proto.InstanceStopped {
-			freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
-			freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
-		}
+	err := state.EachOfIn(tx, state.IdxInstancesByState, proto.InstanceStopped, false, func(v *proto.Instance, _ state.Meta) error {
+		freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
+		freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
 		return nil
 	})
 	if err != nil {
@@ -469,7 +463,7 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	if hv == "" {
 		return errs.New(errs.InvalidParameter, "hypervisor")
 	}
-	hosts, err := onlineHosts(tx)
+	hosts, err := a.hostCache.onlineHosts(tx)
 	if err != nil {
 		return err
 	}

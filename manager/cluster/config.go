@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -56,6 +57,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// FastGossip selects tight serf timers (loopback clusters and tests).
 	FastGossip bool
+	// SerfTune, when set, adjusts the serf configuration last (the
+	// benchmark's simulated datacenter sets agent.CrowdGossip).
+	SerfTune func(*serf.Config) `json:"-"`
 	// RaftLogLevel is hclog's level for raft's own messages.
 	RaftLogLevel string
 	// Security: with Security.RPC.TLS set, raft runs over mutual TLS between

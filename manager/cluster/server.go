@@ -54,8 +54,15 @@ type Server struct {
 	serf      *serf.Serf
 
 	raftAddr string // advertised
-	tagsMu   sync.Mutex
-	tags     map[string]string
+	// members caches Members() until the next serf member event: the
+	// dispatcher routes every job delivery through it.
+	membersMu      sync.Mutex
+	members        []Member
+	membersVersion uint64
+	membersAt      uint64 // the version members was built at
+
+	tagsMu sync.Mutex
+	tags   map[string]string
 
 	ready        atomic.Bool // leader with a committed barrier
 	bootstrapped atomic.Bool
@@ -243,6 +250,9 @@ func (s *Server) setupSerf() error {
 	} else {
 		sc.MemberlistConfig = memberlist.DefaultLANConfig()
 	}
+	if s.cfg.SerfTune != nil {
+		s.cfg.SerfTune(sc)
+	}
 	sc.MemberlistConfig.BindAddr = host
 	sc.MemberlistConfig.BindPort = port
 	if advHost, _, err := net.SplitHostPort(mustAdvertise(s.cfg.SerfAddr, s.cfg.AdvertiseHost)); err == nil {
@@ -320,6 +330,9 @@ func (s *Server) serfLoop(ch <-chan serf.Event) {
 			return
 		case ev := <-ch:
 			if _, ok := ev.(serf.MemberEvent); ok {
+				s.membersMu.Lock()
+				s.membersVersion++
+				s.membersMu.Unlock()
 				s.maybeBootstrap()
 				s.triggerReconcile()
 			}
@@ -657,8 +670,18 @@ type Member struct {
 }
 
 // Members lists serf members.
+// The list is shared between callers (read it, do not change it) and
+// rebuilt after a serf member event.
 func (s *Server) Members() []Member {
-	var out []Member
+	s.membersMu.Lock()
+	v := s.membersVersion
+	if s.members != nil && s.membersAt == v {
+		out := s.members
+		s.membersMu.Unlock()
+		return out
+	}
+	s.membersMu.Unlock()
+	out := make([]Member, 0)
 	for _, m := range s.serf.Members() {
 		out = append(out, Member{
 			Name:   m.Name,
@@ -668,7 +691,18 @@ func (s *Server) Members() []Member {
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	s.membersMu.Lock()
+	s.members, s.membersAt = out, v
+	s.membersMu.Unlock()
 	return out
+}
+
+// MembersVersion changes after every serf member event: a list derived
+// from Members() stays valid while it is the same.
+func (s *Server) MembersVersion() uint64 {
+	s.membersMu.Lock()
+	defer s.membersMu.Unlock()
+	return s.membersVersion
 }
 
 // Peer is a raft server as shown to operators.

@@ -88,12 +88,7 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	cfg.API.Now = now
 
 	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: sec, Logger: logger.With("component", "rpc")})
-	collector.New(collector.Deps{
-		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"), Now: now,
-	}).Register(m.rpc)
-	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger, Now: now}).Register(m.rpc)
-
-	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
+	members := cachedMembers(srv)
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: sec})
 	// A job that ends without success (failed or timed out by the
 	// dispatcher, cancelled through the API) takes its resource out of the
@@ -108,6 +103,11 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
 		OnFail: onFail, Now: now,
 	})
+	collector.New(collector.Deps{
+		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"), Now: now,
+		Delivering: dispatcher.Delivering,
+	}).Register(m.rpc)
+	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger, Now: now}).Register(m.rpc)
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
 
@@ -160,4 +160,24 @@ func Listen(apiAddr, rpcAddr string) (apiL, rpcL net.Listener, err error) {
 		return nil, nil, fmt.Errorf("rpc listen: %w", err)
 	}
 	return apiL, rpcL, nil
+}
+
+// cachedMembers converts the cluster's member list for the dispatcher and
+// the health loop once per membership change (the dispatcher routes every
+// job delivery through it).
+func cachedMembers(srv *cluster.Server) func() []jobs.Member {
+	var (
+		mu   sync.Mutex
+		ver  uint64
+		list []jobs.Member
+	)
+	return func() []jobs.Member {
+		v := srv.MembersVersion()
+		mu.Lock()
+		defer mu.Unlock()
+		if list == nil || v != ver {
+			list, ver = jobs.Members(srv.Members()), v
+		}
+		return list
+	}
 }

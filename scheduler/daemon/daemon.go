@@ -39,6 +39,10 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{logger: logger}
+	tune := cfg.SerfTune
+	if cfg.CrowdGossip && tune == nil {
+		tune = agent.CrowdGossip
+	}
 	a, err := agent.New(agent.Config{
 		NodeID:        cfg.NodeID,
 		Role:          proto.RoleScheduler,
@@ -47,6 +51,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		RPCAddr:       cfg.RPCAddr,
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
+		SerfTune:      tune,
 		Token:         cfg.Token,
 		Security:      sec,
 		Logger:        logger,

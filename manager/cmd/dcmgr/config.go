@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/config"
 	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
@@ -27,6 +28,7 @@ type Config struct {
 	BootstrapExpect int      `json:"bootstrap_expect"`
 	Join            []string `json:"join"`
 	FastGossip      bool     `json:"fast_gossip"`
+	CrowdGossip     bool     `json:"crowd_gossip"`
 	LeaveOnTerm     bool     `json:"leave_on_terminate"`
 	LogLevel        string   `json:"log_level"`
 	LogFormat       string   `json:"log_format"`
@@ -83,6 +85,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	var join config.List
 	fs.Var(&join, "join", "serf address of a member to join (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
+	crowd := fs.Bool("crowd-gossip", false, "serf timers for hundreds of members on one machine (simulated datacenter)")
 	leave := fs.Bool("leave-on-terminate", false, "leave the cluster (give up the raft seat) on SIGTERM")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
@@ -113,6 +116,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 		c.Join = join
 	}
 	c.FastGossip = c.FastGossip || *fast
+	c.CrowdGossip = c.CrowdGossip || *crowd
 	c.LeaveOnTerm = c.LeaveOnTerm || *leave
 	if *trusted != "" {
 		c.API.TrustedFrontends = strings.Split(*trusted, ",")
@@ -155,6 +159,9 @@ func (c *Config) clusterConfig() cluster.Config {
 	cc.BootstrapExpect = c.BootstrapExpect
 	cc.Join = c.Join
 	cc.FastGossip = c.FastGossip
+	if c.CrowdGossip {
+		cc.SerfTune = agent.CrowdGossip
+	}
 	cc.HeartbeatTimeout = time.Duration(c.HeartbeatTimeoutMS) * time.Millisecond
 	cc.ElectionTimeout = time.Duration(c.ElectionTimeoutMS) * time.Millisecond
 	cc.LeaderLeaseTimeout = time.Duration(c.LeaderLeaseTimeoutMS) * time.Millisecond

@@ -27,7 +27,6 @@ import (
 	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
 	"github.com/vdc-project/vdc/hva/localstore"
 	"github.com/vdc-project/vdc/proto"
-	"github.com/vdc-project/vdc/scheduler/daemon"
 )
 
 // BenchmarkLibvirtBoot measures, for the tiny guest on an hva with the
@@ -136,38 +135,7 @@ func startBootEnv(b *testing.B, ctx context.Context) *bootEnv {
 	}
 	b.Cleanup(func() { _ = os.RemoveAll(dir) })
 
-	mgr, apiAddr, err := startPlaceManager(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), agentStopTimeout)
-		defer cancel()
-		mgr.Shutdown(sctx)
-	})
-	if err := waitUntil(ctx, formTimeout, func() error {
-		if !mgr.Cluster.IsLeader() {
-			return fmt.Errorf("the manager does not lead yet")
-		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	join := []string{mgr.Cluster.SerfAddr()}
-	scfg := daemon.DefaultConfig()
-	scfg.NodeID, scfg.SerfAddr, scfg.RPCAddr, scfg.Join, scfg.FastGossip = "scheduler.vlbench", "127.0.0.1:0", "127.0.0.1:0", join, true
-	sched, err := daemon.New(scfg, logging.Discard())
-	if err == nil {
-		err = sched.Start()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), agentStopTimeout)
-		defer cancel()
-		_ = sched.Shutdown(sctx)
-	})
+	_, apiAddr, join := startControlPlane(ctx, b, dir, "scheduler.vlbench")
 
 	env := &bootEnv{base: "http://" + apiAddr + "/api/12.03", consoles: filepath.Join(dir, "console"), timing: &bootTiming{}}
 	startBootHva(b, join, dir, env)

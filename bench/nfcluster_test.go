@@ -75,7 +75,7 @@ func startNFCluster(t testing.TB, o nfOptions) *nfCluster {
 	var apiAddr string
 	var err error
 	for range startPortAttempts {
-		if mgr, apiAddr, err = startPlaceManager(t.TempDir()); err == nil {
+		if mgr, apiAddr, err = startPlaceManager(t.TempDir(), nil); err == nil {
 			break
 		}
 	}

@@ -88,35 +88,31 @@ func (p *pipelineSampler) last() (PipelineSample, bool) {
 }
 
 func (p *pipelineSampler) sample() {
+	if p.store == nil {
+		return // the manager runs in another process
+	}
 	s := PipelineSample{AtSeconds: time.Since(p.t0).Seconds(), Instances: map[string]int{}, Jobs: map[string]int{}}
 	stranded := map[string]bool{}
 	_ = p.store.View(func(tx *state.Tx) error {
+		// Counted from the indexes: a sample every second must not cost
+		// the manager a decode of every instance.
+		for ep, n := range tx.CountsIn(state.IdxJobQueueByEndpoint) {
+			s.Jobs[proto.EndpointBase(ep)] += n
+		}
+		s.Instances = tx.CountsIn(state.IdxInstancesByState)
 		scheduling := map[string]bool{} // instances with a scheduler job queued
-		_ = tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
-			var q proto.JobQueueEntry
-			if json.Unmarshal(e.Value, &q) != nil {
-				return nil
+		_ = tx.EachIn(state.IdxJobQueueByEndpoint, proto.EndpointScheduler, false, func(id string, _ state.Entry) error {
+			var j struct {
+				ResourceID string `json:"resource_id"`
 			}
-			base := proto.EndpointBase(q.Endpoint)
-			s.Jobs[base]++
-			var j proto.Job
-			if base == proto.EndpointScheduler {
-				if _, err := tx.Get(proto.KindJob, q.ID, &j); err == nil {
-					scheduling[j.ResourceID] = true
-				}
+			if e, ok := tx.Raw(proto.KindJob, id); ok && json.Unmarshal(e.Value, &j) == nil {
+				scheduling[j.ResourceID] = true
 			}
 			return nil
 		})
-		return tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-			var v struct {
-				ID    string `json:"id"`
-				State string `json:"state"`
-			}
-			if json.Unmarshal(e.Value, &v) == nil {
-				s.Instances[v.State]++
-				if v.State == proto.InstanceScheduling && !scheduling[v.ID] {
-					stranded[v.ID] = true
-				}
+		return tx.EachIn(state.IdxInstancesByState, proto.InstanceScheduling, false, func(id string, _ state.Entry) error {
+			if !scheduling[id] {
+				stranded[id] = true
 			}
 			return nil
 		})

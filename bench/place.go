@@ -8,12 +8,19 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/vdc-project/vdc/common/agent"
+	"github.com/vdc-project/vdc/manager/state"
 	"github.com/vdc-project/vdc/proto"
 	"github.com/vdc-project/vdc/scheduler/daemon"
 )
@@ -31,6 +38,23 @@ type PlaceOptions struct {
 	LocalStoreConcurrency int
 	// Timeout bounds each phase (create → running, delete → terminated).
 	Timeout time.Duration
+	// Reps is how many times the whole run is repeated (`all` and
+	// `place`); the figures are the median with min and max.
+	Reps int
+	// Gossip is the serf timing of every member: "crowd" (agent.CrowdGossip,
+	// for many members in one process) or "fast" (FastGossip alone).
+	Gossip string
+	// ProfileDir, when set, gets a CPU profile of each phase
+	// (cpu-create.prof, cpu-terminate.prof); not with a whole-run profile.
+	ProfileDir string
+}
+
+// serfTune is the serf adjustment of o.Gossip.
+func (o PlaceOptions) serfTune() func(*serf.Config) {
+	if o.Gossip == "fast" {
+		return nil
+	}
+	return agent.CrowdGossip
 }
 
 // DefaultPlaceOptions is the full run.
@@ -38,7 +62,7 @@ func DefaultPlaceOptions() PlaceOptions {
 	return PlaceOptions{
 		Hvas: 50, Instances: 5000, Concurrency: 64, Poll: 100 * time.Millisecond,
 		SchedulerConcurrency: daemon.DefaultConfig().Concurrency, LocalStoreConcurrency: 2,
-		Timeout: 20 * time.Minute,
+		Timeout: 20 * time.Minute, Gossip: "crowd", Reps: 1,
 	}
 }
 
@@ -112,6 +136,14 @@ type PlacePhase struct {
 	// manager accepted a call (none alive in its serf view, or none leading).
 	StalePlans      int `json:"stale_plans"`
 	NoManagerRounds int `json:"no_manager_rounds"`
+	// RaftEntries and FSMBatches count the raft log entries the leader
+	// applied during the phase and the bbolt transactions they shared
+	// (raft's BatchingFSM); RaftEntries / Reached is the writes per
+	// instance. Only with the manager in this process.
+	RaftEntries uint64 `json:"raft_entries,omitempty"`
+	FSMBatches  uint64 `json:"fsm_batches,omitempty"`
+	// RejectedTxns are entries refused by a guard (lost races).
+	RejectedTxns uint64 `json:"rejected_txns,omitempty"`
 	// Pipeline summarizes Samples: where instances and jobs waited.
 	Pipeline []PipelineStat   `json:"pipeline"`
 	Samples  []PipelineSample `json:"samples"`
@@ -131,6 +163,8 @@ type PlaceResult struct {
 	IdleSerfFailures int         `json:"idle_serf_failures"`
 	Create           *PlacePhase `json:"create,omitempty"`
 	Terminate        *PlacePhase `json:"terminate,omitempty"`
+	// Reps is the spread over repeated runs; the tables are the median run's.
+	Reps *RepSummary `json:"reps,omitempty"`
 }
 
 // Goal of the end-to-end rate (issue 3).
@@ -149,7 +183,14 @@ const pollPage = 512
 // a 504 (raft apply timed out, "may or may not have been applied") it may
 // have created the instance, so it is not repeated. A request that still
 // fails is counted in Failed and the phase goes on without its instance.
-const placeRetries = 5
+const placeRetries = 20
+
+// placeRetryPause is the pause before attempt+1 of a request answered 503: up
+// to a second, so that the retries outlast a raft election on a saturated
+// machine (several seconds in the simulated datacenter).
+func placeRetryPause(attempt int) time.Duration {
+	return min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)
+}
 
 // placeRequestTimeout bounds one API call of the place benchmark: under
 // load a create waits for the CPU far longer than the other benchmarks'
@@ -196,28 +237,10 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	r.progress("place: %d hosts online after %.1f s; idle cluster uses %.2f cores (%.2f by other processes), %d serf failures",
 		o.Hvas, out.SetupSeconds, out.IdleCPU.Own, out.IdleCPU.Other, out.IdleSerfFailures)
 
-	vifs := `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
-	env := phaseEnv{hc: hc, c: c, watch: watch}
-	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, func(ctx context.Context, i int) (string, error) {
-		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, c.base+"/instances.json", url.Values{
-			"image_id": {placeImageID}, "hypervisor": {"dummy"},
-			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
-			"vifs": {vifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
-		}))
-		if err != nil {
-			return "", err
-		}
-		var doc struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(body, &doc); err != nil || doc.ID == "" {
-			return "", fmt.Errorf("create instance: no id in %.200s", body)
-		}
-		ids[i] = doc.ID
-		return doc.ID, nil
-	})
+	env := phaseEnv{hc: hc, base: c.base, store: c.mgr.Cluster.Store(), fsm: c.mgr.Cluster.FSM(), watch: watch, schedLog: c.schedLog}
+	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, c.base, ids))
 	var createErr error
 	if err != nil {
 		createErr = fmt.Errorf("create: %w", err)
@@ -231,8 +254,42 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	// stopped early, so that its terminations are measured too.
 	ids = out.Create.reached
 	r.progress("place: terminating %d instances with %d clients", len(ids), o.Concurrency)
-	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, func(ctx context.Context, i int) (string, error) {
-		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, c.base+"/instances/"+ids[i]+".json", nil))
+	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(hc, c.base, ids))
+	if err != nil {
+		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
+	}
+	return out, createErr
+}
+
+// placeVifs is every benchmark instance's one vif.
+const placeVifs = `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
+
+// createInstance POSTs the i-th instance and records its id in ids[i].
+func createInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+	return func(ctx context.Context, i int) (string, error) {
+		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, base+"/instances.json", url.Values{
+			"image_id": {placeImageID}, "hypervisor": {"dummy"},
+			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
+			"vifs": {placeVifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
+		}))
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil || doc.ID == "" {
+			return "", fmt.Errorf("create instance: no id in %.200s", body)
+		}
+		ids[i] = doc.ID
+		return doc.ID, nil
+	}
+}
+
+// terminateInstance DELETEs instance ids[i].
+func terminateInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+	return func(ctx context.Context, i int) (string, error) {
+		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, base+"/instances/"+ids[i]+".json", nil))
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusBadRequest {
 			// A retry of a DELETE whose first answer was lost finds the
@@ -240,24 +297,25 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 			var doc struct {
 				State string `json:"state"`
 			}
-			if getJSON(ctx, hc, c.base+"/instances/"+ids[i]+".json", &doc) == nil &&
+			if getJSON(ctx, hc, base+"/instances/"+ids[i]+".json", &doc) == nil &&
 				(doc.State == proto.InstanceShuttingDown || doc.State == proto.InstanceTerminated) {
 				return ids[i], nil
 			}
 		}
 		return ids[i], err
-	})
-	if err != nil {
-		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
 	}
-	return out, createErr
 }
 
-// phaseEnv is what a phase works with.
+// phaseEnv is what a phase works with. With the cluster in other
+// processes (vdcbench dc) store and schedLog are nil: no pipeline samples,
+// no scheduler log counts.
 type phaseEnv struct {
-	hc    *http.Client
-	c     *placeCluster
-	watch *memberWatch
+	hc       *http.Client
+	base     string
+	store    *state.Store
+	fsm      *state.FSM
+	watch    *memberWatch
+	schedLog *msgCounts
 }
 
 // placeRequest is one instance's request of a phase.
@@ -275,17 +333,32 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	name, from, target string, idempotent bool, do func(ctx context.Context, i int) (string, error)) (*PlacePhase, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	hc, base := env.hc, env.c.base
+	hc, base := env.hc, env.base
 	ph := &PlacePhase{Name: name, Target: target, Requested: n}
+	if o.ProfileDir != "" {
+		stop, err := startCPUProfile(filepath.Join(o.ProfileDir, "cpu-"+name+".prof"))
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	cpuBefore := sampleCPU()
 	env.watch.resetMin(o.Hvas + 1)
 	failed0, lost0, _ := env.watch.counts()
-	stale0, noMgr0 := env.c.schedLog.get(msgStalePlan), env.c.schedLog.get(msgNoManager)
+	stale0, noMgr0 := env.schedLog.get(msgStalePlan), env.schedLog.get(msgNoManager)
+	var b0, e0, r0 uint64
+	if env.fsm != nil {
+		b0, e0, r0 = env.fsm.BatchStats()
+	}
 	defer func() {
+		if env.fsm != nil {
+			b, e, rj := env.fsm.BatchStats()
+			ph.FSMBatches, ph.RaftEntries, ph.RejectedTxns = b-b0, e-e0, rj-r0
+		}
 		failed, lost, minAlive := env.watch.counts()
 		ph.SerfFailures, ph.ManagerLost, ph.MinAliveAgents = failed-failed0, lost-lost0, minAlive
-		ph.StalePlans = env.c.schedLog.get(msgStalePlan) - stale0
-		ph.NoManagerRounds = env.c.schedLog.get(msgNoManager) - noMgr0
+		ph.StalePlans = env.schedLog.get(msgStalePlan) - stale0
+		ph.NoManagerRounds = env.schedLog.get(msgNoManager) - noMgr0
 	}()
 
 	var (
@@ -304,7 +377,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	if target == proto.InstanceRunning {
 		obs.failURL = base + "/instances.json?state=" + proto.InstanceTerminated + "&limit=1"
 	}
-	sampler := startPipelineSampler(env.c.mgr.Cluster.Store())
+	sampler := startPipelineSampler(env.store)
 	t0 := time.Now()
 	for range o.Concurrency {
 		wg.Add(1)
@@ -330,7 +403,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 					mu.Lock()
 					retries++
 					mu.Unlock()
-					_ = sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond)
+					_ = sleepCtx(ctx, placeRetryPause(attempt))
 				}
 				done := time.Now()
 				mu.Lock()
@@ -609,6 +682,15 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
 	}
 	fmt.Fprintln(w)
+	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
+		if ph != nil && ph.Reached > 0 && ph.FSMBatches > 0 {
+			fmt.Fprintf(w, "%s: %d raft entries applied (%.1f per instance; %d refused by a guard) in %d bbolt transactions (%.1f entries each).\n",
+				ph.Name, ph.RaftEntries, float64(ph.RaftEntries)/float64(ph.Reached), ph.RejectedTxns, ph.FSMBatches,
+				float64(ph.RaftEntries)/float64(ph.FSMBatches))
+		}
+	}
+	fmt.Fprintln(w)
+	writeReps(w, res.Reps)
 	fmt.Fprintln(w, "| Phase | serf: agents declared failed by the manager | manager declared failed by the scheduler | fewest agents alive | stale plans re-planned | scheduler rounds with no manager |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	fmt.Fprintf(w, "| idle (%s) | %d | – | – | – | – |\n", idleSample, res.IdleSerfFailures)
@@ -624,4 +706,20 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 			writePipeline(w, ph)
 		}
 	}
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/hva/collector"
@@ -80,7 +82,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	var lastErr error
 	for range startPortAttempts {
 		var apiAddr string
-		if c.mgr, apiAddr, lastErr = startPlaceManager(dir); lastErr == nil {
+		if c.mgr, apiAddr, lastErr = startPlaceManager(dir, o.serfTune()); lastErr == nil {
 			c.base = "http://" + apiAddr + api.Prefix
 			break
 		}
@@ -106,6 +108,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	scfg.RPCAddr = "127.0.0.1:0"
 	scfg.Join = join
 	scfg.FastGossip = true
+	scfg.SerfTune = o.serfTune()
 	if o.SchedulerConcurrency > 0 {
 		scfg.Concurrency = o.SchedulerConcurrency
 	}
@@ -121,7 +124,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	}
 
 	for i := range o.Hvas {
-		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency)
+		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency, o.serfTune())
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start %s: %w", hvaNode(i), err)
@@ -133,8 +136,9 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 
 // startPlaceManager is manager/server.Start on loopback listeners with the
 // shipped cluster and API configuration, FastGossip and a discard logger.
-func startPlaceManager(dir string) (*server.Manager, string, error) {
+func startPlaceManager(dir string, tune func(*serf.Config)) (*server.Manager, string, error) {
 	cfg := cluster.DefaultConfig()
+	cfg.SerfTune = tune
 	cfg.NodeName = filepath.Base(dir) + "-m1"
 	cfg.DataDir = filepath.Join(dir, "m1")
 	cfg.BootstrapExpect = 1
@@ -167,7 +171,7 @@ func startPlaceManager(dir string) (*server.Manager, string, error) {
 // startPlaceHva wires an hva the way hva/cmd/hva does (agent, collector
 // client, handlers, monitor) with the shipped defaults of its config, over a
 // dummy hypervisor large enough for any run.
-func startPlaceHva(node string, join []string, localStoreConcurrency int) (*placeHva, error) {
+func startPlaceHva(node string, join []string, localStoreConcurrency int, tune func(*serf.Config)) (*placeHva, error) {
 	logger := logging.Discard()
 	hv, err := dummy.New(dummy.Config{CPUCores: placeHostCores, MemoryMB: placeHostMemoryMB,
 		ShutdownDelay: dummy.DefaultConfig().ShutdownDelay})
@@ -182,6 +186,7 @@ func startPlaceHva(node string, join []string, localStoreConcurrency int) (*plac
 		RPCAddr:     "127.0.0.1:0",
 		Join:        join,
 		FastGossip:  true,
+		SerfTune:    tune,
 		Logger:      logger,
 		Concurrency: map[string]int{proto.EndpointLocalStoreHandle: localStoreConcurrency},
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {
@@ -231,11 +236,7 @@ func (c *placeCluster) Close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.stopMonitor()
-			<-h.monDone
-			ctx, cancel := context.WithTimeout(context.Background(), agentStopTimeout)
-			defer cancel()
-			_ = h.agent.Shutdown(ctx)
+			h.stop()
 		}()
 	}
 	if c.scheduler != nil {
@@ -261,6 +262,11 @@ func (c *placeCluster) Close() {
 // range over all of it, a public image on a backup object, and one host
 // node per hva (node ids hva.b1 … hva.bN).
 func (c *placeCluster) seed(ctx context.Context, hc *http.Client, hosts int) error {
+	return seedPlace(ctx, hc, c.base, hosts)
+}
+
+// seedPlace is seed through the API at base.
+func seedPlace(ctx context.Context, hc *http.Client, base string, hosts int) error {
 	type step struct {
 		method, path string
 		form         url.Values
@@ -295,7 +301,24 @@ func (c *placeCluster) seed(ctx context.Context, hc *http.Client, hosts int) err
 		}})
 	}
 	for _, s := range steps {
-		if _, err := expectOK(operatorRequest(ctx, hc, s.method, c.base+s.path, s.form)); err != nil {
+		// 503 (no leader: an election under load) is not done; anything
+		// else is an answer. A retried create that did land answers 400
+		// (its uuid exists), which the seed accepts.
+		var err error
+		for attempt := range placeRetries {
+			_, err = expectOK(operatorRequest(ctx, hc, s.method, base+s.path, s.form))
+			var se *statusError
+			if err == nil || !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+				if attempt > 0 && errors.As(err, &se) && se.status == http.StatusBadRequest && s.method == http.MethodPost {
+					err = nil
+				}
+				break
+			}
+			if serr := sleepCtx(ctx, placeRetryPause(attempt)); serr != nil {
+				return serr
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("seed %s %s: %w", s.method, s.path, err)
 		}
 	}
@@ -322,14 +345,21 @@ func operatorRequest(ctx context.Context, c *http.Client, method, u string, form
 // waitReady waits until every seeded host shows online (the node health
 // loop saw its hva in serf) and the manager sees the scheduler alive.
 func (c *placeCluster) waitReady(ctx context.Context, hc *http.Client, hosts int) error {
-	return waitUntil(ctx, placeReadyTimeout, func() error {
-		sched := false
+	return waitHostsOnline(ctx, hc, c.base, hosts, func() bool {
 		for _, m := range jobs.Members(c.mgr.Cluster.Members()) {
 			if m.Tags[proto.TagRole] == proto.RoleScheduler && m.Status == "alive" {
-				sched = true
+				return true
 			}
 		}
-		if !sched {
+		return false
+	})
+}
+
+// waitHostsOnline waits until schedulerSeen and every seeded host shows
+// online through the API at base.
+func waitHostsOnline(ctx context.Context, hc *http.Client, base string, hosts int, schedulerSeen func() bool) error {
+	return waitUntil(ctx, placeReadyTimeout, func() error {
+		if !schedulerSeen() {
 			return errors.New("the manager does not see the scheduler yet")
 		}
 		var env []struct {
@@ -337,7 +367,7 @@ func (c *placeCluster) waitReady(ctx context.Context, hc *http.Client, hosts int
 				Status string `json:"status"`
 			} `json:"results"`
 		}
-		if err := getJSON(ctx, hc, fmt.Sprintf("%s/host_nodes.json?limit=%d", c.base, hosts), &env); err != nil {
+		if err := getJSON(ctx, hc, fmt.Sprintf("%s/host_nodes.json?limit=%d", base, hosts), &env); err != nil {
 			return err
 		}
 		online := 0

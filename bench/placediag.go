@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,9 @@ func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func (c *msgCounts) get(msg string) int {
+	if c == nil {
+		return 0 // scheduler in another process: not counted
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[msg]
@@ -78,15 +82,43 @@ type memberWatch struct {
 
 const memberWatchEvery = 100 * time.Millisecond
 
+// watchedMember is a member as the watch sees it.
+type watchedMember struct {
+	Name, Status, Role string
+}
+
 func startMemberWatch(mgr *cluster.Server, sched *agent.Agent, agents int) *memberWatch {
+	mgrName := mgr.NodeName()
+	members := func() []watchedMember {
+		var out []watchedMember
+		for _, m := range mgr.Members() {
+			out = append(out, watchedMember{Name: m.Name, Status: m.Status, Role: m.Tags[cluster.TagRole]})
+		}
+		return out
+	}
+	schedMembers := func() []watchedMember {
+		var out []watchedMember
+		for _, m := range sched.Members() {
+			out = append(out, watchedMember{Name: m.Name, Status: m.Status, Role: m.Role})
+		}
+		return out
+	}
+	return watchMembers(members, schedMembers, []string{mgrName}, agents, memberWatchEvery)
+}
+
+// watchMembers samples the manager's member list (members) and, when
+// schedMembers is not nil, the scheduler's, every period; managers are the
+// managers' member names.
+func watchMembers(members, schedMembers func() []watchedMember, managers []string, agents int, period time.Duration) *memberWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &memberWatch{stop: cancel, done: make(chan struct{}), minAlive: agents}
+	isManager := func(name string) bool { return slices.Contains(managers, name) }
 	go func() {
 		defer close(w.done)
 		alive := map[string]bool{}
-		mgrName := mgr.NodeName()
+		mgrName := managers[0]
 		mgrAlive := true
-		t := time.NewTicker(memberWatchEvery)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
 			select {
@@ -94,9 +126,13 @@ func startMemberWatch(mgr *cluster.Server, sched *agent.Agent, agents int) *memb
 				return
 			case <-t.C:
 			}
+			ms := members()
+			if ms == nil {
+				continue // not answered this time
+			}
 			n, failed := 0, 0
-			for _, m := range mgr.Members() {
-				if m.Name == mgrName {
+			for _, m := range ms {
+				if isManager(m.Name) {
 					continue
 				}
 				up := m.Status == "alive"
@@ -108,8 +144,12 @@ func startMemberWatch(mgr *cluster.Server, sched *agent.Agent, agents int) *memb
 				alive[m.Name] = up
 			}
 			lost := 0
-			seen := false
-			for _, m := range sched.Members() {
+			seen := schedMembers == nil
+			var sms []watchedMember
+			if schedMembers != nil {
+				sms = schedMembers()
+			}
+			for _, m := range sms {
 				if m.Name != mgrName {
 					continue
 				}

@@ -36,12 +36,13 @@ type Options struct {
 	API      APIOptions
 	Failover FailoverOptions
 	Place    PlaceOptions
+	DC       DCOptions
 }
 
 // DefaultOptions is the full suite.
 func DefaultOptions() Options {
 	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions(),
-		Place: DefaultPlaceOptions()}
+		Place: DefaultPlaceOptions(), DC: DefaultDCOptions()}
 }
 
 // ShortOptions is the smoke suite: tiny windows, 1 repetition, 2 failover
@@ -49,7 +50,7 @@ func DefaultOptions() Options {
 // from rotting.
 func ShortOptions() Options {
 	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions(),
-		Place: ShortPlaceOptions()}
+		Place: ShortPlaceOptions(), DC: ShortDCOptions()}
 }
 
 // Report is everything one invocation measured, as written by --json.
@@ -71,6 +72,15 @@ type Report struct {
 	TerminationsPerSec    *float64 `json:"terminations_per_sec,omitempty"`
 	DeleteToTerminatedP50 *float64 `json:"delete_to_terminated_p50_ms,omitempty"`
 	DeleteToTerminatedP99 *float64 `json:"delete_to_terminated_p99_ms,omitempty"`
+	// The simulated datacenter (dc): managers, schedulers and hvas as
+	// separate processes. When it ran, placements_per_sec and the
+	// create_to_running figures above are its own (issue 6's figure); the
+	// in-process place run's are kept under place_*.
+	PlacePlacementsPerSec  *float64 `json:"place_placements_per_sec,omitempty"`
+	PlaceCreateToRunP99Ms  *float64 `json:"place_create_to_running_p99_ms,omitempty"`
+	AgentsConvergeSeconds  *float64 `json:"agents_converge_seconds,omitempty"`
+	ManagerSeesAllSeconds  *float64 `json:"manager_sees_all_agents_seconds,omitempty"`
+	LeaderRSSMBAfterCreate *float64 `json:"leader_rss_mb_after_create,omitempty"`
 
 	// CPU is the average CPU use while each benchmark ran: its own and
 	// everybody else's on the machine (other_cores well above 0 means the
@@ -81,6 +91,7 @@ type Report struct {
 	API      *APIResult      `json:"api,omitempty"`
 	Failover *FailoverResult `json:"failover,omitempty"`
 	Place    *PlaceResult    `json:"place,omitempty"`
+	DC       *DCResult       `json:"dc,omitempty"`
 }
 
 // Fill sets the headline figures from the results present.
@@ -106,14 +117,38 @@ func (rep *Report) Fill() {
 		rep.FailoverP99Ms, rep.FailoverMedianMs, rep.LostAcknowledgedWrites = &p99, &med, &lost
 	}
 	if rep.Place != nil {
-		if c := rep.Place.Create; c != nil && c.Reached > 0 && c.Reached+c.Failed+c.Stranded == c.Requested {
-			rate, p50, p99 := c.PerSec, c.ToP50ms, c.ToP99ms
-			rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
+		rep.fillPlacements(rep.Place.Create, rep.Place.Terminate, rep.Place.Reps)
+	}
+	if d := rep.DC; d != nil {
+		rep.PlacePlacementsPerSec, rep.PlaceCreateToRunP99Ms = rep.PlacementsPerSec, rep.CreateToRunningP99Ms
+		rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = nil, nil, nil
+		rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = nil, nil, nil
+		rep.fillPlacements(d.Create, d.Terminate, d.Reps)
+		conv, mgr, rss := d.AgentsConvergedSeconds, d.ManagerSeesAllSeconds, d.LeaderRSSMB
+		rep.AgentsConvergeSeconds, rep.ManagerSeesAllSeconds, rep.LeaderRSSMBAfterCreate = &conv, &mgr, &rss
+	}
+}
+
+// fillPlacements sets the placement headline figures from a run (or the
+// medians over its repetitions). A phase that did not account for every
+// request gives none.
+func (rep *Report) fillPlacements(create, terminate *PlacePhase, reps *RepSummary) {
+	complete := func(ph *PlacePhase) bool {
+		return ph != nil && ph.Reached > 0 && ph.Reached+ph.Failed+ph.Stranded == ph.Requested
+	}
+	if complete(create) {
+		rate, p50, p99 := create.PerSec, create.ToP50ms, create.ToP99ms
+		if reps != nil {
+			rate, p50, p99 = reps.CreatePerSec.Median, reps.CreateP50ms.Median, reps.CreateP99ms.Median
 		}
-		if t := rep.Place.Terminate; t != nil && t.Reached > 0 && t.Reached+t.Failed+t.Stranded == t.Requested {
-			rate, p50, p99 := t.PerSec, t.ToP50ms, t.ToP99ms
-			rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
+		rep.PlacementsPerSec, rep.CreateToRunningP50Ms, rep.CreateToRunningP99Ms = &rate, &p50, &p99
+	}
+	if complete(terminate) {
+		rate, p50, p99 := terminate.PerSec, terminate.ToP50ms, terminate.ToP99ms
+		if reps != nil {
+			rate, p99 = reps.TerminatePerSec.Median, reps.TerminateP99ms.Median
 		}
+		rep.TerminationsPerSec, rep.DeleteToTerminatedP50, rep.DeleteToTerminatedP99 = &rate, &p50, &p99
 	}
 }
 
@@ -122,7 +157,7 @@ func (rep *Report) WriteTables(w io.Writer) {
 	rep.Machine.WriteTable(w)
 	if len(rep.CPU) > 0 {
 		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
-		for _, name := range []string{"raft", "api", "failover", "place"} {
+		for _, name := range []string{"raft", "api", "failover", "place", "dc"} {
 			if u, ok := rep.CPU[name]; ok {
 				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
 			}
@@ -144,6 +179,9 @@ func (rep *Report) WriteTables(w io.Writer) {
 	}
 	if rep.Place != nil {
 		rep.Place.WriteTable(w)
+	}
+	if rep.DC != nil {
+		rep.DC.WriteTable(w)
 	}
 }
 
@@ -262,7 +300,9 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 		case "failover":
 			rep.Failover, err = r.Failover(ctx, o.Failover)
 		case "place":
-			rep.Place, err = r.Place(ctx, o.Place)
+			rep.Place, err = r.placeReps(ctx, o.Place, o.Place.Reps)
+		case "dc":
+			rep.DC, err = r.dcReps(ctx, o.DC, o.DC.Reps)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

@@ -70,7 +70,7 @@ func build(t *testing.T) string {
 		if binDir, buildErr = os.MkdirTemp("", "vdc-e2e-bin"); buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva"} {
+		for _, pkg := range []string{"manager/cmd/dcmgr", "scheduler/cmd/scheduler", "hva/cmd/hva", "sta/cmd/sta"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), "../"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
@@ -155,6 +155,16 @@ type options struct {
 	// hva's default flags (later flags win).
 	hvaNodeID, hostHypervisor string
 	hvaArgs                   []string
+	// extra, when set, gives more arguments for each daemon by its node
+	// name (m1.., scheduler.e2e, hva.e2e1), e.g. a -config file.
+	extra func(name string) []string
+}
+
+func (o options) more(name string) []string {
+	if o.extra == nil {
+		return nil
+	}
+	return o.extra(name)
 }
 
 // manager is one dcmgr process of the cluster.
@@ -217,15 +227,16 @@ func newClusterWith(t *testing.T, o options) *cluster1 {
 			dname = "dcmgr-" + name
 		}
 		m := &manager{name: name, api: "http://" + api + "/api/12.03", internal: "http://" + api + "/internal/v1", rpc: rpc}
-		m.d = c.start(dname, "dcmgr", args...)
+		m.d = c.start(dname, "dcmgr", append(args, o.more(name)...)...)
 		c.managers = append(c.managers, m)
 	}
 	c.api = c.managers[0].api
-	c.sched = c.start("scheduler", "scheduler", "-node-id", "scheduler.e2e", "-serf", port(t), "-rpc", port(t),
-		"-join", c.serf, "-fast-gossip", "-log-level", "info")
-	c.hva = c.start("hva", "hva", append([]string{"-node-id", o.hvaNodeID, "-serf", port(t), "-rpc", port(t), "-join", c.serf,
+	c.sched = c.start("scheduler", "scheduler", append([]string{"-node-id", "scheduler.e2e", "-serf", port(t), "-rpc", port(t),
+		"-join", c.serf, "-fast-gossip", "-log-level", "info"}, o.more("scheduler.e2e")...)...)
+	hvaArgs := append([]string{"-node-id", o.hvaNodeID, "-serf", port(t), "-rpc", port(t), "-join", c.serf,
 		"-fast-gossip", "-hypervisor", "dummy", "-cpu-cores", fmt.Sprint(o.hvaCores),
-		"-memory-mb", fmt.Sprint(o.hvaMemoryMB), "-monitor-interval", "500ms", "-log-level", "info"}, o.hvaArgs...)...)
+		"-memory-mb", fmt.Sprint(o.hvaMemoryMB), "-monitor-interval", "500ms", "-log-level", "info"}, o.hvaArgs...)
+	c.hva = c.start("hva", "hva", append(hvaArgs, o.more(o.hvaNodeID)...)...)
 	if o.managers > 1 {
 		testutil.WaitFor(t, 30*time.Second, func() error {
 			_, err := c.leader()

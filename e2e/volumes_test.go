@@ -430,10 +430,8 @@ func (s *fakeSta) backupVolume(ctx context.Context, req proto.StaBackupVolumeReq
 
 // ---- dummy hva ----
 
-// startHva runs the hva handlers over the dummy hypervisor; attach and
-// detach, which the hva does not serve yet, are done by a stand-in that
-// reports the states the hva reports (§2.2): attaching → attached,
-// detaching → available (unlinked).
+// startHva runs the hva handlers over the dummy hypervisor (attach and
+// detach hot-plug into its domains).
 func startHva(t *testing.T, c *volCluster, node string) {
 	t.Helper()
 	logger := logging.NewTest(t)
@@ -461,33 +459,6 @@ func startHva(t *testing.T, c *volCluster, node string) {
 		t.Fatal(err)
 	}
 	h.Register(a)
-	served := map[string]bool{}
-	for _, v := range h.Verbs() {
-		served[v.Verb] = true
-	}
-	ep := proto.HvaHandle(node)
-	update := func(ctx context.Context, req proto.UpdateVolumeRequest) error {
-		return cc.Call(ctx, proto.EndpointStaCollector, proto.VerbUpdateVolume, req, nil)
-	}
-	if !served[proto.VerbAttach] {
-		a.HandleJob(ep, proto.VerbAttach, agent.JobFunc(func(ctx context.Context, req proto.HvaAttachRequest) (proto.HvaAttachResponse, error) {
-			for _, st := range []string{proto.VolumeAttaching, proto.VolumeAttached} {
-				if err := update(ctx, proto.UpdateVolumeRequest{VolumeID: req.VolumeID, State: ptr(st), GuestDeviceName: ptr("vdb")}); err != nil {
-					return proto.HvaAttachResponse{}, err
-				}
-			}
-			return proto.HvaAttachResponse{}, nil
-		}))
-	}
-	if !served[proto.VerbDetach] {
-		a.HandleJob(ep, proto.VerbDetach, agent.JobFunc(func(ctx context.Context, req proto.HvaDetachRequest) (proto.HvaDetachResponse, error) {
-			if err := update(ctx, proto.UpdateVolumeRequest{VolumeID: req.VolumeID, State: ptr(proto.VolumeDetaching)}); err != nil {
-				return proto.HvaDetachResponse{}, err
-			}
-			return proto.HvaDetachResponse{}, update(ctx, proto.UpdateVolumeRequest{VolumeID: req.VolumeID,
-				State: ptr(proto.VolumeAvailable), DetachInstance: true})
-		}))
-	}
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,8 @@
 // in sub-packages:
 //
 //   - hypervisor: the Hypervisor driver interface (define, start, stop,
-//     reboot, ACPI shutdown, undefine, get, list, capacity), with
+//     reboot, ACPI shutdown, undefine, get, list, capacity) and the
+//     optional Migrator and DiskAttacher (hot-plug of volumes), with
 //     hypervisor/libvirt (QEMU/KVM domains over libvirtd's socket),
 //     hypervisor/dummy (an in-memory host) and hypervisor/hypervisortest (the
 //     conformance suite every driver passes);
@@ -12,7 +13,9 @@
 //   - collector: the client of the managers' hva-collector and job-collector
 //     RPC endpoints, which finds the managers through serf and retries until
 //     one accepts; collector/collectortest is an in-memory stand-in manager;
-//   - handlers: the job verbs on instances of hva-handle.<node> and
-//     local-store-handle.<node>, and the instance monitor;
+//   - handlers: the job verbs on instances of hva-handle.<node> (boot,
+//     SAN boot from shared volumes, attach/detach of iSCSI volumes through
+//     QEMU's own initiator, power, terminate) and local-store-handle.<node>,
+//     and the instance monitor;
 //   - cmd/hva: the daemon (config, wiring on common/agent, signals).
 package hva

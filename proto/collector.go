@@ -268,7 +268,8 @@ type NetfilterSecurityGroup struct {
 
 // GetNetfilterDataResponse is the host's vnics (vifs of instances placed on
 // it, in the states of NetfilterMember), sorted by id, and every group they
-// are in or their groups' rules name, sorted by id.
+// are in, their groups' rules name, or whose rules name their groups, sorted
+// by id.
 type GetNetfilterDataResponse struct {
 	Vnics          []VifView                `json:"vnics"`
 	SecurityGroups []NetfilterSecurityGroup `json:"security_groups"`

@@ -369,6 +369,9 @@ const KindJobQueue = "job_queue"
 type JobQueueEntry struct {
 	ID       string `json:"id"`
 	Endpoint string `json:"endpoint"`
+	// ResourceID is the job's resource: its jobs are delivered one at a
+	// time, oldest first (empty in entries written before it was kept).
+	ResourceID string `json:"resource_id,omitempty"`
 }
 
 // Job is a durable unit of work (spec §2.14 shape). Two kinds share it: the

@@ -32,6 +32,12 @@ const (
 type GetViewRequest struct {
 	InstanceID string `json:"instance_id"`
 	Start      bool   `json:"start,omitempty"`
+	// InstanceIDs asks for the requests of a batch of instances
+	// (SchedView.Requests; InstanceID may then be empty). RequestsOnly
+	// leaves the cluster part out: a daemon placing against a view it keeps
+	// (and records its own placements in) only needs the new requests.
+	InstanceIDs  []string `json:"instance_ids,omitempty"`
+	RequestsOnly bool     `json:"requests_only,omitempty"`
 }
 
 // GetViewResponse is the view.
@@ -50,6 +56,9 @@ type SchedView struct {
 	Groups       []string           `json:"groups"`     // host node, storage node and network group ids
 	MacLeases    []string           `json:"mac_leases"` // 12 lower-case hex chars each
 	Request      SchedRequest       `json:"request"`
+	// Requests answer GetViewRequest.InstanceIDs, in order; an instance
+	// that does not exist is left out.
+	Requests []SchedRequest `json:"requests,omitempty"`
 }
 
 // SchedHost is a host node with its usage (from its HostUsage record).
@@ -157,6 +166,18 @@ type SubmitPlanRequest struct {
 	// ViewIndex is the raft index of the view the plan was made on
 	// (informational: the leader re-checks the plan, not the index).
 	ViewIndex uint64 `json:"view_index,omitempty"`
+	// Plans, when set, is a batch: each plan is re-checked on its own and
+	// all that hold are applied in one raft transaction; the answer has a
+	// result per plan (SubmitPlanResponse.Results). The other fields are
+	// then unused.
+	Plans []SubmitPlanRequest `json:"plans,omitempty"`
+}
+
+// PlanResult is the outcome of one plan of a batch: the response, or the
+// error the plan alone would have got (a stale plan is errs.Conflict).
+type PlanResult struct {
+	SubmitPlanResponse
+	Error *WireError `json:"error,omitempty"`
 }
 
 // PlannedNic is one vif of a plan. Addresses are dotted quads, "" when the
@@ -193,6 +214,8 @@ type SubmitPlanResponse struct {
 	// AlreadyApplied is set when the same plan had been applied before (a
 	// retried submit whose first answer was lost).
 	AlreadyApplied bool `json:"already_applied,omitempty"`
+	// Results answer a batch (SubmitPlanRequest.Plans), in order.
+	Results []PlanResult `json:"results,omitempty"`
 }
 
 // ScheduleFailedRequest reports that an instance cannot be placed: the

@@ -3,7 +3,8 @@
 # raw BIOS-bootable disk (whole-disk FAT with syslinux) holding Debian's cloud
 # kernel and an initramfs made of busybox-static, the virtio/vfat/ACPI-button
 # modules and an /init that reads the vdc metadata drive (label METADATA),
-# configures hostname and NICs, prints
+# configures hostname and NICs (announcing each address with a gratuitous
+# ARP), prints
 #   vdc-guest: booted <instance-id> hostname=<hostname> ips=<a,b>
 # on the serial console, serves HTTP on 80 (index: "<instance-id> <hostname>")
 # and TCP echo on 7, answers ping, and powers off on an ACPI power-button press.
@@ -257,6 +258,10 @@ for nic in /sys/class/net/*; do
 			ip addr add "$a/$prefix" dev "$name"
 		fi
 		ips=${ips:+$ips,}$a
+		# Gratuitous ARP (twice, in the background): peers that knew the
+		# address with another MAC (a terminated instance's, as addresses
+		# are reused) update their caches now, not when those expire.
+		arping -q -U -c 2 -I "$name" "$a" </dev/null >/dev/null 2>&1 &
 	done
 	if [ -n "$gw" ]; then
 		ip route add default via "$gw" dev "$name" metric "${metric:-0}" ||

@@ -7,6 +7,12 @@
 # its socket, and the demo image is then the tiny guest of
 # scripts/build-guest-image.sh; otherwise it runs the dummy hypervisor.
 # VDC_HYPERVISOR=libvirt|dummy chooses explicitly (default auto).
+#
+# VDC_BRIDGE=<name> (libvirt only, root) also gives the guests a network:
+# the DC network "public" is that bridge (created if absent, no uplink, the
+# host on it as nw-demo1's gateway 10.0.2.1/24) and security groups are
+# enforced with nftables (tables named after the bridge). The bridge, the
+# address and the tables are left in place when the quick start stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -55,6 +61,20 @@ else
 	HVA_ARGS=(-hypervisor dummy -cpu-cores 16 -memory-mb 32768)
 fi
 printf '%s' "$HYPERVISOR" >"$DATA/hypervisor"
+
+BRIDGE=${VDC_BRIDGE:-}
+if [ -n "$BRIDGE" ]; then
+	[ "$HYPERVISOR" = libvirt ] || { echo "VDC_BRIDGE needs the libvirt hypervisor" >&2; exit 1; }
+	[ "$(id -u)" = 0 ] || { echo "VDC_BRIDGE needs root (bridge, taps, nftables)" >&2; exit 1; }
+	printf '{"dc_networks": {"public": {"bridge": "%s"}}, "netfilter": true, "netfilter_table": "%s"}\n' \
+		"$BRIDGE" "$BRIDGE" >"$DATA/hva.json"
+	HVA_ARGS+=(-config "$DATA/hva.json")
+	# The host is nw-demo1's gateway on the bridge: it reaches the guests.
+	ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+	ip -4 addr show dev "$BRIDGE" | grep -q ' 10\.0\.2\.1/24 ' || ip addr add 10.0.2.1/24 dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	echo "host network: DC network public is bridge $BRIDGE (host 10.0.2.1/24), security groups in nftables tables $BRIDGE"
+fi
 
 "$BIN/dcmgr" -node demo -data-dir "$DATA/dcmgr" -api "0.0.0.0:${API_PORT}" \
 	-rpc 127.0.0.1:9012 -serf 127.0.0.1:9010 -raft 127.0.0.1:9011 -bootstrap-expect 1 \
@@ -121,8 +141,15 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-if [ "$HYPERVISOR" = libvirt ]; then
-	# No host network is configured here: the demo instance has no vnic.
+if [ "$HYPERVISOR" = libvirt ] && [ -n "$BRIDGE" ]; then
+	# One vnic on nw-demo1; the guest answers HTTP on 80 and ping at the
+	# address the API shows (from the host; other guests as its groups say).
+	EXAMPLE="-d image_id=wmi-demo1 -d hypervisor=qemu -d cpu_cores=1 -d memory_size=128 \\
+       -d hostname=demo --data-urlencode 'vifs={\"eth0\":{\"index\":\"0\",\"network\":\"nw-demo1\"}}'"
+	HVA_NOTE="hva (libvirt, QEMU TCG, node hva.demo1; vnics on bridge $BRIDGE; instance files in $DATA/instances,
+serial consoles in $DATA/instances/_console/<instance id>.log; instances keep running after Ctrl-C)"
+elif [ "$HYPERVISOR" = libvirt ]; then
+	# No host network is configured (VDC_BRIDGE): the demo instance has no vnic.
 	EXAMPLE="-d image_id=wmi-demo1 -d hypervisor=qemu -d cpu_cores=1 -d memory_size=128 \\
        -d hostname=demo --data-urlencode 'vifs={}'"
 	HVA_NOTE="hva (libvirt, QEMU TCG, node hva.demo1; instance files in $DATA/instances,

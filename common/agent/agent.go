@@ -28,6 +28,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -56,9 +57,17 @@ type Config struct {
 	Join []string
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
+	// SerfTune, when set, adjusts the serf configuration last (the
+	// benchmark's simulated datacenter runs hundreds of agents in one
+	// process with CrowdGossip).
+	SerfTune func(*serf.Config)
 	// Token is the shared RPC token, required from callers and sent to peers.
-	Token  string
-	Logger *slog.Logger
+	// Security.RPC.Token, when set, takes its place.
+	Token string
+	// Security is the cluster security the daemon's config file set up:
+	// RPC token(s), mutual TLS, gossip keyring (common/security).
+	Security security.Settings
+	Logger   *slog.Logger
 	// Tags are extra serf tags (the hva's fence timeout); they cannot
 	// replace role, node_id or rpc.
 	Tags map[string]string
@@ -143,6 +152,10 @@ type Agent struct {
 	jobs     map[string]*jobEntry
 	finished *list.List // final entries, most recently used first
 	subs     map[*subscription]struct{}
+	// members caches Members() until the next serf member event.
+	members        []Member
+	membersVersion uint64
+	membersAt      uint64 // the version members was built at
 }
 
 // New validates cfg and builds an agent. Nothing listens until Start.
@@ -164,7 +177,10 @@ func New(cfg Config) (*Agent, error) {
 		base = logging.Discard()
 	}
 	logger := slog.New(ctxHandler{base.Handler()}).With("node_id", cfg.NodeID)
-	sec := rpc.Security{Token: cfg.Token}
+	sec := cfg.Security.RPC
+	if sec.Token == "" {
+		sec.Token = cfg.Token
+	}
 	ctx, abort := context.WithCancel(context.Background())
 	a := &Agent{
 		cfg:      cfg,
@@ -244,6 +260,9 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	} else {
 		sc.MemberlistConfig = memberlist.DefaultLANConfig()
 	}
+	if a.cfg.SerfTune != nil {
+		a.cfg.SerfTune(sc)
+	}
 	sc.MemberlistConfig.BindAddr = host
 	sc.MemberlistConfig.BindPort = port
 	sc.MemberlistConfig.AdvertisePort = port // memberlist sets it when port is 0
@@ -254,6 +273,7 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	}
 	sc.MemberlistConfig.Logger = logging.StdLog(a.logger, "memberlist")
 	sc.Logger = logging.StdLog(a.logger, "serf")
+	a.cfg.Security.ConfigureSerf(sc)
 	sc.Tags = map[string]string{
 		proto.TagRole:   a.cfg.Role,
 		proto.TagNodeID: a.cfg.NodeID,
@@ -262,10 +282,22 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	for k, v := range a.cfg.Tags {
 		sc.Tags[k] = v
 	}
+	var tr *packetTransport
+	if a.cfg.FastGossip {
+		// Loopback clusters run many members per process: packets get
+		// buffers of their own size (transport.go).
+		if tr, err = newPacketTransport(host, port); err != nil {
+			return nil, nil, err
+		}
+		sc.MemberlistConfig.Transport = tr
+	}
 	events := make(chan serf.Event, 256)
 	sc.EventCh = events
 	s, err := serf.Create(sc)
 	if err != nil {
+		if tr != nil {
+			tr.Shutdown()
+		}
 		return nil, nil, fmt.Errorf("start serf: %w", err)
 	}
 	return s, events, nil
@@ -281,11 +313,47 @@ func FastGossip(sc *serf.Config) {
 	m.SuspicionMult = 2
 	m.PushPullInterval = 2 * time.Second
 	m.TCPTimeout = 2 * time.Second
+	// Loopback has no bandwidth to save: compressing every gossip packet
+	// (an LZW writer per packet) was an eighth of the CPU of 50 agents in
+	// one process.
+	m.EnableCompression = false
 	sc.ReconnectInterval = time.Second
 	sc.ReconnectTimeout = time.Minute
 	sc.TombstoneTimeout = time.Minute
 	sc.ReapInterval = 5 * time.Second
 	sc.LeavePropagateDelay = 100 * time.Millisecond
+}
+
+// CrowdGossip sets serf timers for a crowd of members sharing one machine
+// (the benchmark's simulated datacenter: hundreds of agents in one process
+// on loopback). FastGossip's timers cost a full state exchange every 2 s
+// per member, and its 100 ms probe timeout declares live agents failed as
+// soon as the CPU is saturated (and every false suspicion is broadcast and
+// refuted, which costs more CPU: a storm). Here a member probes every 3 s
+// with a 2 s timeout and a long suspicion, exchanges full state every 10 s (scaled
+// up with the cluster's size by memberlist), gossips pending broadcasts to 4
+// members every 100 ms (nothing is sent when none are pending), and nothing
+// is compressed. Every member handles every broadcast (user events included)
+// RetransmitMult × log(members) times, so it is kept low. A failed member
+// is noticed in tens of seconds.
+func CrowdGossip(sc *serf.Config) {
+	m := sc.MemberlistConfig
+	m.ProbeInterval = 3 * time.Second
+	m.ProbeTimeout = 2 * time.Second
+	m.GossipInterval = 100 * time.Millisecond
+	m.GossipNodes = 4
+	m.RetransmitMult = 3
+	m.SuspicionMult = 8
+	m.SuspicionMaxTimeoutMult = 4
+	m.PushPullInterval = 10 * time.Second
+	m.TCPTimeout = 5 * time.Second
+	m.EnableCompression = false
+	sc.ReconnectInterval = 5 * time.Second
+	sc.ReapInterval = 15 * time.Second
+	// Recent user events travel in every full state exchange; events are
+	// best effort (receivers reconcile), so fewer are kept.
+	sc.EventBuffer = 128
+	sc.QueueDepthWarning = 4096
 }
 
 // retryJoin joins addrs, retrying with backoff until one member answers.
@@ -324,6 +392,9 @@ func (a *Agent) serfLoop(events <-chan serf.Event) {
 			case serf.UserEvent:
 				a.dispatchEvent(e)
 			case serf.MemberEvent:
+				a.mu.Lock()
+				a.membersVersion++
+				a.mu.Unlock()
 				for _, m := range e.Members {
 					a.logger.Debug("serf member event", "event", e.Type.String(), "member", m.Name)
 				}
@@ -471,14 +542,24 @@ type Member struct {
 }
 
 // Members lists the serf members this agent knows, sorted by name.
+//
+// The list is shared between callers (read it, do not change it) and
+// rebuilt after a serf member event: the collector client looks the
+// managers up for every call.
 func (a *Agent) Members() []Member {
 	a.mu.Lock()
 	s := a.serf
+	if a.members != nil && a.membersAt == a.membersVersion {
+		out := a.members
+		a.mu.Unlock()
+		return out
+	}
+	v := a.membersVersion
 	a.mu.Unlock()
 	if s == nil {
 		return nil
 	}
-	var out []Member
+	out := make([]Member, 0)
 	for _, m := range s.Members() {
 		out = append(out, Member{
 			Name:   m.Name,
@@ -491,6 +572,9 @@ func (a *Agent) Members() []Member {
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	a.mu.Lock()
+	a.members, a.membersAt = out, v
+	a.mu.Unlock()
 	return out
 }
 

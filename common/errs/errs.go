@@ -35,6 +35,10 @@ const (
 	Unavailable
 	// Unauthorized: the RPC caller presented no or a wrong credential (401).
 	Unauthorized
+	// RateLimited: the caller sent more requests than its rate allows (429).
+	// The 12.03 API had no rate limit; its document carries the closest
+	// 12.03 error, ExceedQuotaLimit (code 162), with status 429.
+	RateLimited
 )
 
 // 12.03 API kinds; the value is the API code.
@@ -213,6 +217,7 @@ var internalKinds = map[Kind]kindInfo{
 	NotFound:     {"NotFound", http.StatusNotFound},
 	Unavailable:  {"Unavailable", http.StatusServiceUnavailable},
 	Unauthorized: {"Unauthorized", http.StatusUnauthorized},
+	RateLimited:  {"ExceedQuotaLimit", http.StatusTooManyRequests},
 }
 
 func (k Kind) info() kindInfo {
@@ -252,19 +257,24 @@ func (k Kind) Code() string {
 		return "905"
 	case Unauthorized:
 		return "906"
+	case RateLimited:
+		return "162"
 	}
 	return "900"
 }
 
 // WireCode is the code that identifies k exactly when an error crosses RPC.
 // It is Code, except for the kinds that render with another kind's code
-// (NotFound as 100, InvalidBody as 900): those get codes of their own.
+// (NotFound as 100, InvalidBody as 900, RateLimited as 162): those get codes
+// of their own.
 func (k Kind) WireCode() string {
 	switch k {
 	case NotFound:
 		return "907"
 	case InvalidBody:
 		return "908"
+	case RateLimited:
+		return "909"
 	}
 	return k.Code()
 }

@@ -60,3 +60,12 @@ func TestNewKinds(t *testing.T) {
 		t.Errorf("Is(%v, Unavailable) = false", err)
 	}
 }
+
+func TestRateLimitedRendersAsQuotaExceeded(t *testing.T) {
+	if RateLimited.Status() != http.StatusTooManyRequests || RateLimited.Code() != "162" || RateLimited.Name() != "ExceedQuotaLimit" {
+		t.Errorf("RateLimited = %d %s %s", RateLimited.Status(), RateLimited.Code(), RateLimited.Name())
+	}
+	if KindFromCode(RateLimited.WireCode()) != RateLimited || KindFromCode("162") != ExceedQuotaLimit {
+		t.Error("RateLimited does not round-trip the wire, or took 162 from ExceedQuotaLimit")
+	}
+}

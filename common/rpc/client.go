@@ -3,15 +3,19 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/tlsutil"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -28,14 +32,19 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 	// MaxIdleConnsPerHost is the keep-alive pool per peer; 0 = 16.
 	MaxIdleConnsPerHost int
+	// Servers are the roles a server of an endpoint may have under mutual
+	// TLS; nil = proto.ServingRoles. An endpoint with no roles is not called.
+	Servers func(endpoint string) []string
 }
 
 // Client calls RPC servers, keeping connections to each peer alive between
 // calls. It is safe for concurrent use; share one per process.
 type Client struct {
-	cfg  ClientConfig
-	http *http.Client
-	tr   *http.Transport
+	cfg ClientConfig
+	tr  *http.Transport // plain HTTP
+
+	mu     sync.Mutex
+	tlsTrs map[string]*http.Transport // by the server roles they accept
 }
 
 // NewClient returns a Client.
@@ -49,19 +58,60 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = 16
 	}
-	tr := &http.Transport{
+	if cfg.Servers == nil {
+		cfg.Servers = proto.ServingRoles
+	}
+	c := &Client{cfg: cfg, tlsTrs: map[string]*http.Transport{}}
+	c.tr = c.newTransport()
+	return c
+}
+
+func (c *Client) newTransport() *http.Transport {
+	return &http.Transport{
 		Proxy:               nil, // cluster traffic never goes through an HTTP proxy
-		DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: c.cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:   false,
 		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost: c.cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: c.cfg.DialTimeout,
 	}
-	return &Client{cfg: cfg, tr: tr, http: &http.Client{Transport: tr}}
+}
+
+// transport is the plain transport, or under mutual TLS the one whose
+// handshake accepts only the roles that serve endpoint. Pooled connections
+// are per transport, so a connection verified for one role never carries a
+// call meant for another.
+func (c *Client) transport(endpoint string) (*http.Transport, string, error) {
+	id := c.cfg.Security.TLS
+	if id == nil {
+		return c.tr, "http://", nil
+	}
+	roles := c.cfg.Servers(endpoint)
+	if len(roles) == 0 {
+		return nil, "", errs.New(errs.Unauthorized, "no server role is allowed to serve rpc endpoint %s", endpoint)
+	}
+	key := strings.Join(roles, ",")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tr := c.tlsTrs[key]
+	if tr == nil {
+		tr = c.newTransport()
+		tr.TLSClientConfig = id.ClientConfig(roles...)
+		c.tlsTrs[key] = tr
+	}
+	return tr, "https://", nil
 }
 
 // Close drops idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tr := range c.tlsTrs {
+		tr.CloseIdleConnections()
+	}
+}
 
 // Call sends req (JSON-encoded; nil sends null) to endpoint/verb on the
 // server at addr (host:port) and decodes the response into resp (nil
@@ -80,7 +130,11 @@ func (c *Client) Call(ctx context.Context, addr, endpoint, verb string, req, res
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, fmt.Sprintf("encode %s/%s request", endpoint, verb))
 	}
-	url := "http://" + addr + proto.RPCPath(endpoint, verb)
+	tr, scheme, err := c.transport(endpoint)
+	if err != nil {
+		return err
+	}
+	url := scheme + addr + proto.RPCPath(endpoint, verb)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "build rpc request")
@@ -89,7 +143,7 @@ func (c *Client) Call(ctx context.Context, addr, endpoint, verb string, req, res
 	if c.cfg.Security.Token != "" {
 		hreq.Header.Set(proto.HeaderAuthorization, "Bearer "+c.cfg.Security.Token)
 	}
-	hresp, err := c.http.Do(hreq)
+	hresp, err := (&http.Client{Transport: tr}).Do(hreq)
 	if err != nil {
 		return transportError(ctx, err, addr, endpoint, verb)
 	}
@@ -118,6 +172,14 @@ func transportError(ctx context.Context, err error, addr, endpoint, verb string)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errs.Wrap(errs.Timeout, err, what)
 	}
+	// A certificate refused by either side will be refused again: not a
+	// peer that is merely down.
+	var verr *tls.CertificateVerificationError
+	var rerr *tlsutil.RoleError
+	var oerr *net.OpError
+	if errors.As(err, &verr) || errors.As(err, &rerr) || (errors.As(err, &oerr) && oerr.Op == "remote error") {
+		return errs.Wrap(errs.Unauthorized, err, what)
+	}
 	return errs.Wrap(errs.Unavailable, err, what)
 }
 
@@ -130,6 +192,11 @@ func remoteError(status int, body []byte) error {
 		return FromWire(&w)
 	}
 	kind := errs.Internal
+	if status == http.StatusBadRequest && bytes.Contains(body, []byte("HTTPS server")) {
+		// Go's TLS listener answering plain HTTP: the peer runs mutual TLS
+		// and this daemon has no TLS files (or the other way round).
+		return errs.New(errs.Unauthorized, "rpc: the peer requires TLS; configure tls_ca_file, tls_cert_file and tls_key_file")
+	}
 	switch status {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		kind = errs.Unavailable

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,11 +13,13 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/tlsutil"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -29,14 +32,17 @@ type ServerConfig struct {
 	Logger   *slog.Logger
 	// MaxBodyBytes bounds request bodies (errs.TooLarge beyond); 0 = DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Callers are the roles that may call an endpoint under mutual TLS;
+	// nil = proto.CallerRoles. An endpoint with no roles refuses everyone.
+	Callers func(endpoint string) []string
 }
 
 // Server routes POST /rpc/v1/<endpoint>/<verb> to registered Handlers. It is
 // an http.Handler; Serve runs it on a listener.
 type Server struct {
-	cfg      ServerConfig
-	logger   *slog.Logger
-	tokenSum [sha256.Size]byte
+	cfg       ServerConfig
+	logger    *slog.Logger
+	tokenSums [][sha256.Size]byte
 
 	mu       sync.RWMutex
 	handlers map[string]map[string]Handler // endpoint -> verb -> handler
@@ -62,8 +68,11 @@ func NewServer(cfg ServerConfig) *Server {
 		handlers: map[string]map[string]Handler{},
 		newConns: map[net.Conn]struct{}{},
 	}
-	if cfg.Security.Token != "" {
-		s.tokenSum = sha256.Sum256([]byte(cfg.Security.Token))
+	for _, tok := range cfg.Security.tokens() {
+		s.tokenSums = append(s.tokenSums, sha256.Sum256([]byte(tok)))
+	}
+	if s.cfg.Callers == nil {
+		s.cfg.Callers = proto.CallerRoles
 	}
 	s.http = &http.Server{
 		Handler:           s,
@@ -143,17 +152,47 @@ func (s *Server) lookup(endpoint, verb string) (Handler, error) {
 	return h, nil
 }
 
-// authenticate checks the caller's credential (constant time).
+// authenticate checks the caller's token (constant time, against every
+// accepted token so that the time does not tell which one matched).
 func (s *Server) authenticate(r *http.Request) error {
-	if s.cfg.Security.Token == "" {
+	if len(s.tokenSums) == 0 {
 		return nil
 	}
 	got, ok := strings.CutPrefix(r.Header.Get(proto.HeaderAuthorization), "Bearer ")
 	sum := sha256.Sum256([]byte(got))
-	if !ok || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
+	match := 0
+	for i := range s.tokenSums {
+		match |= subtle.ConstantTimeCompare(sum[:], s.tokenSums[i][:])
+	}
+	if !ok || match != 1 {
 		return errs.New(errs.Unauthorized, "missing or wrong rpc token")
 	}
 	return nil
+}
+
+// authorize checks, under mutual TLS, that the caller's role may call
+// endpoint (the handshake already proved the certificate is the cluster's).
+func (s *Server) authorize(r *http.Request, endpoint string) (tlsutil.Peer, error) {
+	if s.cfg.Security.TLS == nil {
+		return tlsutil.Peer{}, nil
+	}
+	p, err := tlsutil.PeerOf(r.TLS)
+	if err != nil {
+		return p, errs.Wrap(errs.Unauthorized, err, "rpc caller")
+	}
+	if !slices.Contains(s.cfg.Callers(endpoint), p.Role) {
+		return p, errs.New(errs.Unauthorized, "%s %q may not call %s", p.Role, p.Name, endpoint)
+	}
+	return p, nil
+}
+
+type peerKey struct{}
+
+// PeerFrom is the verified caller of an RPC handler's ctx (ok=false without
+// mutual TLS).
+func PeerFrom(ctx context.Context) (tlsutil.Peer, bool) {
+	p, ok := ctx.Value(peerKey{}).(tlsutil.Peer)
+	return p, ok
 }
 
 // ServeHTTP implements http.Handler.
@@ -171,6 +210,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.writeError(w, r, errs.New(errs.NotFound, "rpc wants POST, got %s", r.Method))
+		return
+	}
+	peer, err := s.authorize(r, endpoint)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	h, err := s.lookup(endpoint, verb)
@@ -195,7 +239,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errs.New(errs.InvalidBody, "rpc body is not JSON"))
 		return
 	}
-	resp, err := s.call(r.Context(), h, endpoint, verb, body)
+	ctx := r.Context()
+	if s.cfg.Security.TLS != nil {
+		ctx = context.WithValue(ctx, peerKey{}, peer)
+	}
+	resp, err := s.call(ctx, h, endpoint, verb, body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -235,8 +283,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // Serve accepts connections on l until Shutdown. It returns nil after
-// Shutdown (also when Shutdown came first).
+// Shutdown (also when Shutdown came first). Under mutual TLS the listener
+// is wrapped: a client without a certificate of the cluster CA fails the
+// handshake and never reaches a handler.
 func (s *Server) Serve(l net.Listener) error {
+	if id := s.cfg.Security.TLS; id != nil {
+		l = tls.NewListener(l, id.ServerConfig())
+	}
 	if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("rpc serve: %w", err)
 	}

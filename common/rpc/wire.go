@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/tlsutil"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -42,13 +43,38 @@ func Decode(raw json.RawMessage, v any) error {
 }
 
 // Security is how peers authenticate each other; the same value configures
-// a Server and the Clients that call it. Today it is an optional shared
-// token; mutual TLS will be added here (a *tls.Config for each side) without
-// changing the callers.
+// a Server and the Clients that call it.
+//
+// Two mechanisms, which may be combined:
+//   - a shared token: clients send Token as "Authorization: Bearer <token>";
+//     servers accept Token and every AcceptTokens entry, so a token is
+//     rotated without downtime by first accepting the next one everywhere,
+//     then sending it, then dropping the old one (README "Cluster security");
+//   - mutual TLS with the cluster CA (TLS): both ends present certificates,
+//     and each checks the other's role against proto.ServingRoles /
+//     proto.CallerRoles of the endpoint.
 type Security struct {
-	// Token, when not empty, is required from every caller as
-	// "Authorization: Bearer <token>".
+	// Token, when not empty, is what this daemon sends, and is accepted.
 	Token string
+	// AcceptTokens are accepted from callers besides Token. A server with
+	// neither Token nor AcceptTokens checks no token.
+	AcceptTokens []string
+	// TLS, when set, is this daemon's certificate and the cluster CA.
+	TLS *tlsutil.Identity
+}
+
+// tokens lists every token a server accepts.
+func (s Security) tokens() []string {
+	var out []string
+	if s.Token != "" {
+		out = append(out, s.Token)
+	}
+	for _, t := range s.AcceptTokens {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // ToWire is how err crosses the wire: the code of its kind and its message.

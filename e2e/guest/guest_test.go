@@ -38,6 +38,7 @@ const (
 	// The second MAC has no directory on the drive: /init must leave it alone.
 	guestMAC   = "52:54:00:fa:00:0a"
 	otherMAC   = "52:54:00:fa:00:0b"
+	staleMAC   = "52:54:00:fa:00:ee"
 	instanceID = "i-gitiny1"
 	hostname   = "gi-tiny1"
 	libvirtURI = "qemu:///system"
@@ -75,7 +76,14 @@ func TestTinyGuest(t *testing.T) {
 		console: console,
 		disks:   []disk{{path: overlay, format: "qcow2"}, {path: meta, format: "raw", readOnly: true}},
 		macs:    []string{guestMAC, otherMAC},
+		paused:  true,
 	})
+	// The host knows the guest's address with another MAC (a terminated
+	// guest's): the guest's gratuitous ARP must correct it. Set once the
+	// taps are on the bridge (its first port flushes its neighbours), before
+	// the guest runs.
+	run(t, "ip", "neigh", "replace", guestIP, "lladdr", staleMAC, "dev", bridgeName, "nud", "stale")
+	virsh(t, "resume", domainName)
 	waitLines(t, console, bootLine, 1)
 	t.Logf("boot: %s from virsh create to the vdc-guest line", time.Since(started).Round(10*time.Millisecond))
 
@@ -96,6 +104,17 @@ func TestTinyGuest(t *testing.T) {
 		if guestLines != 1 {
 			t.Errorf("%d vdc-guest lines on the console, want exactly 1", guestLines)
 		}
+	})
+
+	t.Run("GratuitousARP", func(t *testing.T) {
+		// Before the host sends the guest anything.
+		testutil.WaitFor(t, 30*time.Second, func() error {
+			out := output(t, "ip", "neigh", "show", guestIP, "dev", bridgeName)
+			if !strings.Contains(out, "lladdr "+guestMAC) {
+				return fmt.Errorf("host's neighbour entry for %s: %q, want the guest's MAC %s", guestIP, out, guestMAC)
+			}
+			return nil
+		})
 	})
 
 	t.Run("Ping", func(t *testing.T) {
@@ -348,6 +367,7 @@ type domain struct {
 	console string
 	disks   []disk
 	macs    []string
+	paused  bool // created with its CPU paused (virsh resume runs it)
 }
 
 // createDomain starts a transient TCG domain: BIOS boot from the first disk
@@ -383,6 +403,10 @@ func createDomain(t testing.TB, dir string, d domain) {
 	f := filepath.Join(dir, "domain.xml")
 	if err := os.WriteFile(f, []byte(x), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if d.paused {
+		virsh(t, "create", "--paused", f)
+		return
 	}
 	virsh(t, "create", f)
 }

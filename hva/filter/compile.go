@@ -97,6 +97,8 @@ func Compile(data *proto.GetNetfilterDataResponse, o Options) (Ruleset, []error)
 type group struct {
 	members []string // dotted IPv4, sorted, unique
 	rules   []sgrule.Rule
+	// referencers are the groups whose rules name this one.
+	referencers []string
 }
 
 type compiler struct {
@@ -130,7 +132,7 @@ func (c *compiler) addGroup(g *proto.NetfilterSecurityGroup) {
 		ips = append(ips, a.String())
 	}
 	slices.Sort(ips)
-	c.groups[g.ID] = &group{members: slices.Compact(ips), rules: rules}
+	c.groups[g.ID] = &group{members: slices.Compact(ips), rules: rules, referencers: g.Referencers}
 }
 
 // vnicSpec is a local vnic, checked.
@@ -308,6 +310,21 @@ func (c *compiler) compileVnic(v vnicSpec) {
 			}
 			ipIn.add(accept(append(protoMatches(r), src...)...))
 			arp = append(arp, accept(append([]Match{etherType(EtherTypeARP)}, arpSrc...)...))
+		}
+	}
+	// Referencers: a group whose rules let this vnic in may ARP it, or its
+	// members could not send the replies (a vnic's neighbour entry for a
+	// peer expires and is re-resolved by the side that answers; only TCP's
+	// confirmations hide that). Groups not in the data have no members to
+	// name.
+	for _, g := range v.groups {
+		if grp := c.groups[g]; grp != nil {
+			for _, r := range grp.referencers {
+				if c.groups[r] != nil {
+					c.needSet(r)
+					arp = append(arp, accept(etherType(EtherTypeARP), members(FieldARPSpa, r)))
+				}
+			}
 		}
 	}
 	for _, s := range v.services {

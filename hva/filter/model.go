@@ -23,6 +23,10 @@
 //     friends (vnics sharing a group) pass; each rule of the vnic's groups
 //     accepts its protocol, ports or icmp type/code from its CIDR or from
 //     the addresses of the group it names; the rest is dropped.
+//   - ARP to a vnic (requests included) passes from its friends, from the
+//     sources its rules allow, from its network's services, and from the
+//     members of the groups whose rules name its groups (the referencers):
+//     a peer that answers this vnic must be able to resolve it again.
 package filter
 
 import (

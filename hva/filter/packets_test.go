@@ -4,9 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/vdc-project/vdc/common/sgrule"
 	"github.com/vdc-project/vdc/common/testutil"
 	"github.com/vdc-project/vdc/hva/filter"
 	"github.com/vdc-project/vdc/hva/filter/filtertest"
@@ -39,10 +43,15 @@ func hostData(ruleB string, extra ...proto.VifView) *proto.GetNetfilterDataRespo
 	member := func(id, mac, ip string) proto.NetfilterMember {
 		return proto.NetfilterMember{VifID: id, MacAddr: mac, IPv4Address: sptr(ip)}
 	}
+	// B's group is a referencer of A's when its rule names sg-a.
+	var refA []string
+	if rules, err := sgrule.Parse(ruleB); err == nil && slices.Contains(sgrule.References(rules), "sg-a") {
+		refA = []string{"sg-b"}
+	}
 	return &proto.GetNetfilterDataResponse{
 		Vnics: append([]proto.VifView{vnic(vifA, macA, ipA, "sg-a"), vnic(vifB, macB, ipB, "sg-b"), vnic(vifC, macC, ipC, "sg-b")}, extra...),
 		SecurityGroups: []proto.NetfilterSecurityGroup{
-			{ID: "sg-a", Members: []proto.NetfilterMember{member(vifA, macA, ipA)}},
+			{ID: "sg-a", Members: []proto.NetfilterMember{member(vifA, macA, ipA)}, Referencers: refA},
 			{ID: "sg-b", Rule: ruleB, Members: []proto.NetfilterMember{member(vifB, macB, ipB), member(vifC, macC, ipC)}},
 		},
 	}
@@ -156,6 +165,30 @@ func TestSecurityGroupPackets(t *testing.T) {
 		noPing(t, l.a, l.b)
 	})
 
+	t.Run("ReferencersResolveWhomTheyAnswer", func(t *testing.T) {
+		// B's group lets A in: B answers A, so B must be able to resolve A
+		// again when its neighbour entry expires, although A's own group
+		// lets nobody in. The probe, in no group, cannot resolve A.
+		l.apply(t, "icmp:-1,-1,sg-a")
+		pings(t, l.a, l.b)
+		for _, g := range []*filtertest.Guest{l.b, l.p} {
+			if out, err := exec.Command("ip", "-n", g.Name, "neigh", "flush", "dev", "eth0").CombinedOutput(); err != nil {
+				t.Fatalf("flush neighbours of %s: %v: %s", g.Name, err, out)
+			}
+		}
+		// The pings themselves are dropped by A's group: they only make B
+		// and the probe send ARP requests for A.
+		noPing(t, l.b, l.a)
+		noPing(t, l.p, l.a)
+		if n := neighbor(t, l.b, ipA); !strings.Contains(n, "lladdr "+macA) {
+			t.Fatalf("B cannot resolve A, whose group B's rule names: %q", n)
+		}
+		if n := neighbor(t, l.p, ipA); strings.Contains(n, "lladdr") {
+			t.Fatalf("the probe resolved A, whose groups nothing of the probe's names: %q", n)
+		}
+		pings(t, l.a, l.b)
+	})
+
 	t.Run("RemovingRuleCutsNewConnectionsOnly", func(t *testing.T) {
 		l.apply(t, fmt.Sprintf("tcp:%d,%d,sg-a", portOpen, portOpen))
 		reaches(t, l.a, l.b, portOpen)
@@ -245,4 +278,14 @@ func TestSecurityGroupPackets(t *testing.T) {
 		reaches(t, d, l.b, portOpen)
 		reaches(t, l.b, d, portOpen) // D is in sg-b, whose rule opens the port
 	})
+}
+
+// neighbor is the guest's neighbour entry for ip ("" when there is none).
+func neighbor(t *testing.T, g *filtertest.Guest, ip string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", g.Name, "neigh", "show", ip).CombinedOutput()
+	if err != nil {
+		t.Fatalf("neighbours of %s: %v: %s", g.Name, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -47,6 +47,7 @@ type Collector interface {
 	UpdateInstance(ctx context.Context, req proto.UpdateInstanceRequest) error
 	InstanceMonitorData(ctx context.Context, nodeID string) ([]proto.InstanceMonitorEntry, error)
 	UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error
+	FinalizeInstance(ctx context.Context, id string) error
 	// Live migration (migration.go).
 	SwitchInstanceHostNode(ctx context.Context, id, destNodeID string) error
 	AbortMigration(ctx context.Context, id, reason string) error
@@ -188,6 +189,9 @@ func (h *Handlers) Verbs() []Verb {
 		{hva, proto.VerbPoweroff, agent.JobFunc(h.poweroff)},
 		{hva, proto.VerbSoftPoweroff, agent.JobFunc(h.softPoweroff)},
 		{hva, proto.VerbPoweron, agent.JobFunc(h.poweron)},
+		{hva, proto.VerbWaitVolumesAvailable, agent.JobFunc(h.waitVolumesAvailable)},
+		{hva, proto.VerbAttach, agent.JobFunc(h.attach)},
+		{hva, proto.VerbDetach, agent.JobFunc(h.detach)},
 		{hva, proto.VerbAttachNic, agent.JobFunc(h.attachNic)},
 		{hva, proto.VerbDetachNic, agent.JobFunc(h.detachNic)},
 		{mig, proto.VerbRunVolStore, agent.JobFunc(h.migrationRunVolStore)},
@@ -359,11 +363,14 @@ func (h *Handlers) release(ctx context.Context, v *proto.InstanceView, files boo
 // volume first) and its vifs in device order.
 func specOf(v *proto.InstanceView) hypervisor.Spec {
 	spec := hypervisor.Spec{ID: v.ID, CPUCores: v.CPUCores, MemoryMB: v.MemorySize}
-	for _, vol := range v.Volumes {
-		d := hypervisor.Disk{VolumeID: vol.ID, Boot: vol.ID == v.BootVolumeID}
-		if dev := vol.Device; dev != nil {
-			d.Path, d.IQN, d.LUN, d.StorageIP = dev.Path, dev.IQN, dev.LUN, dev.StorageIP
+	for i := range v.Volumes {
+		vol := &v.Volumes[i]
+		if !inDomain(vol) || isShared(vol) && (vol.Device == nil || vol.Device.IQN == "") {
+			// Being deleted, or a shared volume not made yet: no disk.
+			continue
 		}
+		d := diskOfVolume(vol)
+		d.Boot = vol.ID == v.BootVolumeID
 		spec.Disks = append(spec.Disks, d)
 	}
 	slices.SortStableFunc(spec.Disks, func(a, b hypervisor.Disk) int {

@@ -79,47 +79,68 @@ func (h *Handlers) hvaRunLocalStore(ctx context.Context, req proto.HvaRunLocalSt
 	return proto.HvaRunLocalStoreResponse{}, h.boot(ctx, req.InstanceID, "run_local_store")
 }
 
-// runVolStore boots from shared volumes (SAN boot, HA restart). Attaching
-// iSCSI volumes to the host is the real storage driver's work; the domain
-// spec already carries their targets.
-func (h *Handlers) runVolStore(ctx context.Context, req proto.HvaRunVolStoreRequest) (proto.HvaRunVolStoreResponse, error) {
-	return proto.HvaRunVolStoreResponse{}, h.boot(ctx, req.InstanceID, "run_vol_store")
-}
-
 // boot: pending → starting → (define, start) → running/online, event
 // hva/instance_started. A failed boot removes the domain and terminates the
 // instance (the manager finalizes it, releasing what it held); the job fails
 // with the cause.
 func (h *Handlers) boot(ctx context.Context, id, verb string) error {
 	return h.withInstance(ctx, id, func(v *proto.InstanceView) error {
-		switch v.State {
-		case proto.InstanceRunning:
-			h.logger.InfoContext(ctx, "instance already running", "instance_id", id)
-			return nil
-		case proto.InstancePending:
-			if err := h.transition(ctx, id, proto.InstancePending, proto.InstanceStarting, ""); err != nil {
-				return err
-			}
-		case proto.InstanceStarting:
-			// A redelivery: carry on where the first run stopped.
-		default:
-			return wrongState(v, verb, proto.InstancePending, proto.InstanceStarting)
+		return h.bootLocked(ctx, v, verb, nil)
+	})
+}
+
+// bootHooks are what a boot does besides the instance's own states (the
+// shared volumes of run_vol_store). Both are idempotent: a redelivered job
+// runs them again.
+type bootHooks interface {
+	// starting runs once the instance is starting, before the domain starts.
+	starting(ctx context.Context, v *proto.InstanceView) error
+	// running runs once the instance is running.
+	running(ctx context.Context, v *proto.InstanceView) error
+}
+
+// bootLocked is boot of an instance read and locked by the caller.
+func (h *Handlers) bootLocked(ctx context.Context, v *proto.InstanceView, verb string, hooks bootHooks) error {
+	id := v.ID
+	switch v.State {
+	case proto.InstanceRunning:
+		h.logger.InfoContext(ctx, "instance already running", "instance_id", id)
+		if hooks != nil {
+			// The reports after the boot may have been cut short.
+			return hooks.running(ctx, v)
 		}
-		if err := h.startDomain(ctx, v, true); err != nil {
-			if ctx.Err() != nil || isFenced(err) {
-				// Interrupted (shutdown, deadline, cancel): the instance stays
-				// starting and a redelivery carries on. Fenced: the job
-				// carries on once the fence is lifted.
-				return err
-			}
-			return h.failBoot(ctx, v, err)
-		}
-		if err := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceRunning, proto.StatusOnline); err != nil {
+		return nil
+	case proto.InstancePending:
+		if err := h.transition(ctx, id, proto.InstancePending, proto.InstanceStarting, ""); err != nil {
 			return err
 		}
-		h.publish(ctx, id, proto.EventInstanceStarted)
-		return nil
-	})
+	case proto.InstanceStarting:
+		// A redelivery: carry on where the first run stopped.
+	default:
+		return wrongState(v, verb, proto.InstancePending, proto.InstanceStarting)
+	}
+	if hooks != nil {
+		if err := hooks.starting(ctx, v); err != nil {
+			return err
+		}
+	}
+	if err := h.startDomain(ctx, v, true); err != nil {
+		if ctx.Err() != nil || isFenced(err) {
+			// Interrupted (shutdown, deadline, cancel): the instance stays
+			// starting and a redelivery carries on. Fenced: the job
+			// carries on once the fence is lifted.
+			return err
+		}
+		return h.failBoot(ctx, v, err)
+	}
+	if err := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceRunning, proto.StatusOnline); err != nil {
+		return err
+	}
+	h.publish(ctx, id, proto.EventInstanceStarted)
+	if hooks != nil {
+		return hooks.running(ctx, v)
+	}
+	return nil
 }
 
 func (h *Handlers) failBoot(ctx context.Context, v *proto.InstanceView, cause error) error {
@@ -367,7 +388,9 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 			return err
 		}
 		h.publish(ctx, id, proto.EventInstanceTurnedOn)
-		return nil
+		// Volumes attached while the instance was halted (the API links
+		// those itself) got their names from this definition.
+		return h.recordDeviceNames(ctx, v)
 	})
 }
 

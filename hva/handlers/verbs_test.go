@@ -33,9 +33,9 @@ func TestRegisterServesEveryInstanceVerb(t *testing.T) {
 	slices.Sort(got)
 	hva, ls, mig := proto.HvaHandle(node)+"/", proto.LocalStoreHandle(node)+"/", proto.MigrationHandle(node)+"/"
 	want := []string{
-		hva + "attach_nic", hva + "cleanup", hva + "detach_nic", hva + "poweroff", hva + "poweron",
-		hva + "reboot", hva + "run_local_store", hva + "run_vol_store", hva + "soft_poweroff",
-		hva + "stop", hva + "terminate", ls + "delete_volume", ls + "run_local_store",
+		hva + "attach", hva + "attach_nic", hva + "cleanup", hva + "detach", hva + "detach_nic", hva + "poweroff",
+		hva + "poweron", hva + "reboot", hva + "run_local_store", hva + "run_vol_store", hva + "soft_poweroff",
+		hva + "stop", hva + "terminate", hva + "wait_volumes_available", ls + "delete_volume", ls + "run_local_store",
 		mig + "run_vol_store", mig + "start_migration",
 	}
 	if !slices.Equal(got, want) {

@@ -54,11 +54,15 @@ type Disk struct {
 	StorageIP string `json:"storage_ip,omitempty"`
 	// Boot marks the boot volume.
 	Boot bool `json:"boot,omitempty"`
-	// Format is the image format of a file disk: FormatQcow2 or FormatRaw
-	// ("" = raw). iSCSI disks are raw.
+	// Format is the image format the disk holds, a file's or an iSCSI
+	// LUN's: FormatQcow2 or FormatRaw ("" = raw).
 	Format string `json:"format,omitempty"`
 	// ReadOnly attaches the disk read-only.
 	ReadOnly bool `json:"read_only,omitempty"`
+	// Target is the device name the disk asks for (vdc; see Targets):
+	// the name it was hot-plugged as, kept when the domain is defined
+	// again. "" = the next free name.
+	Target string `json:"target,omitempty"`
 }
 
 // Disk image formats.

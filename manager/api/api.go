@@ -8,7 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,8 +47,19 @@ type Config struct {
 	DefaultServiceType string `json:"default_service_type"`
 	// SkipQuotaEvaluation disables X-VDC-Account-Quota checks.
 	SkipQuotaEvaluation bool `json:"skip_quota_evaluation"`
-	// MaxBodyBytes bounds request bodies.
+	// MaxBodyBytes bounds request bodies (413 beyond).
 	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// MaxListLimit caps a list's `limit` (the 12.03 API had no cap): a
+	// larger limit is served as MaxListLimit, which the envelope reports.
+	MaxListLimit int `json:"max_list_limit"`
+
+	// Access (access.go): TrustedFrontends are the addresses or CIDRs whose
+	// account header is believed (nil: DefaultTrustedFrontends; an empty
+	// list trusts nobody, so that every request needs a token); Tokens are
+	// the API tokens; RateLimit bounds requests per account (ratelimit.go).
+	TrustedFrontends []string  `json:"trusted_frontends"`
+	Tokens           []Token   `json:"tokens"`
+	RateLimit        RateLimit `json:"rate_limit"`
 	// StaleReadsOnly makes default reads local (no leader round trip); off by
 	// default so that a read after an acknowledged write always sees it.
 	StaleReadsOnly bool `json:"stale_reads_only"`
@@ -70,6 +84,9 @@ type Config struct {
 	// the same names).
 	CreateVolumeMinSize int64 `json:"create_volume_min_size"`
 	CreateVolumeMaxSize int64 `json:"create_volume_max_size"`
+	// Now is the wall clock for timestamps and job deadlines (nil: the
+	// system clock, UTC, whole seconds). Not a config file key.
+	Now func() time.Time `json:"-"`
 }
 
 // DefaultConfig mirrors dcmgr.conf's defaults.
@@ -78,6 +95,8 @@ func DefaultConfig() Config {
 		ServiceTypes:           []string{"std"},
 		DefaultServiceType:     "std",
 		MaxBodyBytes:           8 << 20,
+		MaxListLimit:           1000,
+		TrustedFrontends:       DefaultTrustedFrontends(),
 		RecentTerminatedPeriod: 900 * time.Second,
 
 		StoppedInstanceUsageFactor: 1.0,
@@ -89,16 +108,34 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate checks what New would otherwise have to drop.
+func (c Config) Validate() error {
+	_, err := newAccess(c)
+	return err
+}
+
 // API is the HTTP handler of the 12.03 API and the manager's internal routes.
 type API struct {
-	cfg    Config
-	b      Backend
-	logger *slog.Logger
-	now    func() time.Time
-	mux    *http.ServeMux
-	proxy  *forwarder
+	cfg     Config
+	b       Backend
+	logger  *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	proxy   *forwarder
+	rules   accessRules
+	limiter *limiter
+	// hostCache memoizes host reads of instance creates (hostcache.go).
+	hostCache hostCache
+	// routeTable lists the registered routes, for the tests that walk
+	// every route.
+	routeTable []registeredRoute
 	// onJobEnd: see SetJobEndHook.
 	onJobEnd func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error
+}
+
+type registeredRoute struct {
+	pattern string // "GET /ssh_key_pairs/{id}"
+	h       handlerFunc
 }
 
 // SetJobEndHook sets what DELETE /jobs/:id adds to the txn that cancels an
@@ -128,12 +165,26 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	if cfg.CreateVolumeMinSize == 0 && cfg.CreateVolumeMaxSize == 0 {
 		cfg.CreateVolumeMinSize, cfg.CreateVolumeMaxSize = d.CreateVolumeMinSize, d.CreateVolumeMaxSize
 	}
+	if cfg.MaxListLimit <= 0 {
+		cfg.MaxListLimit = d.MaxListLimit
+	}
 	a := &API{
 		cfg:    cfg,
 		b:      b,
 		logger: logger.With("component", "api"),
-		now:    func() time.Time { return time.Now().UTC().Truncate(time.Second) },
+		now:    cfg.Now,
 		mux:    http.NewServeMux(),
+	}
+	var err error
+	if a.rules, err = newAccess(cfg); err != nil {
+		// dcmgr validates its config first; a caller that did not gets a
+		// manager that trusts no address and knows no token.
+		a.logger.Error("api access config; trusting nobody", "error", err)
+		a.rules = accessRules{}
+	}
+	a.limiter = newLimiter(cfg.RateLimit, time.Now)
+	if a.now == nil {
+		a.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
 	a.proxy = newForwarder(b)
 	a.routes()
@@ -160,6 +211,7 @@ type handlerFunc func(ctx context.Context, req *Request) (any, error)
 func (a *API) route(pattern string, acc access, h handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	a.mux.Handle(method+" "+Prefix+path, &endpoint{a: a, access: acc, h: h})
+	a.routeTable = append(a.routeTable, registeredRoute{pattern: pattern, h: h})
 }
 
 func newRequestID() string {
@@ -200,11 +252,46 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if strings.HasPrefix(r.URL.Path, "/internal/") {
+	internal := strings.HasPrefix(r.URL.Path, "/internal/")
+	format := "json"
+	if !internal {
+		format = stripFormat(r)
+	}
+	c, err := a.identify(r)
+	if err == nil && internal && (c.tenant || (c.account != "" && strings.HasPrefix(r.URL.Path, "/internal/v1/gossip/"))) {
+		// The cluster views are for the operator and trusted frontends (also
+		// with an account header, as mussel-style tools send); an account
+		// token gets none, and the gossip keyring is the operator's alone.
+		err = forbidden("Operator routes take no account")
+	}
+	if err == nil {
+		err = checkTenant(c, r)
+	}
+	if err == nil && !c.viaManager {
+		key := c.account
+		if key == "" {
+			key = "operator@" + c.addr.String()
+		}
+		if ok, wait := a.limiter.allow(key); !ok {
+			sw.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			err = errs.New(errs.RateLimited, "Request rate limit of %s exceeded; retry in %s", key, wait.Round(time.Millisecond))
+		}
+	}
+	if err != nil {
+		a.writeError(sw, format, err)
+		return
+	}
+	if hasDotSegment(r.URL.EscapedPath()) {
+		// The router would redirect to the cleaned path, which may be
+		// another route: a path that walks up is no route at all.
+		a.writeError(sw, format, errs.New(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxCaller{}, c))
+	if internal {
 		a.serveInternal(sw, r)
 		return
 	}
-	format := stripFormat(r)
 	r = r.WithContext(context.WithValue(r.Context(), ctxRequestID{}, rid))
 	r = r.WithContext(context.WithValue(r.Context(), ctxFormat{}, format))
 	a.mux.ServeHTTP(sw, r)
@@ -226,12 +313,31 @@ func stripFormat(r *http.Request) string {
 	u := *r.URL
 	u.Path = p[:dot]
 	u.RawPath = ""
+	// Keep the escaped form of a path that had escapes: an id holding %2F
+	// must stay one path segment (then it is a bad uuid, 400/143), not be
+	// split at the slash and have its ".." cleaned away by the router.
+	if raw := r.URL.RawPath; raw != "" {
+		if rd := strings.LastIndexByte(raw, '.'); rd > strings.LastIndexByte(raw, '/') {
+			if dec, err := url.PathUnescape(raw[:rd]); err == nil && dec == u.Path {
+				u.RawPath = raw[:rd]
+			}
+		}
+	}
 	r.URL = &u
 	switch ext {
 	case "yml", "yaml":
 		return "yml"
 	}
 	return "json"
+}
+
+func hasDotSegment(escaped string) bool {
+	for _, seg := range strings.Split(escaped, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 type statusWriter struct {

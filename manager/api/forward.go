@@ -47,6 +47,12 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, format string) {
 				pr.Out.URL.Path += ".yml"
 			}
 			pr.Out.Header.Set(headerForwarded, "1")
+			// The leader judges the request by the client this manager saw.
+			if c, ok := callerFrom(pr.In.Context()); ok {
+				pr.Out.Header.Set(headerClientAddr, c.addr.String())
+			} else {
+				pr.Out.Header.Del(headerClientAddr)
+			}
 			pr.Out.Header.Del("X-Vdc-Request-Id")
 		},
 		Transport: a.proxy.transport,

@@ -91,12 +91,12 @@ func (a *API) stopInstance(ctx context.Context, req *Request) (any, error) {
 		}
 		o := newOpSet(b)
 		o.check(proto.KindInstance, v.ID, m.ModifyIndex)
-		err := tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
+		err := tx.EachIn(state.IdxVifsByInstance, v.ID, false, func(_ string, e state.Entry) error {
 			var vif proto.NetworkVif
 			if err := decodeInto(e, &vif); err != nil {
 				return err
 			}
-			if vif.InstanceID == nil || *vif.InstanceID != v.ID || vif.DeletedAt != nil {
+			if vif.DeletedAt != nil {
 				return nil
 			}
 			if vif.IPv4Address == nil && vif.NatIPv4Address == nil {
@@ -262,12 +262,12 @@ func sizeMB(bytes int64) float64 { return float64(bytes / (1 << 20)) }
 func instanceVolumes(tx *state.Tx, inst *proto.Instance) ([]*proto.Volume, []state.Meta, error) {
 	var vols []*proto.Volume
 	var metas []state.Meta
-	err := tx.Each(proto.KindVolume, false, func(e state.Entry) error {
+	err := tx.EachIn(state.IdxVolumesByInstance, inst.ID, false, func(_ string, e state.Entry) error {
 		v := new(proto.Volume)
 		if err := decodeInto(e, v); err != nil {
 			return err
 		}
-		if v.InstanceID == nil || *v.InstanceID != inst.ID || v.DeletedAt != nil ||
+		if v.DeletedAt != nil ||
 			v.State == proto.VolumeDeleting || v.State == proto.VolumeDeleted {
 			return nil
 		}

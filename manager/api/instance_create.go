@@ -260,22 +260,16 @@ func hostUsage(tx *state.Tx, hostID string) (proto.HostUsage, error) {
 func (a *API) checkCapacity(tx *state.Tx, hosts []*proto.HostNode, cpu, mem int64) error {
 	var freeCPU, freeMem float64
 	for _, h := range hosts {
-		u, err := hostUsage(tx, h.ID)
+		ucpu, umem, err := a.hostCache.used(tx, h.ID)
 		if err != nil {
 			return err
 		}
-		freeCPU += float64(h.OfferingCPUCores - int64(u.CPUCores))
-		freeMem += float64(h.OfferingMemorySize - u.MemorySize)
+		freeCPU += float64(h.OfferingCPUCores - ucpu)
+		freeMem += float64(h.OfferingMemorySize - umem)
 	}
-	err := tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-		var v proto.Instance
-		if err := decodeInto(e, &v); err != nil {
-			return err
-		}
-		if v.State == proto.InstanceStopped {
-			freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
-			freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
-		}
+	err := state.EachOfIn(tx, state.IdxInstancesByState, proto.InstanceStopped, false, func(v *proto.Instance, _ state.Meta) error {
+		freeCPU -= a.cfg.StoppedInstanceUsageFactor * float64(v.CPUCores)
+		freeMem -= a.cfg.StoppedInstanceUsageFactor * float64(v.MemorySize)
 		return nil
 	})
 	if err != nil {
@@ -438,7 +432,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 		return err
 	}
 
-	// image_id: no ownership check, as upstream. A deleted image cannot be
+	// image_id: upstream checked no ownership; another account's private
+	// image is unknown here (ownership.go). A deleted image cannot be
 	// launched (upstream did not check).
 	imgID := p.Str("image_id")
 	if imgID != "" && checkUUID(imgID, proto.PrefixImage) != nil {
@@ -446,7 +441,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	}
 	var img proto.Image
 	im, err := tx.Get(proto.KindImage, imgID, &img)
-	if imgID == "" || errs.Is(err, errs.NotFound) || (err == nil && img.DeletedAt != nil) {
+	if imgID == "" || errs.Is(err, errs.NotFound) || (err == nil && img.DeletedAt != nil) ||
+		(err == nil && !img.IsPublic && !usableBy(req.Account, img.AccountID)) {
 		return errs.New(errs.InvalidImageID, "%s", imgID)
 	}
 	if err != nil {
@@ -467,7 +463,7 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	if hv == "" {
 		return errs.New(errs.InvalidParameter, "hypervisor")
 	}
-	hosts, err := onlineHosts(tx)
+	hosts, err := a.hostCache.onlineHosts(tx)
 	if err != nil {
 		return err
 	}
@@ -526,6 +522,8 @@ func (a *API) planInstance(tx *state.Tx, b *state.Builder, req *Request, id stri
 	var sshID *string
 	if k, km, err := sshKeyParam(tx, p.Str("ssh_key_id")); err != nil {
 		return err
+	} else if k != nil && !usableBy(req.Account, k.AccountID) {
+		return errs.New(errs.UnknownSshKeyPair, "%s", k.ID) // another account's (ownership.go)
 	} else if k != nil {
 		sshID = &k.ID
 		o.check(proto.KindSshKeyPair, k.ID, km.ModifyIndex)
@@ -682,6 +680,9 @@ func (a *API) checkVifs(tx *state.Tx, req *Request, o *opSet) error {
 		if err != nil {
 			return err
 		}
+		if nw != nil && !usableBy(req.Account, nw.AccountID) {
+			return errs.New(errs.UnknownNetwork, "%s", nw.ID) // another account's (ownership.go)
+		}
 		if _, err := securityGroupsParam(tx, o, req, groupsValue(v)); err != nil {
 			return err
 		}
@@ -696,6 +697,9 @@ func (a *API) checkVifs(tx *state.Tx, req *Request, o *opSet) error {
 		nat, err := vifNetwork(tx, v, "nat_network", o)
 		if err != nil {
 			return err
+		}
+		if nat != nil && !usableBy(req.Account, nat.AccountID) {
+			return errs.New(errs.UnknownNetwork, "%s", nat.ID)
 		}
 		if err := checkManualIP(tx, nat, strings.TrimSpace(scalarStr(v["nat_ipv4_addr"])), ips, o); err != nil {
 			return err

@@ -104,12 +104,13 @@ func (a *API) listInstanceVolumes(_ context.Context, req *Request) (any, error) 
 		if err != nil {
 			return nil, err
 		}
-		links, err := loadInstanceLinks(tx)
+		links := &instanceLinks{tx: tx}
+		vols, err := links.volumesOf(v)
 		if err != nil {
 			return nil, err
 		}
 		out := []any{}
-		for _, vol := range links.volumesOf(v) {
+		for _, vol := range vols {
 			d, err := volumeDoc(tx, vol, state.Meta{})
 			if err != nil {
 				return nil, err

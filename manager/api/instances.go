@@ -60,63 +60,42 @@ func hostnameClaim(account, hostname string) string {
 	return hostnameClaimScope + account + "/" + hostname
 }
 
-// instanceLinks indexes the vifs and volumes of instances, read once per
-// transaction so that a list does not scan them again for every instance.
+// instanceLinks reads the vifs and volumes of instances through the
+// instances' indexes (state.IdxVifsByInstance, IdxVolumesByInstance), so
+// rendering one instance costs its own records, not every vif and volume.
 type instanceLinks struct {
-	vifs map[string][]*proto.NetworkVif
-	vols map[string][]*proto.Volume
+	tx *state.Tx
 }
 
-func loadInstanceLinks(tx *state.Tx) (*instanceLinks, error) {
-	l := &instanceLinks{vifs: map[string][]*proto.NetworkVif{}, vols: map[string][]*proto.Volume{}}
-	err := tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
-		v := new(proto.NetworkVif)
-		if err := decodeInto(e, v); err != nil {
-			return err
-		}
-		if v.InstanceID != nil && v.DeletedAt == nil {
-			l.vifs[*v.InstanceID] = append(l.vifs[*v.InstanceID], v)
+// vifsOf returns the instance's vifs not deleted, by device index.
+func (l *instanceLinks) vifsOf(id string) ([]*proto.NetworkVif, error) {
+	var vs []*proto.NetworkVif
+	err := state.EachOfIn(l.tx, state.IdxVifsByInstance, id, false, func(v *proto.NetworkVif, _ state.Meta) error {
+		if v.DeletedAt == nil {
+			vs = append(vs, v)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	for _, vs := range l.vifs {
-		sort.SliceStable(vs, func(i, j int) bool { return vs[i].DeviceIndex < vs[j].DeviceIndex })
-	}
-	err = tx.Each(proto.KindVolume, false, func(e state.Entry) error {
-		v := new(proto.Volume)
-		if err := decodeInto(e, v); err != nil {
-			return err
-		}
-		if v.InstanceID != nil {
-			l.vols[*v.InstanceID] = append(l.vols[*v.InstanceID], v)
-		}
-		return nil
-	})
-	return l, err
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].DeviceIndex < vs[j].DeviceIndex })
+	return vs, err
 }
 
 // volumesOf returns the instance's volumes, the boot volume first, the
 // others in creation order.
-func (l *instanceLinks) volumesOf(inst *proto.Instance) []*proto.Volume {
-	vs := slices.Clone(l.vols[inst.ID])
+func (l *instanceLinks) volumesOf(inst *proto.Instance) ([]*proto.Volume, error) {
+	var vs []*proto.Volume
+	err := state.EachOfIn(l.tx, state.IdxVolumesByInstance, inst.ID, false, func(v *proto.Volume, _ state.Meta) error {
+		vs = append(vs, v)
+		return nil
+	})
 	sort.SliceStable(vs, func(i, j int) bool { return vs[i].ID == inst.BootVolumeID && vs[j].ID != inst.BootVolumeID })
-	return vs
+	return vs, err
 }
 
 // instanceDocs returns the document renderer of one read transaction.
 func instanceDocs() docFn[proto.Instance] {
-	var links *instanceLinks
 	return func(tx *state.Tx, v *proto.Instance, m state.Meta) (*format.Map, error) {
-		if links == nil {
-			var err error
-			if links, err = loadInstanceLinks(tx); err != nil {
-				return nil, err
-			}
-		}
-		return instanceDoc(tx, links, v)
+		return instanceDoc(tx, &instanceLinks{tx: tx}, v)
 	}
 }
 
@@ -134,11 +113,19 @@ func instanceDoc(tx *state.Tx, links *instanceLinks, v *proto.Instance) (*format
 		}
 	}
 	vols := []any{}
-	for _, vol := range links.volumesOf(v) {
+	volsOf, err := links.volumesOf(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, vol := range volsOf {
 		vols = append(vols, format.NewMap(2).Set("vol_id", vol.ID).Set("state", vol.State))
 	}
 	vifs := []any{}
-	for _, vif := range links.vifs[v.ID] {
+	vifsOf, err := links.vifsOf(v.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, vif := range vifsOf {
 		d := format.NewMap(5).
 			Set("vif_id", vif.ID).
 			Set("network_id", strOrNil(vif.NetworkID)).
@@ -256,7 +243,7 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 			}
 			host = h.ID
 		}
-		return listTx(tx, o, proto.KindInstance, func(v *proto.Instance) bool {
+		match := func(v *proto.Instance) bool {
 			if id, ok := p.StrOK("id"); ok && !strings.HasPrefix(v.ID, uuidPrefixFilter(proto.PrefixInstance, id)) {
 				return false
 			}
@@ -273,7 +260,16 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 				return false
 			}
 			return stateOK(v)
-		}, instanceDocs())
+		}
+		// An exact state or a host is answered by an index (the state
+		// filter still runs: it is the same test).
+		switch s := p.Str("state"); {
+		case slices.Contains(instanceListStates, s):
+			return listIn(tx, o, proto.KindInstance, state.IdxInstancesByState, s, match, instanceDocs())
+		case host != "":
+			return listIn(tx, o, proto.KindInstance, state.IdxInstancesByHost, host, match, instanceDocs())
+		}
+		return listTx(tx, o, proto.KindInstance, match, instanceDocs())
 	})
 }
 
@@ -344,6 +340,9 @@ func (a *API) updateInstance(ctx context.Context, req *Request) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			if k != nil && !usableBy(req.Account, k.AccountID) {
+				return nil, errs.New(errs.UnknownSshKeyPair, "%s", k.ID) // another account's (ownership.go)
+			}
 			if k == nil {
 				v.SshKeyPairID = nil
 			} else {
@@ -388,12 +387,12 @@ func (a *API) replaceInstanceGroups(tx *state.Tx, b *state.Builder, req *Request
 		return nil, err
 	}
 	var evs []proto.Event
-	err = tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
+	err = tx.EachIn(state.IdxVifsByInstance, inst.ID, false, func(_ string, e state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(e, &vif); err != nil {
 			return err
 		}
-		if vif.InstanceID == nil || *vif.InstanceID != inst.ID || vif.DeletedAt != nil {
+		if vif.DeletedAt != nil {
 			return nil
 		}
 		var keep []string
@@ -444,36 +443,28 @@ func invalidState(v *proto.Instance) error {
 // backupsSettled reports whether every backup object made from the
 // instance's alive volumes is available, deleted or purged.
 func backupsSettled(tx *state.Tx, inst *proto.Instance) (bool, error) {
-	vols := map[string]bool{}
-	err := tx.Each(proto.KindVolume, false, func(e state.Entry) error {
-		var v proto.Volume
-		if err := decodeInto(e, &v); err != nil {
-			return err
-		}
-		if v.InstanceID != nil && *v.InstanceID == inst.ID && v.DeletedAt == nil {
-			vols[v.ID] = true
+	var vols []string
+	err := state.EachOfIn(tx, state.IdxVolumesByInstance, inst.ID, false, func(v *proto.Volume, _ state.Meta) error {
+		if v.DeletedAt == nil {
+			vols = append(vols, v.ID)
 		}
 		return nil
 	})
-	if err != nil || len(vols) == 0 {
-		return err == nil, err
-	}
 	settled := true
-	err = tx.Each(proto.KindBackupObject, false, func(e state.Entry) error {
-		var bo proto.BackupObject
-		if err := decodeInto(e, &bo); err != nil {
-			return err
+	for _, vol := range vols {
+		if err != nil || !settled {
+			break
 		}
-		if bo.SourceVolumeID != nil && vols[*bo.SourceVolumeID] {
+		err = state.EachOfIn(tx, state.IdxBackupObjectsBySourceVolume, vol, false, func(bo *proto.BackupObject, _ state.Meta) error {
 			switch bo.State {
 			case boAvailable, boDeleted, boPurged:
 			default:
 				settled = false
 				return state.ErrStop
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	return settled, err
 }
 
@@ -598,13 +589,12 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 	// Volumes: local ones are deleted by the host's local store, shared ones
 	// by their storage node; a volume no agent holds (never placed, or its
 	// host is gone) is deleted here.
-	err = tx.Each(proto.KindVolume, false, func(ve state.Entry) error {
+	err = tx.EachIn(state.IdxVolumesByInstance, inst.ID, false, func(_ string, ve state.Entry) error {
 		var vol proto.Volume
 		if err := decodeInto(ve, &vol); err != nil {
 			return err
 		}
-		if vol.InstanceID == nil || *vol.InstanceID != inst.ID ||
-			vol.State == proto.VolumeDeleting || vol.State == proto.VolumeDeleted {
+		if vol.State == proto.VolumeDeleting || vol.State == proto.VolumeDeleted {
 			return nil
 		}
 		vol.UpdatedAt = now
@@ -645,13 +635,10 @@ func finalizeInstance(tx *state.Tx, b *state.Builder, inst *proto.Instance, now 
 	}
 
 	o := newOpSet(b)
-	err = tx.Each(proto.KindNetworkVif, false, func(ve state.Entry) error {
+	err = tx.EachIn(state.IdxVifsByInstance, inst.ID, false, func(_ string, ve state.Entry) error {
 		var vif proto.NetworkVif
 		if err := decodeInto(ve, &vif); err != nil {
 			return err
-		}
-		if vif.InstanceID == nil || *vif.InstanceID != inst.ID {
-			return nil
 		}
 		return destroyVif(tx, o, &vif, ve.Meta, now)
 	})

@@ -53,7 +53,9 @@ func newInstEnv(t *testing.T) *instFixture {
 	e.seedStorage("bkst-demo1", "")
 	bo := e.seedBackupObject(testAccount, "bkst-demo1", url.Values{"size": {"10737418240"}})
 	f := &instFixture{env: e}
-	f.img = e.seedImage(testAccount, bo, url.Values{"uuid": {"wmi-demo1"}, "arch": {"x86_64"}})
+	// Public: other accounts launch it too (another account's private
+	// image is unknown to them, ownership.go).
+	f.img = e.seedImage(testAccount, bo, url.Values{"uuid": {"wmi-demo1"}, "arch": {"x86_64"}, "is_public": {"true"}})
 	f.sharedImg = e.seedImage(testAccount, bo, url.Values{"uuid": {"wmi-shared"}, "boot_dev_type": {"1"}})
 	dcn := e.dcNetwork("pub")
 	f.nw = e.network(dcn, url.Values{"uuid": {"nw-demo1"}, "dhcp_range": {"default"}, "gw": {"10.0.0.1"}})["id"].(string)

@@ -5,6 +5,8 @@ import (
 
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/api/format"
+	"github.com/vdc-project/vdc/manager/api/params"
+	"github.com/vdc-project/vdc/manager/cluster"
 )
 
 // serveInternal answers the operator routes vdc-manage uses for cluster
@@ -13,7 +15,16 @@ import (
 //	GET /internal/v1/members  serf members with tags
 //	GET /internal/v1/peers    raft servers, with the leader marked
 //	GET /internal/v1/status   raft state of this manager
+//	GET /internal/v1/gossip/keyring                     gossip keys and who holds them
+//	POST /internal/v1/gossip/keyring op=install|use|remove key=BASE64
+//
+// Only trusted frontends and operator tokens reach them (access.go); the
+// gossip keyring also needs the caller to name no account.
 func (a *API) serveInternal(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/internal/v1/gossip/keyring" {
+		a.serveKeyring(w, r)
+		return
+	}
 	if r.Method != http.MethodGet {
 		a.writeError(w, "json", errs.New(errs.NotFound, "no such route"))
 		return
@@ -54,4 +65,65 @@ func (a *API) serveInternal(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.writeError(w, "json", errs.New(errs.NotFound, "no such route"))
 	}
+}
+
+// keyringBackend is the part of the backend that runs gossip keyring
+// operations (cluster.Server).
+type keyringBackend interface {
+	GossipKeyring(op, key string) (cluster.KeyringResult, error)
+}
+
+func (a *API) serveKeyring(w http.ResponseWriter, r *http.Request) {
+	kb, ok := a.b.(keyringBackend)
+	if !ok {
+		a.writeError(w, "json", errs.New(errs.NotFound, "no gossip keyring here"))
+		return
+	}
+	op := cluster.KeyringList
+	var key string
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost:
+		p, err := params.FromRequest(r, a.cfg.MaxBodyBytes)
+		if err != nil {
+			a.writeError(w, "json", mapParamsError(err))
+			return
+		}
+		op, key = p.Str("op"), p.Str("key")
+	default:
+		a.writeError(w, "json", errs.New(errs.NotFound, "no such route"))
+		return
+	}
+	res, err := kb.GossipKeyring(op, key)
+	if err != nil && errs.KindOf(err) != errs.Internal {
+		a.writeError(w, "json", err)
+		return
+	}
+	// A partial failure still reports which members answered what: the
+	// operator must see who is missing a key before going on.
+	doc := format.NewMap(8).Set("op", op).Set("members", res.Members).Set("responses", res.Responses).
+		Set("errors", res.Errors).Set("messages", stringMap(res.Messages)).
+		Set("keys", intMap(res.Keys)).Set("primary_keys", intMap(res.PrimaryKeys))
+	status := http.StatusOK
+	if err != nil {
+		doc.Set("error", err.Error())
+		status = http.StatusBadGateway
+	}
+	a.render(w, "json", status, doc)
+}
+
+func stringMap(m map[string]string) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func intMap(m map[string]int) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

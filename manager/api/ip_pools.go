@@ -206,7 +206,8 @@ func (a *API) acquireIP(ctx context.Context, req *Request) (any, error) {
 		if checkUUID(nwID, proto.PrefixNetwork) == nil {
 			nm, err = tx.Get(proto.KindNetwork, nwID, &nw)
 		}
-		if checkUUID(nwID, proto.PrefixNetwork) != nil || errs.Is(err, errs.NotFound) {
+		if checkUUID(nwID, proto.PrefixNetwork) != nil || errs.Is(err, errs.NotFound) ||
+			(err == nil && !usableBy(req.Account, nw.AccountID)) {
 			return nil, errs.New(errs.UnknownNetwork, "%s", nwID)
 		}
 		if err != nil {

@@ -67,14 +67,14 @@ func (a *API) listJobs(_ context.Context, req *Request) (any, error) {
 	st, hasState := req.Params.StrOK("state")
 	return a.view(func(tx *state.Tx) (any, error) {
 		return listTx(tx, o, proto.KindJob, func(v *proto.Job) bool {
-			return !hasState || v.State == st
+			return (!hasState || v.State == st) && jobVisible(tx, req, v)
 		}, jobDoc)
 	})
 }
 
 func (a *API) showJob(_ context.Context, req *Request) (any, error) {
 	return a.view(func(tx *state.Tx) (any, error) {
-		v, m, err := getPub[proto.Job](tx, proto.KindJob, proto.PrefixJob, req.ID("id"))
+		v, m, err := getJob(tx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +86,7 @@ func (a *API) showJob(_ context.Context, req *Request) (any, error) {
 // intended behaviour; upstream called a missing method and crashed).
 func (a *API) cancelJob(ctx context.Context, req *Request) (any, error) {
 	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
-		v, m, err := getPub[proto.Job](tx, proto.KindJob, proto.PrefixJob, req.ID("id"))
+		v, m, err := getJob(tx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -103,4 +103,14 @@ func (a *API) cancelJob(ctx context.Context, req *Request) (any, error) {
 		jobs.Finish(b, *v, m.ModifyIndex, a.now(), jobs.FinishCancel, reason, nil)
 		return func(*state.Tx) (any, error) { return []any{v.ID}, nil }, nil
 	})
+}
+
+// getJob is the job of the path, "not found" for an account whose records
+// the job does not work on.
+func getJob(tx *state.Tx, req *Request) (*proto.Job, state.Meta, error) {
+	v, m, err := getPub[proto.Job](tx, proto.KindJob, proto.PrefixJob, req.ID("id"))
+	if err == nil && !jobVisible(tx, req, v) {
+		return nil, m, errs.New(errs.UnknownUUIDResource, "%s", v.ID)
+	}
+	return v, m, err
 }

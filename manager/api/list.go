@@ -84,6 +84,9 @@ func parseListOpts(req *Request) (listOpts, error) {
 			o.limit = n
 		}
 	}
+	if req.maxLimit > 0 && o.limit > req.maxLimit {
+		o.limit = req.maxLimit
+	}
 	if p.Has("sort_by") {
 		v := p.Str("sort_by")
 		col, dir, hasDir := strings.Cut(v, ".")
@@ -167,12 +170,26 @@ func list[T any](a *API, req *Request, kind string, match func(*T) bool, doc doc
 }
 
 func listTx[T any](tx *state.Tx, o listOpts, kind string, match func(*T) bool, doc docFn[T]) (any, error) {
+	return listWalk(tx, o, kind, func(fn func(state.Entry) error) error { return tx.Each(kind, true, fn) }, match, doc)
+}
+
+// listIn is listTx over the records an index finds under key (a filter
+// that an index answers, such as the instances in one state): the others
+// are never read.
+func listIn[T any](tx *state.Tx, o listOpts, kind, index, key string, match func(*T) bool, doc docFn[T]) (any, error) {
+	return listWalk(tx, o, kind, func(fn func(state.Entry) error) error {
+		return tx.EachIn(index, key, true, func(_ string, e state.Entry) error { return fn(e) })
+	}, match, doc)
+}
+
+// listWalk is the list over the records walk yields, newest first.
+func listWalk[T any](tx *state.Tx, o listOpts, kind string, walk func(func(state.Entry) error) error, match func(*T) bool, doc docFn[T]) (any, error) {
 	var (
 		total   int
 		results []any
 		docs    []*format.Map
 	)
-	err := tx.Each(kind, true, func(e state.Entry) error {
+	err := walk(func(e state.Entry) error {
 		v := new(T)
 		if err := json.Unmarshal(e.Value, v); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)

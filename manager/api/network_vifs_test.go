@@ -90,7 +90,10 @@ func TestExternalIP(t *testing.T) {
 	e := newEnv(t)
 	dcn := e.dcNetwork("public")
 	inner := e.network(dcn, url.Values{"dhcp_range": {"default"}})["id"].(string)
-	outer := e.network(dcn, url.Values{"network": {"192.0.2.0"}, "dhcp_range": {"default"}})["id"].(string)
+	// The external network is the operator's (the system account's), so
+	// that both accounts' pools acquire on it (ownership.go).
+	outer := e.do(req{method: "POST", path: "/networks.json", account: acct(""), form: url.Values{"dc_network": {dcn},
+		"network": {"192.0.2.0"}, "prefix": {"24"}, "network_mode": {"securitygroup"}, "dhcp_range": {"default"}}}).ok().obj()["id"].(string)
 	vif, _ := e.newVif(inner)
 	vif2, _ := e.newVif(inner)
 	pool := e.post("/ip_pools.json", url.Values{"dc_networks[]": {dcn}}).ok().obj()["id"].(string)

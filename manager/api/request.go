@@ -28,6 +28,8 @@ type Request struct {
 	Format string
 	// Stale is true for `?stale=true` reads served from local state.
 	Stale bool
+	// maxLimit caps list `limit`s (Config.MaxListLimit; 0 = no cap).
+	maxLimit int
 }
 
 // ID returns the path value name (e.g. "id").
@@ -75,7 +77,7 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(mapParamsError(err))
 		return
 	}
-	req := &Request{HTTP: r, Params: p, Format: format, Stale: local}
+	req := &Request{HTTP: r, Params: p, Format: format, Stale: local, maxLimit: a.cfg.MaxListLimit}
 	if err := a.resolveAccount(r.Context(), req); err != nil {
 		if errs.Is(err, errs.NoLeader) && local {
 			// An unknown account must be created, which only the leader can do.
@@ -149,10 +151,16 @@ func accountHeader(h http.Header) string {
 	return ""
 }
 
-// resolveAccount applies §1.4: auto-create unknown accounts, refuse disabled
-// ones, force the `account_id` parameter to the caller, parse quotas.
+// resolveAccount applies §1.4 to the account the request acts as (the
+// header of a trusted frontend, or the API token's account: access.go):
+// auto-create unknown accounts, refuse disabled ones, force the
+// `account_id` parameter to the caller, parse quotas.
 func (a *API) resolveAccount(ctx context.Context, req *Request) error {
-	id := strings.TrimSpace(accountHeader(req.HTTP.Header))
+	c, ok := callerFrom(ctx)
+	if !ok {
+		return forbidden("request without a caller")
+	}
+	id := c.account
 	if id == "" {
 		return nil
 	}

@@ -8,6 +8,10 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/hashicorp/serf/serf"
+	"github.com/vdc-project/vdc/common/security"
+	"github.com/vdc-project/vdc/proto"
 )
 
 // Config is what a manager's cluster layer needs. Zero durations take the
@@ -53,8 +57,15 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// FastGossip selects tight serf timers (loopback clusters and tests).
 	FastGossip bool
+	// SerfTune, when set, adjusts the serf configuration last (the
+	// benchmark's simulated datacenter sets agent.CrowdGossip).
+	SerfTune func(*serf.Config) `json:"-"`
 	// RaftLogLevel is hclog's level for raft's own messages.
 	RaftLogLevel string
+	// Security: with Security.RPC.TLS set, raft runs over mutual TLS between
+	// manager certificates; with Security.Keyring set, serf gossip is
+	// encrypted. The RPC settings are the manager server's business.
+	Security security.Settings
 }
 
 // DefaultConfig is a single manager on this host with the shipped timeouts.
@@ -98,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return fmt.Errorf("bootstrap expect %d < 0", c.BootstrapExpect)
+	}
+	if id := c.Security.RPC.TLS; id != nil && id.Role != proto.RoleManager {
+		return fmt.Errorf("tls certificate of role %s: a manager needs a manager certificate", id.Role)
 	}
 	fill := func(p *time.Duration, v time.Duration) {
 		if *p <= 0 {

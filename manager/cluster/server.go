@@ -54,8 +54,15 @@ type Server struct {
 	serf      *serf.Serf
 
 	raftAddr string // advertised
-	tagsMu   sync.Mutex
-	tags     map[string]string
+	// members caches Members() until the next serf member event: the
+	// dispatcher routes every job delivery through it.
+	membersMu      sync.Mutex
+	members        []Member
+	membersVersion uint64
+	membersAt      uint64 // the version members was built at
+
+	tagsMu sync.Mutex
+	tags   map[string]string
 
 	ready        atomic.Bool // leader with a committed barrier
 	bootstrapped atomic.Bool
@@ -155,10 +162,18 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft advertise address: %w", err)
 	}
-	s.trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, adv, 8, 10*time.Second,
-		logging.HCLog(s.logger, "raft-net", s.cfg.RaftLogLevel))
-	if err != nil {
-		return fmt.Errorf("raft transport: %w", err)
+	netLog := logging.HCLog(s.logger, "raft-net", s.cfg.RaftLogLevel)
+	if id := s.cfg.Security.RPC.TLS; id != nil {
+		stream, err := newTLSStream(s.cfg.RaftAddr, adv, id)
+		if err != nil {
+			return err
+		}
+		s.trans = raft.NewNetworkTransportWithLogger(stream, 8, 10*time.Second, netLog)
+	} else {
+		s.trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, adv, 8, 10*time.Second, netLog)
+		if err != nil {
+			return fmt.Errorf("raft transport: %w", err)
+		}
 	}
 
 	rc := raft.DefaultConfig()
@@ -235,6 +250,9 @@ func (s *Server) setupSerf() error {
 	} else {
 		sc.MemberlistConfig = memberlist.DefaultLANConfig()
 	}
+	if s.cfg.SerfTune != nil {
+		s.cfg.SerfTune(sc)
+	}
 	sc.MemberlistConfig.BindAddr = host
 	sc.MemberlistConfig.BindPort = port
 	if advHost, _, err := net.SplitHostPort(mustAdvertise(s.cfg.SerfAddr, s.cfg.AdvertiseHost)); err == nil {
@@ -243,6 +261,7 @@ func (s *Server) setupSerf() error {
 	sc.MemberlistConfig.AdvertisePort = port
 	sc.MemberlistConfig.Logger = logging.StdLog(s.logger, "memberlist")
 	sc.Logger = logging.StdLog(s.logger, "serf")
+	s.cfg.Security.ConfigureSerf(sc)
 	sc.SnapshotPath = filepath.Join(s.cfg.DataDir, "serf.snapshot")
 	sc.RejoinAfterLeave = true
 	s.tags = map[string]string{
@@ -311,6 +330,9 @@ func (s *Server) serfLoop(ch <-chan serf.Event) {
 			return
 		case ev := <-ch:
 			if _, ok := ev.(serf.MemberEvent); ok {
+				s.membersMu.Lock()
+				s.membersVersion++
+				s.membersMu.Unlock()
 				s.maybeBootstrap()
 				s.triggerReconcile()
 			}
@@ -502,7 +524,12 @@ func (s *Server) Apply(ctx context.Context, t state.CommandType, body any) (any,
 		case errors.Is(err, raft.ErrEnqueueTimeout):
 			return nil, errs.Wrap(errs.Timeout, err, "raft is overloaded")
 		}
-		return nil, fmt.Errorf("raft apply: %w", err)
+		// Any other error is this leader failing to write its own log (a
+		// full or failing disk): raft answers it before replicating the
+		// entry and steps down, so another manager can take the write.
+		// Callers retry NoLeader; an internal error would end an agent's
+		// job half done (an hva left its instance in starting for good).
+		return nil, errs.Wrap(errs.NoLeader, err, "the leader could not write its raft log and stepped down; retry")
 	}
 	if rerr, ok := f.Response().(error); ok {
 		return nil, rerr
@@ -643,8 +670,18 @@ type Member struct {
 }
 
 // Members lists serf members.
+// The list is shared between callers (read it, do not change it) and
+// rebuilt after a serf member event.
 func (s *Server) Members() []Member {
-	var out []Member
+	s.membersMu.Lock()
+	v := s.membersVersion
+	if s.members != nil && s.membersAt == v {
+		out := s.members
+		s.membersMu.Unlock()
+		return out
+	}
+	s.membersMu.Unlock()
+	out := make([]Member, 0)
 	for _, m := range s.serf.Members() {
 		out = append(out, Member{
 			Name:   m.Name,
@@ -654,7 +691,18 @@ func (s *Server) Members() []Member {
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	s.membersMu.Lock()
+	s.members, s.membersAt = out, v
+	s.membersMu.Unlock()
 	return out
+}
+
+// MembersVersion changes after every serf member event: a list derived
+// from Members() stays valid while it is the same.
+func (s *Server) MembersVersion() uint64 {
+	s.membersMu.Lock()
+	defer s.membersMu.Unlock()
+	return s.membersVersion
 }
 
 // Peer is a raft server as shown to operators.

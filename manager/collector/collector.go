@@ -32,6 +32,10 @@ type Deps struct {
 	Finalize FinalizeFunc
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Delivering, when set, reports that the dispatcher is waiting for the
+	// answer of a delivery of the job, which will carry its result
+	// (jobs.Dispatcher.Delivering): job_finished then writes nothing.
+	Delivering func(jobID string) bool
 }
 
 // Service implements the collector endpoints.
@@ -172,14 +176,9 @@ func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDat
 		if err != nil {
 			return err
 		}
-		return tx.Each(proto.KindInstance, false, func(e state.Entry) error {
-			var inst proto.Instance
-			if err := json.Unmarshal(e.Value, &inst); err != nil {
-				return err
-			}
-			if inst.HostNodeID == nil || *inst.HostNodeID != host.ID {
-				return nil
-			}
+		// Only the fields the monitor compares are decoded: a monitor reads
+		// every instance of its host every few seconds.
+		return state.EachOfIn(tx, state.IdxInstancesByHost, host.ID, false, func(inst *monitorFields, _ state.Meta) error {
 			switch inst.State {
 			case proto.InstanceRunning, proto.InstanceHalting, proto.InstanceShuttingDown:
 				out.Instances = append(out.Instances, proto.InstanceMonitorEntry{
@@ -191,6 +190,15 @@ func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDat
 		})
 	})
 	return out, err
+}
+
+// monitorFields are the fields of an instance the monitor data carries.
+type monitorFields struct {
+	ID         string `json:"id"`
+	Hypervisor string `json:"hypervisor"`
+	State      string `json:"state"`
+	Status     string `json:"status"`
+	proto.Timestamps
 }
 
 func (s *Service) jobFinished(ctx context.Context, req proto.JobFinishedRequest) (proto.JobFinishedResponse, error) {
@@ -208,12 +216,19 @@ func (s *Service) jobFinished(ctx context.Context, req proto.JobFinishedRequest)
 	if req.Result.Error != nil {
 		msg = req.Result.Error.Message
 	}
+	if s.d.Delivering != nil && s.d.Delivering(req.Result.JobID) {
+		if !s.d.Cluster.IsLeader() {
+			return proto.JobFinishedResponse{}, errs.New(errs.NoLeader, "this manager is not the leader")
+		}
+		return proto.JobFinishedResponse{}, nil
+	}
 	var result map[string]any
 	if len(req.Result.Result) > 0 {
 		_ = json.Unmarshal(req.Result.Result, &result)
 	}
 	err := s.write(ctx, func(tx *state.Tx, b *state.Builder) error {
-		return jobs.FinishTx(tx, b, req.Result.JobID, s.d.Now(), status, msg, result)
+		return jobs.FinishRun(tx, b, req.Result.JobID, s.d.Now(), status, msg, result,
+			jobs.Worker{NodeID: req.NodeID, StartedAt: req.Result.StartedAt})
 	})
 	return proto.JobFinishedResponse{}, err
 }

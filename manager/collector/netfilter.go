@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -29,9 +30,9 @@ func filteredState(s string) bool {
 // netfilterData answers hva-collector get_netfilter_data: what one host's
 // packet filter needs (spec/agents.md §2.0, §5 "Netfilter"): its vnics (of
 // instances placed on it, in a filtered state) with their groups, and every
-// group those vnics are in or whose members their rules name, with the
-// rule text, the members' addresses anywhere in the cluster, and the
-// references between groups.
+// group those vnics are in, whose members their rules name, or whose rules
+// name their groups, with the rule text, the members' addresses anywhere in
+// the cluster, and the references between groups.
 func (s *Service) netfilterData(_ context.Context, req proto.GetNetfilterDataRequest) (proto.GetNetfilterDataResponse, error) {
 	out := proto.GetNetfilterDataResponse{Vnics: []proto.VifView{}, SecurityGroups: []proto.NetfilterSecurityGroup{}}
 	err := s.read(func(tx *state.Tx) error {
@@ -102,9 +103,18 @@ func (s *Service) netfilterData(_ context.Context, req proto.GetNetfilterDataReq
 		if err != nil {
 			return err
 		}
-		for sg := range wanted {
+		// The local vnics' groups, the groups their rules name (whose members
+		// they let in), and the groups whose rules name them (whose members
+		// may ARP them: those answer the local vnics).
+		local := maps.Clone(wanted)
+		for sg := range local {
 			for _, ref := range refs[sg] {
 				wanted[ref] = true
+			}
+		}
+		for other, named := range refs {
+			if slices.ContainsFunc(named, func(n string) bool { return local[n] }) {
+				wanted[other] = true
 			}
 		}
 		ids := make([]string, 0, len(wanted))

@@ -60,6 +60,8 @@ func TestNetfilterData(t *testing.T) {
 		b.Create(proto.KindSecurityGroup, "sg-db", proto.SecurityGroup{ID: "sg-db", Rule: "tcp:5432,5432,sg-web"})
 		b.Create(proto.KindSecurityGroup, "sg-admin", proto.SecurityGroup{ID: "sg-admin"})
 		b.Create(proto.KindSecurityGroup, "sg-other", proto.SecurityGroup{ID: "sg-other", Rule: "tcp:1,1,sg-db"})
+		// sg-far names a group the local vnics only name: nothing here.
+		b.Create(proto.KindSecurityGroup, "sg-far", proto.SecurityGroup{ID: "sg-far", Rule: "tcp:2,2,sg-admin"})
 		return nil
 	})
 	if err != nil {
@@ -85,8 +87,8 @@ func TestNetfilterData(t *testing.T) {
 		groups[g.ID] = g
 		ids = append(ids, g.ID)
 	}
-	if want := []string{"sg-admin", "sg-db", "sg-web"}; !slices.Equal(ids, want) {
-		t.Fatalf("groups = %v, want %v (own and named, not sg-other)", ids, want)
+	if want := []string{"sg-admin", "sg-db", "sg-other", "sg-web"}; !slices.Equal(ids, want) {
+		t.Fatalf("groups = %v, want %v (own, named, and naming own (sg-other); not sg-far)", ids, want)
 	}
 	memberIDs := func(g string) []string {
 		var out []string
@@ -108,6 +110,10 @@ func TestNetfilterData(t *testing.T) {
 	}
 	if g := groups["sg-db"]; !slices.Equal(g.Referencers, []string{"sg-other"}) {
 		t.Errorf("sg-db referencers = %v, want [sg-other]", g.Referencers)
+	}
+	// A referencer's members may ARP the local vnics of the group it names.
+	if got, want := memberIDs("sg-other"), []string{"vif-other"}; !slices.Equal(got, want) {
+		t.Errorf("sg-other members = %v, want %v", got, want)
 	}
 	if _, err := s.netfilterData(ctx, proto.GetNetfilterDataRequest{NodeID: "hva.none"}); !errs.Is(err, errs.UnknownHostNode) {
 		t.Errorf("unknown node: %v, want UnknownHostNode", err)

@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/vdc-project/vdc/common/errs"
@@ -11,16 +10,9 @@ import (
 
 func hostByNodeID(tx *state.Tx, nodeID string) (*proto.HostNode, error) {
 	var found *proto.HostNode
-	err := tx.Each(proto.KindHostNode, false, func(e state.Entry) error {
-		var h proto.HostNode
-		if err := json.Unmarshal(e.Value, &h); err != nil {
-			return err
-		}
-		if h.NodeID == nodeID {
-			found = &h
-			return state.ErrStop
-		}
-		return nil
+	err := state.EachOfIn(tx, state.IdxHostNodesByNodeID, nodeID, false, func(h *proto.HostNode, _ state.Meta) error {
+		found = h
+		return state.ErrStop
 	})
 	if err == nil && found == nil {
 		err = errs.New(errs.UnknownHostNode, "no host node is bound to %s", nodeID)
@@ -66,26 +58,18 @@ func InstanceView(tx *state.Tx, id string) (proto.InstanceView, error) {
 		iv.BackupObject = backupObjectView(tx, img.BackupObjectID)
 		v.Image = iv
 	}
-	err := tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
-		var vif proto.NetworkVif
-		if err := json.Unmarshal(e.Value, &vif); err != nil {
-			return err
-		}
-		if vif.InstanceID == nil || *vif.InstanceID != id || vif.DeletedAt != nil {
+	err := state.EachOfIn(tx, state.IdxVifsByInstance, id, false, func(vif *proto.NetworkVif, _ state.Meta) error {
+		if vif.DeletedAt != nil {
 			return nil
 		}
-		v.Vifs = append(v.Vifs, VifView(tx, vif))
+		v.Vifs = append(v.Vifs, VifView(tx, *vif))
 		return nil
 	})
 	if err != nil {
 		return v, err
 	}
-	err = tx.Each(proto.KindVolume, false, func(e state.Entry) error {
-		var vol proto.Volume
-		if err := json.Unmarshal(e.Value, &vol); err != nil {
-			return err
-		}
-		if vol.InstanceID == nil || *vol.InstanceID != id || vol.DeletedAt != nil {
+	err = state.EachOfIn(tx, state.IdxVolumesByInstance, id, false, func(vol *proto.Volume, _ state.Meta) error {
+		if vol.DeletedAt != nil {
 			return nil
 		}
 		vv := proto.VolumeView{

@@ -78,6 +78,30 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	inflight map[string]context.CancelFunc
+	// lastSeq is the newest queue entry a scan has seen: a wake-up only
+	// reads the entries created after it (the queue can hold thousands).
+	lastSeq uint64
+	// delivering holds the jobs with a delivery waiting for the agent's
+	// answer (see Delivering).
+	delivering map[string]bool
+	// byResource names the job in flight for each resource; waiting lists
+	// the younger jobs of that resource in creation order (waits: their
+	// ids), started one by one as the one before ends.
+	byResource map[string]string
+	waiting    map[string][]string
+	waits      map[string]bool
+}
+
+// Delivering reports whether a delivery of job id is waiting for the
+// agent's answer on this manager. That answer carries the job's result
+// (and when it is lost, the job is delivered again and the agent answers
+// with the result it kept), so the agent's own report of the result need
+// not be written too: writing both raced, and the loser's write was a raft
+// entry refused by its guard.
+func (ds *Dispatcher) Delivering(id string) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.delivering[id]
 }
 
 // NewDispatcher builds a dispatcher; Run starts it.
@@ -103,7 +127,9 @@ func NewDispatcher(d Deps) *Dispatcher {
 	if d.Now == nil {
 		d.Now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
-	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}}
+	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}, delivering: map[string]bool{},
+		byResource: map[string]string{}, waiting: map[string][]string{}, waits: map[string]bool{},
+	}
 }
 
 // Wake makes the dispatcher rescan soon (called after every raft apply).
@@ -119,18 +145,25 @@ func (ds *Dispatcher) Run(ctx context.Context) {
 	t := time.NewTicker(ds.d.Tick)
 	defer t.Stop()
 	defer ds.stopAll()
+	led := false
 	for {
+		full := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			full = true
 		case <-ds.wake:
 		}
 		if !ds.d.Cluster.IsLeader() {
 			ds.stopAll()
+			led = false
 			continue
 		}
-		ds.scan(ctx)
+		// The tick (and a new term of leadership) reads the whole queue;
+		// a wake-up after an apply only what was enqueued since.
+		ds.scan(ctx, full || !led)
+		led = true
 	}
 }
 
@@ -141,38 +174,106 @@ func (ds *Dispatcher) stopAll() {
 		cancel()
 		delete(ds.inflight, id)
 	}
+	clear(ds.byResource)
+	clear(ds.waiting)
+	clear(ds.waits)
 }
 
-// scan starts a delivery goroutine for every queued job without one.
-func (ds *Dispatcher) scan(ctx context.Context) {
+// scan starts a delivery goroutine for every queued job without one: all of
+// them (full), or those enqueued since the last scan. The jobs of one
+// resource run one at a time, in the order they were made: a job with an
+// older job of its resource in flight waits (ds.waiting) and starts when
+// that one ends. Each job has its own delivery backoff, so without this a
+// job that waited for an unreachable agent could run after a newer one (a
+// late poweroff undoing a poweron accepted after it).
+func (ds *Dispatcher) scan(ctx context.Context, full bool) {
 	var queued []proto.JobQueueEntry
+	ds.mu.Lock()
+	since := ds.lastSeq
+	ds.mu.Unlock()
+	if full {
+		since = 0
+	}
+	var last uint64
 	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
-		return tx.Each(proto.KindJobQueue, false, func(e state.Entry) error {
+		// In creation order: the first entry of a resource is its oldest job.
+		return tx.EachAfter(proto.KindJobQueue, since, func(e state.Entry) error {
+			last = e.Seq
 			var q proto.JobQueueEntry
-			if json.Unmarshal(e.Value, &q) == nil {
-				queued = append(queued, q)
+			if json.Unmarshal(e.Value, &q) != nil {
+				return nil
 			}
+			if q.ResourceID == "" { // written before entries named it
+				var j proto.Job
+				if _, err := tx.Get(proto.KindJob, q.ID, &j); err == nil {
+					q.ResourceID = j.ResourceID
+				}
+			}
+			queued = append(queued, q)
 			return nil
 		})
 	})
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
+	ds.lastSeq = max(ds.lastSeq, last)
 	for _, q := range queued {
-		if _, ok := ds.inflight[q.ID]; ok {
+		if _, ok := ds.inflight[q.ID]; ok || ds.waits[q.ID] {
 			continue
 		}
-		jctx, cancel := context.WithCancel(ctx)
-		ds.inflight[q.ID] = cancel
-		go func(id string) {
-			defer func() {
-				ds.mu.Lock()
-				delete(ds.inflight, id)
-				ds.mu.Unlock()
-				cancel()
-			}()
-			ds.deliver(jctx, id)
-		}(q.ID)
+		if _, busy := ds.byResource[q.ResourceID]; busy && q.ResourceID != "" {
+			ds.waiting[q.ResourceID] = append(ds.waiting[q.ResourceID], q.ID)
+			ds.waits[q.ID] = true
+			continue
+		}
+		ds.startLocked(ctx, q)
 	}
+}
+
+// startLocked starts the delivery of job q; ds.mu is held. When the
+// delivery ends with the job out of the queue, the next job of its resource
+// starts.
+func (ds *Dispatcher) startLocked(ctx context.Context, q proto.JobQueueEntry) {
+	jctx, cancel := context.WithCancel(ctx)
+	ds.inflight[q.ID] = cancel
+	if q.ResourceID != "" {
+		ds.byResource[q.ResourceID] = q.ID
+	}
+	go func() {
+		ds.deliver(jctx, q.ID)
+		// Still queued: leadership ended; the next leader starts over.
+		done := ctx.Err() == nil && !ds.queued(q.ID)
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		cancel()
+		delete(ds.inflight, q.ID)
+		delete(ds.delivering, q.ID)
+		r := q.ResourceID
+		if r == "" || ds.byResource[r] != q.ID {
+			return
+		}
+		delete(ds.byResource, r)
+		if !done {
+			return
+		}
+		if next := ds.waiting[r]; len(next) > 0 {
+			ds.waiting[r] = next[1:]
+			if len(ds.waiting[r]) == 0 {
+				delete(ds.waiting, r)
+			}
+			delete(ds.waits, next[0])
+			ds.startLocked(ctx, proto.JobQueueEntry{ID: next[0], ResourceID: r})
+		}
+	}()
+}
+
+// queued reports whether job id is still in the queue.
+func (ds *Dispatcher) queued(id string) bool {
+	ok := false
+	_ = ds.d.Cluster.Store().View(func(tx *state.Tx) error {
+		ok = tx.Exists(proto.KindJobQueue, id)
+		return nil
+	})
+	return ok
 }
 
 // load reads the job; ok is false once it left the queue (finished).
@@ -211,8 +312,7 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			}
 			return
 		}
-		now := time.Now()
-		if j.Deadline != nil && now.After(*j.Deadline) {
+		if j.Deadline != nil && ds.d.Now().After(*j.Deadline) {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}
@@ -228,7 +328,12 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.sleep(ctx, &backoff)
 			continue
 		}
-		if j.State == StatePending || j.WorkerID == nil || *j.WorkerID != node {
+		// A job of an endpoint several agents serve (the schedulers) is
+		// recorded with its agent before it goes out, so that a new leader
+		// keeps it there (two schedulers must not both run it). An agent of
+		// its own endpoint needs no such record: a job that ends within its
+		// first delivery is then written once, at its end.
+		if j.WorkerID != nil && *j.WorkerID != node || j.State == StatePending && proto.EndpointNode(j.QueueName) == "" {
 			ds.handOff(ctx, id, node)
 		}
 		env := proto.JobEnvelope{
@@ -241,14 +346,26 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 		if j.Deadline != nil {
 			env.Deadline = *j.Deadline
 		}
+		ds.setDelivering(id, true)
 		res, err := ds.deliverOnce(ctx, addr, node, env)
+		if err != nil || !res.Status.Final() {
+			// No result came back with this delivery: the agent's report
+			// of it (if one comes meanwhile) must be written.
+			ds.setDelivering(id, false)
+		}
 		lastAddr, lastNode, avoid = addr, node, ""
 		switch {
 		case err == nil && res.Status.Final():
-			ds.finishResult(ctx, id, res)
+			ds.finishResult(ctx, id, res, node)
 			return
 		case err == nil:
-			backoff = 100 * time.Millisecond // still running: redeliver to poll
+			// Still running: recorded as such (a job that ends within one
+			// delivery goes from pending to finished in one write, with
+			// the worker and start time), and delivered again to poll.
+			if j.State == StatePending {
+				ds.handOff(ctx, id, node)
+			}
+			backoff = 100 * time.Millisecond
 		case rpc.IsRetryable(err) || errs.Is(err, errs.NoLeader):
 			log.Debug("agent unreachable; will retry", "addr", addr, "error", err)
 			// Another agent of the endpoint, if any, gets the next delivery.
@@ -330,6 +447,16 @@ func (ds *Dispatcher) alive(node string) bool {
 	return false
 }
 
+func (ds *Dispatcher) setDelivering(id string, on bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if on {
+		ds.delivering[id] = true
+	} else {
+		delete(ds.delivering, id)
+	}
+}
+
 func (ds *Dispatcher) sleep(ctx context.Context, backoff *time.Duration) {
 	d := *backoff + time.Duration(rand.Int64N(int64(*backoff)/2+1))
 	select {
@@ -405,7 +532,7 @@ func (ds *Dispatcher) handOff(ctx context.Context, id, node string) {
 	})
 }
 
-func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.JobResult) {
+func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.JobResult, node string) {
 	status := FinishSuccess
 	msg := ""
 	switch res.Status {
@@ -421,11 +548,16 @@ func (ds *Dispatcher) finishResult(ctx context.Context, id string, res proto.Job
 	if len(res.Result) > 0 {
 		_ = json.Unmarshal(res.Result, &result)
 	}
-	ds.finish(ctx, id, status, msg, result)
+	ds.finishBy(ctx, id, status, msg, result, Worker{NodeID: node, StartedAt: res.StartedAt})
 }
 
 // finish records the job's end; a job that already ended stays as it was.
 func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result map[string]any) {
+	ds.finishBy(ctx, id, status, msg, result, Worker{})
+}
+
+// finishBy is finish with the agent that ran the job.
+func (ds *Dispatcher) finishBy(ctx context.Context, id, status, msg string, result map[string]any, w Worker) {
 	err := ds.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
 		now := ds.d.Now()
 		if status != FinishSuccess && ds.d.OnFail != nil && tx.Exists(proto.KindJobQueue, id) {
@@ -436,7 +568,7 @@ func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result
 				}
 			}
 		}
-		return FinishTx(tx, b, id, now, status, msg, result)
+		return FinishRun(tx, b, id, now, status, msg, result, w)
 	})
 	if err != nil {
 		ds.d.Logger.Warn("record job end", "job_id", id, "status", status, "error", err)
@@ -448,6 +580,19 @@ func (ds *Dispatcher) finish(ctx context.Context, id, status, msg string, result
 // FinishTx ends job id in b unless it ended already (idempotent; used by the
 // dispatcher and by the job-collector's job_finished).
 func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, msg string, result map[string]any) error {
+	return FinishRun(tx, b, id, now, status, msg, result, Worker{})
+}
+
+// Worker is the agent that ran a job, as its result tells.
+type Worker struct {
+	NodeID    string
+	StartedAt time.Time
+}
+
+// FinishRun is FinishTx for a job whose worker is known: a job still
+// pending (it ended within its first delivery) also gets the worker, start
+// time and run count that marking it running would have recorded.
+func FinishRun(tx *state.Tx, b *state.Builder, id string, now time.Time, status, msg string, result map[string]any, w Worker) error {
 	if !tx.Exists(proto.KindJobQueue, id) {
 		return nil
 	}
@@ -455,6 +600,14 @@ func FinishTx(tx *state.Tx, b *state.Builder, id string, now time.Time, status, 
 	m, err := tx.Get(proto.KindJob, id, &j)
 	if err != nil {
 		return err
+	}
+	if j.State == StatePending && w.NodeID != "" {
+		node, started := w.NodeID, w.StartedAt.UTC().Truncate(time.Second)
+		if w.StartedAt.IsZero() || started.After(now) {
+			started = now
+		}
+		j.WorkerID, j.StartedAt = &node, &started
+		j.RetryCount++
 	}
 	Finish(b, j, m.ModifyIndex, now, status, msg, result)
 	return nil

@@ -218,3 +218,51 @@ func TestFailedJobRunsOnFailInSameTxn(t *testing.T) {
 		t.Fatalf("OnFail did not run with the job's end: %v", mark)
 	}
 }
+
+// While a delivery waits for the agent's answer, Delivering reports it
+// (the collector then leaves the agent's own report of the result to the
+// answer); a job the agent is still running after the wait is marked
+// running and no longer reported delivering between deliveries.
+func TestDeliveringWhileAnswerIsAwaited(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	f.startAgent("hva.slow2", func(ctx context.Context, _ proto.HvaRebootRequest) (proto.HvaRebootResponse, error) {
+		close(started)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return proto.HvaRebootResponse{}, ctx.Err()
+	})
+	id := f.enqueue(proto.HvaHandle("hva.slow2"), proto.VerbReboot, proto.HvaRebootRequest{}, 0)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("job never started")
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if !f.ds.Delivering(id) {
+			return errors.New("no delivery waiting")
+		}
+		return nil
+	})
+	// The delivery waits 200 ms: past it the job shows running.
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if j, _ := f.job(id); j.State != StateRunning || j.WorkerID == nil || *j.WorkerID != "hva.slow2" {
+			return fmt.Errorf("job state %s", j.State)
+		}
+		return nil
+	})
+	close(release)
+	j := f.waitFinished(id)
+	if *j.FinishStatus != FinishSuccess || j.RetryCount != 1 {
+		t.Fatalf("job = %+v", j)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if f.ds.Delivering(id) {
+			return errors.New("still delivering")
+		}
+		return nil
+	})
+}

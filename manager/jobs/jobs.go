@@ -71,7 +71,7 @@ func New(now time.Time, endpoint, verb, resourceID string, args any) (proto.Job,
 // Enqueue adds the job and its queue entry to the transaction.
 func Enqueue(b *state.Builder, j proto.Job) {
 	b.Create(proto.KindJob, j.ID, j)
-	b.Create(proto.KindJobQueue, j.ID, proto.JobQueueEntry{ID: j.ID, Endpoint: j.QueueName})
+	b.Create(proto.KindJobQueue, j.ID, proto.JobQueueEntry{ID: j.ID, Endpoint: j.QueueName, ResourceID: j.ResourceID})
 }
 
 // Finish ends the job (read at modifyIndex) with status and message, and

@@ -45,6 +45,7 @@ func (e *APIError) Error() string {
 type client struct {
 	base    string
 	account string
+	token   string
 	http    *http.Client
 	timeout time.Duration
 	sleep   func(ctx context.Context, d time.Duration) error
@@ -126,6 +127,9 @@ func (c *client) once(ctx context.Context, method, u string, form url.Values) (_
 	if c.account != "" {
 		req.Header.Set("X-VDC-Account-UUID", c.account)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
@@ -149,7 +153,8 @@ func (c *client) once(ctx context.Context, method, u string, form url.Values) (_
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return &response{status: resp.StatusCode, body: data}, retryAfter, nil
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
+	// 503: an election; 429: over the rate limit. Nothing was applied.
+	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			retryAfter = 0
 			if n, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && n > 0 {

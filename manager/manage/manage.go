@@ -27,6 +27,8 @@ const DefaultAPI = "http://127.0.0.1:9001"
 type Config struct {
 	// API is the default for --api (main passes $VDC_API). Empty: DefaultAPI.
 	API string
+	// Token is the default for --token (main passes $VDC_API_TOKEN).
+	Token string
 	// Stderr receives error messages and notes. Nil: discarded.
 	Stderr io.Writer
 	// HTTPClient sends the requests. Nil: a client with its own transport.
@@ -43,6 +45,7 @@ type app struct {
 	out       io.Writer
 	errOut    io.Writer
 	api       string
+	token     string
 	account   string
 	output    string
 	timeout   time.Duration
@@ -136,6 +139,7 @@ Seeding a cluster idempotently (re-runs print "exists: ID"):
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.api, "api", cfg.API, "manager API base URL (env VDC_API)")
 	pf.StringVar(&a.account, "account", "", "call as this account (sends X-VDC-Account-UUID: a-xxx)")
+	pf.StringVar(&a.token, "token", cfg.Token, "API token, sent as Authorization: Bearer (env VDC_API_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json (the raw API JSON)")
 	pf.DurationVar(&a.timeout, "timeout", cfg.Timeout, "timeout of each HTTP request")
 	pf.BoolVar(&a.ifMissing, "if-missing", false, "add: if the resource named by --uuid exists, print \"exists: ID\" and do nothing")
@@ -150,6 +154,8 @@ Seeding a cluster idempotently (re-runs print "exists: ID"):
 		resourceCommand(a, imageResource()),
 		groupCommand(a),
 		clusterCommand(a),
+		tlsCommand(a),
+		gossipCommand(a),
 	)
 	return root
 }
@@ -167,7 +173,7 @@ func (a *app) client() (*client, error) {
 	if a.account != "" && !strings.HasPrefix(a.account, "a-") {
 		return nil, fmt.Errorf("invalid --account %q: account ids look like a-xxxxxxxx", a.account)
 	}
-	return &client{base: base, account: a.account, http: a.cfg.HTTPClient, timeout: a.timeout, sleep: a.cfg.Sleep}, nil
+	return &client{base: base, account: a.account, token: a.token, http: a.cfg.HTTPClient, timeout: a.timeout, sleep: a.cfg.Sleep}, nil
 }
 
 func (a *app) jsonOut() bool { return a.output == "json" }

@@ -97,10 +97,7 @@ func StartEvacuation(tx *state.Tx, b *state.Builder, host *proto.HostNode, hm st
 
 // PendingEvacuation finds the unfinished evacuate_from job of a host.
 func PendingEvacuation(tx *state.Tx, hostID string) (jobID string, ok bool, err error) {
-	err = each(tx, proto.KindJobQueue, func(q *proto.JobQueueEntry, _ state.Meta) error {
-		if q.Endpoint != proto.EndpointScheduler {
-			return nil
-		}
+	err = state.EachOfIn(tx, state.IdxJobQueueByEndpoint, proto.EndpointScheduler, false, func(q *proto.JobQueueEntry, _ state.Meta) error {
 		var j proto.Job
 		if _, err := tx.Get(proto.KindJob, q.ID, &j); err != nil {
 			return nil // finished and gone meanwhile
@@ -210,22 +207,23 @@ func (e *Evacuation) GetEvacuation(_ context.Context, req proto.GetEvacuationReq
 			Fenced: tx.Exists(proto.KindHostFence, host.NodeID),
 			Hosts:  w.Hosts, Groups: w.Groups, Instances: []proto.EvacInstance{},
 		}
-		local := map[string][]proto.Volume{}
-		err = each(tx, proto.KindVolume, func(v *proto.Volume, _ state.Meta) error {
-			if v.InstanceID != nil && v.StoreType == proto.VolumeLocal && volumeAlive(v.State) {
-				local[*v.InstanceID] = append(local[*v.InstanceID], *v)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return each(tx, proto.KindInstance, func(in *proto.Instance, _ state.Meta) error {
+		return state.EachOfIn(tx, state.IdxInstancesByHost, host.ID, false, func(in *proto.Instance, _ state.Meta) error {
 			if !onHost(in, host.ID) {
 				return nil
 			}
+			// The local volumes are deployed again on the new host.
+			var local []volEntry
+			err := state.EachOfIn(tx, state.IdxVolumesByInstance, in.ID, false, func(v *proto.Volume, m state.Meta) error {
+				if v.StoreType == proto.VolumeLocal && volumeAlive(v.State) {
+					local = append(local, volEntry{Volume: *v, meta: m})
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 			out.Instances = append(out.Instances, proto.EvacInstance{
-				Request: requestOf(in, local[in.ID], false), HaEnabled: in.HaEnabled,
+				Request: requestOf(in, local, false), HaEnabled: in.HaEnabled,
 			})
 			return nil
 		})
@@ -339,15 +337,11 @@ func (ev *evac) move(toID string) (*proto.EvacuateInstanceResponse, error) {
 	}
 	b.Check(proto.KindHostNode, dst.ID, dm.ModifyIndex)
 
-	type volEntry struct {
-		v proto.Volume
-		m state.Meta
-	}
 	var vols []volEntry
 	var disk int64
-	err = each(tx, proto.KindVolume, func(v *proto.Volume, m state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == inst.ID && volumeAlive(v.State) {
-			vols = append(vols, volEntry{*v, m})
+	err = state.EachOfIn(tx, state.IdxVolumesByInstance, inst.ID, false, func(v *proto.Volume, m state.Meta) error {
+		if volumeAlive(v.State) {
+			vols = append(vols, volEntry{Volume: *v, meta: m})
 			if v.StoreType == proto.VolumeLocal {
 				disk += v.Size
 			}
@@ -357,7 +351,11 @@ func (ev *evac) move(toID string) (*proto.EvacuateInstanceResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := charge(tx, b, dst, inst, disk); err != nil {
+	if err := Reserve(tx, b, dst, inst, disk); err != nil {
+		if errs.Is(err, errs.OutOfHostCapacity) {
+			// The daemon's view was stale: it places again.
+			return nil, stale("%v", err)
+		}
 		return nil, err
 	}
 	if err := drop(tx, b, ev.src.ID, inst); err != nil {
@@ -369,7 +367,7 @@ func (ev *evac) move(toID string) (*proto.EvacuateInstanceResponse, error) {
 	// freed from the old host: now if it is fenced, else by its cleanup.
 	var free []string
 	for i := range vols {
-		v := &vols[i].v
+		v := &vols[i].Volume
 		v.UpdatedAt = ev.now
 		switch {
 		case v.StoreType == proto.VolumeLocal:
@@ -383,7 +381,7 @@ func (ev *evac) move(toID string) (*proto.EvacuateInstanceResponse, error) {
 			v.State = proto.VolumeDetaching
 			free = append(free, v.ID)
 		}
-		b.Update(proto.KindVolume, v.ID, vols[i].m.ModifyIndex, v)
+		b.Update(proto.KindVolume, v.ID, vols[i].meta.ModifyIndex, v)
 	}
 
 	from := ev.src.ID

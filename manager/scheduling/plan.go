@@ -2,6 +2,7 @@ package scheduling
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -35,8 +36,8 @@ type volEntry struct {
 // placeable), in creation order.
 func instanceVolumes(tx *state.Tx, instanceID string, start bool) ([]volEntry, error) {
 	var out []volEntry
-	err := each(tx, proto.KindVolume, func(v *proto.Volume, m state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == instanceID && placeable(v, start) {
+	err := state.EachOfIn(tx, state.IdxVolumesByInstance, instanceID, false, func(v *proto.Volume, m state.Meta) error {
+		if placeable(v, start) {
 			out = append(out, volEntry{Volume: *v, meta: m})
 		}
 		return nil
@@ -44,12 +45,122 @@ func instanceVolumes(tx *state.Tx, instanceID string, start bool) ([]volEntry, e
 	return out, err
 }
 
-// applyPlan re-checks a plan against tx and adds its ops to b: the host's
-// usage (guarded by its ModifyIndex, capacity re-checked against the
+// planBatch applies the plans of one submit_plan in one transaction. Each
+// plan is re-checked on its own, against the state and against the plans of
+// the batch before it; its ops reach the transaction only when it holds. The
+// records several plans share are written once, after all of them: a host's
+// usage (the sum of its plans' charges, guarded by the ModifyIndex read) and
+// the guards on hosts and networks. Addresses and MACs claimed by an earlier
+// plan of the batch are taken for the later ones.
+type planBatch struct {
+	tx  *state.Tx
+	b   *state.Builder
+	now time.Time
+
+	guardOps  state.Builder          // Check ops, written first
+	body      state.Builder          // the plans' own ops, written last
+	usage     map[string]*hostCharge // by host id
+	hostOrder []string               // hosts in first-charge order, for a stable txn
+	guards    map[string]bool        // "kind/id" of the Check ops added
+	ips       map[string]bool        // lease keys created or deleted
+	macs      map[string]bool
+	insts     map[string]bool
+}
+
+// hostCharge is a host's usage as the batch has charged it so far.
+type hostCharge struct {
+	u      proto.HostUsage
+	meta   state.Meta
+	exists bool
+}
+
+func newPlanBatch(tx *state.Tx, b *state.Builder, now time.Time) *planBatch {
+	return &planBatch{tx: tx, b: b, now: now, usage: map[string]*hostCharge{}, guards: map[string]bool{},
+		ips: map[string]bool{}, macs: map[string]bool{}, insts: map[string]bool{}}
+}
+
+// applyPlan re-checks a single plan against tx and adds its ops to b: the
+// host's usage (guarded by its ModifyIndex, capacity re-checked against the
 // offering), the vifs with their IP leases and MAC claims (a taken address or
 // MAC fails the create guard), the instance on its host in state pending, its
 // volumes pending, and the job that boots it.
 func applyPlan(tx *state.Tx, b *state.Builder, req *proto.SubmitPlanRequest, now time.Time) (*proto.SubmitPlanResponse, error) {
+	pb := newPlanBatch(tx, b, now)
+	resp, err := pb.apply(req)
+	if err != nil {
+		return nil, err
+	}
+	pb.finish()
+	return resp, nil
+}
+
+// planItem is one plan of a batch being checked: its own ops and claims,
+// merged into the batch only when the whole plan holds.
+type planItem struct {
+	pb     *planBatch
+	b      state.Builder
+	guards []state.Op // Check ops, added once per record by the batch
+	usage  *hostCharge
+	hostID string
+	ips    map[string]bool
+	macs   map[string]bool
+}
+
+func (it *planItem) guard(kind, id string, index uint64) {
+	it.guards = append(it.guards, state.Op{Verb: state.Check, Kind: kind, ID: id, Index: index})
+}
+
+// apply checks one plan and, when it holds, adds it to the batch.
+func (pb *planBatch) apply(req *proto.SubmitPlanRequest) (*proto.SubmitPlanResponse, error) {
+	if pb.insts[req.InstanceID] {
+		return nil, badPlan("instance %s is placed twice in one batch", req.InstanceID)
+	}
+	it := &planItem{pb: pb, ips: map[string]bool{}, macs: map[string]bool{}}
+	resp, err := it.apply(req)
+	if err != nil {
+		return nil, err
+	}
+	pb.insts[req.InstanceID] = true
+	pb.body.Append(&it.b)
+	for _, g := range it.guards {
+		if k := g.Kind + "/" + g.ID; !pb.guards[k] {
+			pb.guards[k] = true
+			pb.guardOps.Check(g.Kind, g.ID, g.Index)
+		}
+	}
+	if it.usage != nil {
+		if _, ok := pb.usage[it.hostID]; !ok {
+			pb.hostOrder = append(pb.hostOrder, it.hostID)
+		}
+		pb.usage[it.hostID] = it.usage
+	}
+	for k := range it.ips {
+		pb.ips[k] = true
+	}
+	for k := range it.macs {
+		pb.macs[k] = true
+	}
+	return resp, nil
+}
+
+// finish writes the batch's ops: the guards, the hosts' usages charged by
+// the batch, then every plan's own ops (so that a usage changed meanwhile
+// is the guard that fails).
+func (pb *planBatch) finish() {
+	pb.b.Append(&pb.guardOps)
+	for _, id := range pb.hostOrder {
+		c := pb.usage[id]
+		if c.exists {
+			pb.b.Update(proto.KindHostUsage, id, c.meta.ModifyIndex, &c.u)
+		} else {
+			pb.b.Create(proto.KindHostUsage, id, &c.u)
+		}
+	}
+	pb.b.Append(&pb.body)
+}
+
+func (it *planItem) apply(req *proto.SubmitPlanRequest) (*proto.SubmitPlanResponse, error) {
+	tx, b, now := it.pb.tx, &it.b, it.pb.now
 	var inst proto.Instance
 	im, err := tx.Get(proto.KindInstance, req.InstanceID, &inst)
 	if errs.Is(err, errs.NotFound) {
@@ -85,19 +196,19 @@ func applyPlan(tx *state.Tx, b *state.Builder, req *proto.SubmitPlanRequest, now
 	}
 	// A host disabled or changed concurrently makes the txn fail and the
 	// plan be re-checked.
-	b.Check(proto.KindHostNode, host.ID, hm.ModifyIndex)
+	it.guard(proto.KindHostNode, host.ID, hm.ModifyIndex)
 
 	vols, sns, disk, err := checkVolumes(tx, &inst, req)
 	if err != nil {
 		return nil, err
 	}
-	if err := charge(tx, b, &host, &inst, disk); err != nil {
+	if err := it.charge(&host, &inst, disk); err != nil {
 		return nil, err
 	}
 	if err := chargeVolumes(tx, b, vols, sns); err != nil {
 		return nil, err
 	}
-	nt := newNicTxn(tx, b, &inst, now)
+	nt := newNicTxn(it, &inst)
 	var vifIDs []string
 	if req.Start {
 		vifIDs, err = nt.restartNics(req.Nics)
@@ -182,19 +293,24 @@ func checkVolumes(tx *state.Tx, inst *proto.Instance, req *proto.SubmitPlanReque
 }
 
 // charge books the instance on the host's usage, re-checking capacity
-// against the offering. The update is guarded by the usage's ModifyIndex (a
-// create when the host has none yet), so two plans for the last capacity
+// against the offering (and the plans of the batch before it). The usage is
+// written by the batch, guarded by the ModifyIndex it was read at (a create
+// when the host has none yet), so two batches reaching for the last capacity
 // of a host conflict in raft; the loser is re-checked here and rejected.
-func charge(tx *state.Tx, b *state.Builder, host *proto.HostNode, inst *proto.Instance, disk int64) error {
-	var u proto.HostUsage
-	m, err := tx.Get(proto.KindHostUsage, host.ID, &u)
-	exists := err == nil
-	if err != nil && !errs.Is(err, errs.NotFound) {
-		return err
+func (it *planItem) charge(host *proto.HostNode, inst *proto.Instance, disk int64) error {
+	c, ok := it.pb.usage[host.ID]
+	if !ok {
+		c = &hostCharge{}
+		m, err := it.pb.tx.Get(proto.KindHostUsage, host.ID, &c.u)
+		c.exists, c.meta = err == nil, m
+		if err != nil && !errs.Is(err, errs.NotFound) {
+			return err
+		}
+		if !c.exists {
+			c.u = proto.HostUsage{ID: host.ID}
+		}
 	}
-	if !exists {
-		u = proto.HostUsage{ID: host.ID}
-	}
+	u := c.u
 	if slices.Contains(u.Instances, inst.ID) {
 		return nil // counted already (a host chosen before scheduling)
 	}
@@ -205,18 +321,16 @@ func charge(tx *state.Tx, b *state.Builder, host *proto.HostNode, inst *proto.In
 			u.CPUCores, host.OfferingCPUCores, u.MemorySize, host.OfferingMemorySize, u.DiskBytes, host.OfferingDiskSpaceMB<<20)
 	}
 	u.CPUCores, u.MemorySize, u.DiskBytes = cpu, mem, d
-	u.Instances = append(u.Instances, inst.ID)
+	u.Instances = append(slices.Clip(u.Instances), inst.ID)
 	if disk > 0 {
+		u.LocalDisk = maps.Clone(u.LocalDisk)
 		if u.LocalDisk == nil {
 			u.LocalDisk = map[string]int64{}
 		}
 		u.LocalDisk[inst.ID] = disk
 	}
-	if exists {
-		b.Update(proto.KindHostUsage, host.ID, m.ModifyIndex, &u)
-	} else {
-		b.Create(proto.KindHostUsage, host.ID, &u)
-	}
+	it.usage = &hostCharge{u: u, meta: c.meta, exists: c.exists}
+	it.hostID = host.ID
 	return nil
 }
 
@@ -224,6 +338,7 @@ func charge(tx *state.Tx, b *state.Builder, host *proto.HostNode, inst *proto.In
 // the plan cannot claim an address or MAC twice and no record is touched
 // twice in the txn.
 type nicTxn struct {
+	it       *planItem
 	tx       *state.Tx
 	b        *state.Builder
 	inst     *proto.Instance
@@ -235,9 +350,9 @@ type nicTxn struct {
 	sgs      map[string]bool
 }
 
-func newNicTxn(tx *state.Tx, b *state.Builder, inst *proto.Instance, now time.Time) *nicTxn {
-	return &nicTxn{tx: tx, b: b, inst: inst, now: now,
-		networks: map[string]*proto.Network{}, ips: map[string]bool{}, macs: map[string]bool{},
+func newNicTxn(it *planItem, inst *proto.Instance) *nicTxn {
+	return &nicTxn{it: it, tx: it.pb.tx, b: &it.b, inst: inst, now: it.pb.now,
+		networks: map[string]*proto.Network{}, ips: it.ips, macs: it.macs,
 		indexes: map[int]bool{}, sgs: map[string]bool{}}
 }
 
@@ -255,7 +370,7 @@ func (t *nicTxn) network(id string) (*proto.Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.b.Check(proto.KindNetwork, id, m.ModifyIndex)
+	t.it.guard(proto.KindNetwork, id, m.ModifyIndex)
 	t.networks[id] = &nw
 	return &nw, nil
 }
@@ -274,7 +389,7 @@ func (t *nicTxn) lease(networkID, addr string, auto bool, vifID string) error {
 		return badPlan("address %s of network %s given twice", addr, networkID)
 	}
 	t.ips[key] = true
-	if t.tx.Exists(proto.KindIPLease, key) {
+	if t.tx.Exists(proto.KindIPLease, key) || t.it.pb.ips[key] {
 		return stale("address %s of network %s is taken", addr, networkID)
 	}
 	vid := vifID
@@ -357,7 +472,7 @@ func (t *nicTxn) createNics(nics []proto.PlannedNic) ([]string, error) {
 			return nil, badPlan("MAC address %s given twice", mac)
 		}
 		t.macs[mac] = true
-		if t.tx.Exists(proto.KindUniqueName, macClaimScope+mac) {
+		if t.tx.Exists(proto.KindUniqueName, macClaimScope+mac) || t.it.pb.macs[mac] {
 			return nil, stale("MAC address %s is taken", mac)
 		}
 		sgs, err := t.securityGroups(n.SecurityGroups)
@@ -412,10 +527,8 @@ func (t *nicTxn) restartNics(nics []proto.PlannedNic) ([]string, error) {
 		meta state.Meta
 	}
 	existing := map[string]*vifEntry{}
-	err := each(t.tx, proto.KindNetworkVif, func(v *proto.NetworkVif, m state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == t.inst.ID {
-			existing[v.ID] = &vifEntry{NetworkVif: *v, meta: m}
-		}
+	err := state.EachOfIn(t.tx, state.IdxVifsByInstance, t.inst.ID, false, func(v *proto.NetworkVif, m state.Meta) error {
+		existing[v.ID] = &vifEntry{NetworkVif: *v, meta: m}
 		return nil
 	})
 	if err != nil {
@@ -450,10 +563,14 @@ func (t *nicTxn) restartNics(nics []proto.PlannedNic) ([]string, error) {
 			if err := json.Unmarshal(e.Value, &l); err != nil || l.NetworkVifID == nil || *l.NetworkVifID != v.ID {
 				return false // someone else's now
 			}
+			if t.it.pb.ips[key] {
+				return false // touched by another plan of the batch
+			}
 			if *addr == want {
 				t.ips[key] = true
 				return true
 			}
+			t.ips[key] = true
 			t.b.Delete(proto.KindIPLease, key, e.ModifyIndex)
 			return false
 		}

@@ -92,10 +92,7 @@ func failInstance(tx *state.Tx, b *state.Builder, instanceID, reason string, now
 		return err
 	}
 	vifs := map[string]bool{}
-	err = each(tx, proto.KindNetworkVif, func(v *proto.NetworkVif, m state.Meta) error {
-		if v.InstanceID == nil || *v.InstanceID != inst.ID {
-			return nil
-		}
+	err = state.EachOfIn(tx, state.IdxVifsByInstance, inst.ID, false, func(v *proto.NetworkVif, m state.Meta) error {
 		vifs[v.ID] = true
 		for _, l := range [][2]*string{{v.NetworkID, v.IPv4Address}, {v.NatNetworkID, v.NatIPv4Address}} {
 			if l[0] == nil || l[1] == nil {
@@ -116,17 +113,22 @@ func failInstance(tx *state.Tx, b *state.Builder, instanceID, reason string, now
 	}
 	// MAC claims are owned by the vifs; other claims owned by the instance
 	// (its hostname) go with it.
-	err = each(tx, proto.KindUniqueName, func(c *proto.UniqueName, m state.Meta) error {
-		if c.Owner == inst.ID || vifs[c.Owner] {
-			b.Delete(proto.KindUniqueName, c.ID, m.ModifyIndex)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	owners := []string{inst.ID}
+	for id := range vifs {
+		owners = append(owners, id)
 	}
-	err = each(tx, proto.KindVolume, func(v *proto.Volume, m state.Meta) error {
-		if v.InstanceID == nil || *v.InstanceID != inst.ID || !volumeAlive(v.State) {
+	slices.Sort(owners[1:]) // map order would make the txn's op order vary
+	for _, owner := range owners {
+		err = state.EachOfIn(tx, state.IdxUniqueNamesByOwner, owner, false, func(c *proto.UniqueName, m state.Meta) error {
+			b.Delete(proto.KindUniqueName, c.ID, m.ModifyIndex)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = state.EachOfIn(tx, state.IdxVolumesByInstance, inst.ID, false, func(v *proto.Volume, m state.Meta) error {
+		if !volumeAlive(v.State) {
 			return nil
 		}
 		// Spec §2.1: a failure destroys the instance and its volumes. A

@@ -72,6 +72,10 @@ func (s *Service) GetView(_ context.Context, req proto.GetViewRequest) (*proto.S
 	var w *proto.SchedView
 	err := s.store.View(func(tx *state.Tx) error {
 		var err error
+		if len(req.InstanceIDs) > 0 {
+			w, err = snapshotBatch(tx, req.InstanceIDs, req.Start, req.RequestsOnly)
+			return err
+		}
 		w, err = Snapshot(tx, req.InstanceID, req.Start)
 		return err
 	})
@@ -83,6 +87,9 @@ func (s *Service) GetView(_ context.Context, req proto.GetViewRequest) (*proto.S
 // or MAC leased, host offline, …) is errs.Conflict with a message starting
 // "stale plan"; the daemon plans again on a fresh view.
 func (s *Service) SubmitPlan(ctx context.Context, req proto.SubmitPlanRequest) (*proto.SubmitPlanResponse, error) {
+	if len(req.Plans) > 0 {
+		return s.submitBatch(ctx, req.Plans)
+	}
 	var resp *proto.SubmitPlanResponse
 	err := s.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
 		var err error
@@ -95,6 +102,40 @@ func (s *Service) SubmitPlan(ctx context.Context, req proto.SubmitPlanRequest) (
 	s.logger.Info("plan applied", "instance_id", req.InstanceID, "host_node_id", req.HostNodeID,
 		"vifs", len(resp.VifIDs), "jobs", resp.JobIDs, "already_applied", resp.AlreadyApplied)
 	return resp, nil
+}
+
+// submitBatch re-checks every plan of a batch and applies those that hold
+// in one raft transaction (planBatch); each plan gets its own result.
+func (s *Service) submitBatch(ctx context.Context, plans []proto.SubmitPlanRequest) (*proto.SubmitPlanResponse, error) {
+	var results []proto.PlanResult
+	err := s.commit(ctx, func(tx *state.Tx, b *state.Builder) error {
+		results = make([]proto.PlanResult, len(plans))
+		pb := newPlanBatch(tx, b, s.now())
+		for i := range plans {
+			resp, err := pb.apply(&plans[i])
+			if err != nil {
+				results[i] = proto.PlanResult{
+					SubmitPlanResponse: proto.SubmitPlanResponse{InstanceID: plans[i].InstanceID},
+					Error:              rpc.ToWire(err),
+				}
+				continue
+			}
+			results[i] = proto.PlanResult{SubmitPlanResponse: *resp}
+		}
+		pb.finish()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	applied := 0
+	for _, r := range results {
+		if r.Error == nil {
+			applied++
+		}
+	}
+	s.logger.Info("plans applied", "plans", len(plans), "applied", applied)
+	return &proto.SubmitPlanResponse{Results: results}, nil
 }
 
 // ScheduleFailed terminates an instance that cannot be placed, with the

@@ -44,13 +44,75 @@ func BuildView(tx *state.Tx, instanceID string, start bool) (*scheduler.View, sc
 // leases, groups, MACs in use and the instance's request. It reads one
 // consistent state (tx) but takes no guards: the leader re-checks the plan.
 func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, error) {
+	r, err := readRequest(tx, instanceID, start)
+	if err != nil {
+		return nil, err
+	}
+	w, err := snapshotCluster(tx)
+	if err != nil {
+		return nil, err
+	}
+	w.Request = r
+	return w, nil
+}
+
+// snapshotBatch is the view of a batch of instances: the cluster part
+// (unless requestsOnly) and the request of each instance that exists.
+func snapshotBatch(tx *state.Tx, ids []string, start, requestsOnly bool) (*proto.SchedView, error) {
+	w := &proto.SchedView{Index: tx.LastIndex()}
+	if !requestsOnly {
+		var err error
+		if w, err = snapshotCluster(tx); err != nil {
+			return nil, err
+		}
+	}
+	w.Requests = make([]proto.SchedRequest, 0, len(ids))
+	for _, id := range ids {
+		r, err := readRequest(tx, id, start)
+		if errs.Is(err, errs.UnknownInstance) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		w.Requests = append(w.Requests, r)
+	}
+	return w, nil
+}
+
+// readRequest reads an instance's placement request.
+func readRequest(tx *state.Tx, instanceID string, start bool) (proto.SchedRequest, error) {
 	var inst proto.Instance
 	if _, err := tx.Get(proto.KindInstance, instanceID, &inst); err != nil {
 		if errs.Is(err, errs.NotFound) {
-			return nil, errs.New(errs.UnknownInstance, "Unknown instance: %s", instanceID)
+			return proto.SchedRequest{}, errs.New(errs.UnknownInstance, "Unknown instance: %s", instanceID)
 		}
-		return nil, err
+		return proto.SchedRequest{}, err
 	}
+	vols, err := instanceVolumes(tx, inst.ID, start)
+	if err != nil {
+		return proto.SchedRequest{}, err
+	}
+	r := requestOf(&inst, vols, start)
+	if start {
+		err = state.EachOfIn(tx, state.IdxVifsByInstance, inst.ID, false, func(v *proto.NetworkVif, _ state.Meta) error {
+			sv := proto.SchedVif{ID: v.ID, DeviceIndex: v.DeviceIndex, MacAddr: v.MacAddr}
+			if v.NetworkID != nil {
+				sv.NetworkID = *v.NetworkID
+			}
+			if v.NatNetworkID != nil {
+				sv.NatNetworkID = *v.NatNetworkID
+			}
+			r.Vifs = append(r.Vifs, sv)
+			return nil
+		})
+	}
+	return r, err
+}
+
+// snapshotCluster reads the cluster part of a view: hosts, storage nodes,
+// networks with their leases, groups and the MACs in use.
+func snapshotCluster(tx *state.Tx) (*proto.SchedView, error) {
 	w := &proto.SchedView{Index: tx.LastIndex(), Groups: []string{}, MacLeases: []string{}}
 
 	hostGroups, netGroups := map[string][]string{}, map[string][]string{}
@@ -75,17 +137,6 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	if err := snapshotHosts(tx, w, hostGroups); err != nil {
 		return nil, err
 	}
-
-	var vols []proto.Volume
-	err = each(tx, proto.KindVolume, func(v *proto.Volume, _ state.Meta) error {
-		if v.InstanceID != nil && *v.InstanceID == inst.ID && placeable(v, start) {
-			vols = append(vols, *v)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	// Free space comes from the StorageUsage records plans charge (storage.go).
 	err = each(tx, proto.KindStorageNode, func(sn *proto.StorageNode, _ state.Meta) error {
 		free, err := storageFree(tx, sn)
@@ -104,39 +155,12 @@ func Snapshot(tx *state.Tx, instanceID string, start bool) (*proto.SchedView, er
 	if err := snapshotNetworks(tx, w, netGroups); err != nil {
 		return nil, err
 	}
-	err = tx.Each(proto.KindUniqueName, false, func(e state.Entry) error {
-		var c proto.UniqueName
-		if err := json.Unmarshal(e.Value, &c); err != nil {
-			return err
-		}
-		if mac, ok := strings.CutPrefix(c.ID, macClaimScope); ok {
-			w.MacLeases = append(w.MacLeases, mac)
-		}
+	err = tx.EachIDWithPrefix(proto.KindUniqueName, macClaimScope, func(id string) error {
+		w.MacLeases = append(w.MacLeases, strings.TrimPrefix(id, macClaimScope))
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-
-	w.Request = requestOf(&inst, vols, start)
-	if start {
-		err = each(tx, proto.KindNetworkVif, func(v *proto.NetworkVif, _ state.Meta) error {
-			if v.InstanceID == nil || *v.InstanceID != inst.ID {
-				return nil
-			}
-			sv := proto.SchedVif{ID: v.ID, DeviceIndex: v.DeviceIndex, MacAddr: v.MacAddr}
-			if v.NetworkID != nil {
-				sv.NetworkID = *v.NetworkID
-			}
-			if v.NatNetworkID != nil {
-				sv.NatNetworkID = *v.NatNetworkID
-			}
-			w.Request.Vifs = append(w.Request.Vifs, sv)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	return w, nil
 }
@@ -173,31 +197,31 @@ func snapshotHosts(tx *state.Tx, w *proto.SchedView, groups map[string][]string)
 }
 
 func snapshotNetworks(tx *state.Tx, w *proto.SchedView, groups map[string][]string) error {
-	leases := map[string][]proto.SchedLease{}
-	err := tx.Each(proto.KindIPLease, false, func(e state.Entry) error {
-		var l proto.IPLease
-		if err := json.Unmarshal(e.Value, &l); err != nil {
+	return each(tx, proto.KindNetwork, func(n *proto.Network, _ state.Meta) error {
+		var leases []proto.SchedLease
+		err := tx.EachIn(state.IdxLeasesByNetwork, n.ID, false, func(_ string, e state.Entry) error {
+			var l proto.IPLease
+			if err := json.Unmarshal(e.Value, &l); err != nil {
+				return err
+			}
+			kind := proto.SchedLeaseStatic
+			switch {
+			case l.Auto:
+				kind = proto.SchedLeaseAuto
+			case l.Type == proto.LeaseReserved:
+				kind = proto.SchedLeaseReserved
+			}
+			leases = append(leases, proto.SchedLease{IPv4: l.IPv4, Seq: e.Seq, Kind: kind})
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		kind := proto.SchedLeaseStatic
-		switch {
-		case l.Auto:
-			kind = proto.SchedLeaseAuto
-		case l.Type == proto.LeaseReserved:
-			kind = proto.SchedLeaseReserved
-		}
-		leases[l.NetworkID] = append(leases[l.NetworkID], proto.SchedLease{IPv4: l.IPv4, Seq: e.Seq, Kind: kind})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return each(tx, proto.KindNetwork, func(n *proto.Network, _ state.Meta) error {
 		w.Networks = append(w.Networks, proto.SchedNetwork{
 			ID: n.ID, IPv4Network: n.IPv4Network, Prefix: n.Prefix,
 			Gateway: deref(n.IPv4Gw), DNSServer: deref(n.DNSServer), DHCPServer: deref(n.DHCPServer),
 			MetadataServer: deref(n.MetadataServer), IPAssignment: n.IPAssignment,
-			DhcpRanges: n.DhcpRanges, Leases: leases[n.ID], Groups: groups[n.ID],
+			DhcpRanges: n.DhcpRanges, Leases: leases, Groups: groups[n.ID],
 		})
 		return nil
 	})
@@ -207,7 +231,7 @@ func snapshotNetworks(tx *state.Tx, w *proto.SchedView, groups map[string][]stri
 // place. A host the API already chose (host_node_id stored on an instance
 // being created) becomes request_params host_node_id, which makes the daemon
 // use SpecifyNode; a restarted instance's old host is only its current host.
-func requestOf(inst *proto.Instance, vols []proto.Volume, start bool) proto.SchedRequest {
+func requestOf(inst *proto.Instance, vols []volEntry, start bool) proto.SchedRequest {
 	r := proto.SchedRequest{
 		InstanceID: inst.ID, AccountID: inst.AccountID, ServiceType: inst.ServiceType,
 		State: inst.State, HostNodeID: deref(inst.HostNodeID),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/collector"
@@ -28,9 +29,13 @@ import (
 // Config is a manager's configuration. The listeners are opened by the
 // caller so that it controls the ports (0 in tests).
 type Config struct {
-	Cluster     cluster.Config
-	API         api.Config
-	RPCToken    string
+	Cluster  cluster.Config
+	API      api.Config
+	RPCToken string
+	// Security is the manager's cluster security (common/security): RPC
+	// token(s) and mutual TLS for the collector endpoints and job delivery,
+	// TLS for raft, the gossip keyring. Its token, when set, replaces RPCToken.
+	Security    security.Settings
 	APIListener net.Listener
 	RPCListener net.Listener
 	// AdvertiseHost replaces an unspecified listener host in the addresses
@@ -41,6 +46,10 @@ type Config struct {
 	// HA configures the evacuation of failed hosts (the zero value answers
 	// hva heartbeats but evacuates nothing on its own).
 	HA health.HAConfig
+	// Clock is the wall clock behind timestamps and job deadlines (nil:
+	// time.Now). dcmgr offsets it for clock-jump tests; raft and serf
+	// time with the monotonic clock, which a wall-clock jump does not move.
+	Clock func() time.Time
 }
 
 // Manager is a running manager.
@@ -66,23 +75,30 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}
 	cfg.Cluster.APIAddr = Advertised(cfg.APIListener, cfg.AdvertiseHost)
 	cfg.Cluster.RPCAddr = Advertised(cfg.RPCListener, cfg.AdvertiseHost)
+	sec := cfg.Security.RPC
+	if sec.Token == "" {
+		sec.Token = cfg.RPCToken
+	}
+	cfg.Cluster.Security = cfg.Security
 	srv, err := cluster.New(cfg.Cluster, logger)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{Cluster: srv, cancel: cancel}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	now := func() time.Time { return clock().UTC().Truncate(time.Second) }
+	cfg.API.Now = now
 
-	security := rpc.Security{Token: cfg.RPCToken}
-	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: security, Logger: logger.With("component", "rpc")})
-	collector.New(collector.Deps{
-		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"),
-	}).Register(m.rpc)
-	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger}).Register(m.rpc)
-	scheduling.NewEvacuation(scheduling.EvacuationConfig{Store: srv.Store(), Applier: srv,
-		Finalize: api.FinalizeInstance, Logger: logger}).Register(m.rpc)
-
-	members := func() []jobs.Member { return jobs.Members(srv.Members()) }
+	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: sec, Logger: logger.With("component", "rpc")})
+	members := cachedMembers(srv)
+	m.client = rpc.NewClient(rpc.ClientConfig{Security: sec})
+	// Heartbeat ages stay on the monotonic clock (HA's default Now): a
+	// wall-clock jump must not make a live host look dead.
+	cfg.HA.StampNow = now
 	ha, err := health.NewHA(srv, members, cfg.HA, logger)
 	if err != nil {
 		cancel()
@@ -90,7 +106,6 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 		return nil, err
 	}
 	ha.Register(m.rpc)
-	m.client = rpc.NewClient(rpc.ClientConfig{Security: security})
 	// A job that ends without success (failed or timed out by the
 	// dispatcher, cancelled through the API) takes its resource out of the
 	// state that waited for it, in the same txn.
@@ -105,8 +120,15 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	}
 	dispatcher := jobs.NewDispatcher(jobs.Deps{
 		Cluster: srv, Members: members, Client: m.client, Logger: logger.With("component", "dispatcher"),
-		OnFail: onFail,
+		OnFail: onFail, Now: now,
 	})
+	collector.New(collector.Deps{
+		Cluster: srv, Finalize: api.FinalizeInstance, Logger: logger.With("component", "collector"), Now: now,
+		Delivering: dispatcher.Delivering,
+	}).Register(m.rpc)
+	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger, Now: now}).Register(m.rpc)
+	scheduling.NewEvacuation(scheduling.EvacuationConfig{Store: srv.Store(), Applier: srv,
+		Finalize: api.FinalizeInstance, Now: now, Logger: logger}).Register(m.rpc)
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
 
@@ -160,4 +182,24 @@ func Listen(apiAddr, rpcAddr string) (apiL, rpcL net.Listener, err error) {
 		return nil, nil, fmt.Errorf("rpc listen: %w", err)
 	}
 	return apiL, rpcL, nil
+}
+
+// cachedMembers converts the cluster's member list for the dispatcher and
+// the health loop once per membership change (the dispatcher routes every
+// job delivery through it).
+func cachedMembers(srv *cluster.Server) func() []jobs.Member {
+	var (
+		mu   sync.Mutex
+		ver  uint64
+		list []jobs.Member
+	)
+	return func() []jobs.Member {
+		v := srv.MembersVersion()
+		mu.Lock()
+		defer mu.Unlock()
+		if list == nil || v != ver {
+			list, ver = jobs.Members(srv.Members()), v
+		}
+		return list
+	}
 }

@@ -168,3 +168,12 @@ func (b *Builder) Txn() (*Txn, error) {
 	}
 	return &Txn{Ops: b.ops}, nil
 }
+
+// Append adds the ops of o (and its encoding error, if any) to b.
+func (b *Builder) Append(o *Builder) *Builder {
+	if o.err != nil && b.err == nil {
+		b.err = o.err
+	}
+	b.ops = append(b.ops, o.ops...)
+	return b
+}

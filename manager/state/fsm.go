@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -27,6 +28,19 @@ type FSM struct {
 
 	mu        sync.Mutex
 	listeners []func(index uint64)
+
+	// batches and entries count ApplyBatch calls and the log entries they
+	// applied: how many raft entries share one bbolt transaction.
+	batches, entries atomic.Uint64
+	// rejected counts txns refused by a guard (a lost race: the writer
+	// re-plans on the new state).
+	rejected atomic.Uint64
+}
+
+// BatchStats returns the ApplyBatch calls so far, the entries they applied
+// and the txns among them refused by a guard.
+func (f *FSM) BatchStats() (batches, entries, rejected uint64) {
+	return f.batches.Load(), f.entries.Load(), f.rejected.Load()
 }
 
 // NewFSM builds the state machine with its command table.
@@ -56,10 +70,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // ApplyBatch applies entries in one bbolt transaction.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.batches.Add(1)
+	f.entries.Add(uint64(len(logs)))
 	results := make([]any, len(logs))
 	var last uint64
 	err := f.store.update(func(btx *bbolt.Tx) error {
-		w := &WriteTx{Tx: Tx{btx: btx}}
+		w := &WriteTx{Tx: Tx{btx: btx, ix: f.store.ix}}
 		applied := w.LastIndex()
 		for i, l := range logs {
 			if l.Index <= applied {
@@ -76,6 +92,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("state: unknown command type %d at index %d", l.Data[0], l.Index))
 			}
 			results[i] = fn(w, l.Index, l.Data[1:])
+			if _, ok := results[i].(error); ok {
+				f.rejected.Add(1)
+			}
 		}
 		if last == 0 {
 			return nil
@@ -121,10 +140,12 @@ func (w *WriteTx) put(kind, id string, index uint64, val []byte) (uint64, error)
 	}
 	createIdx := index
 	var seq uint64
+	var oldVal []byte
 	if sk := ib.Get([]byte(id)); sk != nil {
 		seq = binary.BigEndian.Uint64(sk)
 		if old := rb.Get(sk); old != nil {
 			createIdx = binary.BigEndian.Uint64(old[0:8])
+			oldVal = old[16:]
 		}
 	} else {
 		if seq, err = w.nextSeq(); err != nil {
@@ -133,6 +154,10 @@ func (w *WriteTx) put(kind, id string, index uint64, val []byte) (uint64, error)
 		if err := ib.Put([]byte(id), u64Key(seq)); err != nil {
 			return 0, err
 		}
+	}
+	// Index entries first: oldVal points into the page rb.Put may rewrite.
+	if err := w.ix.update(w.btx, kind, id, seq, oldVal, val); err != nil {
+		return 0, err
 	}
 	if err := rb.Put(u64Key(seq), encodeEntry(createIdx, index, val)); err != nil {
 		return 0, err
@@ -150,6 +175,11 @@ func (w *WriteTx) delete(kind, id string, index uint64) error {
 		return nil
 	}
 	sk = append([]byte(nil), sk...)
+	if old := w.btx.Bucket(recBucket(kind)).Get(sk); old != nil {
+		if err := w.ix.update(w.btx, kind, id, binary.BigEndian.Uint64(sk), old[16:], nil); err != nil {
+			return err
+		}
+	}
 	if err := ib.Delete([]byte(id)); err != nil {
 		return err
 	}

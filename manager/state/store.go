@@ -7,6 +7,7 @@
 //	                     "kidx/<kind>" -> raft index of the last write to <kind>
 //	r/<kind>             seq (8 bytes BE) -> record (8B create index, 8B modify index, JSON)
 //	i/<kind>             id -> seq
+//	x/<index>            secondary indexes (index.go, indexes.go)
 //
 // Records are keyed by a sequence number so that lists come out in creation
 // order without sorting (the 12.03 default order is newest first), and by id
@@ -43,20 +44,22 @@ func kindIndexKey(kind string) []byte {
 // from the FSM. Restore swaps the file, so the db pointer is guarded.
 type Store struct {
 	path string
+	ix   *indexSet
 	mu   sync.RWMutex
 	db   *bbolt.DB
 }
 
 // Open opens (creating if needed) the state file at path.
 func Open(path string) (*Store, error) {
-	db, err := openDB(path)
+	ix := newIndexSet(Indexes())
+	db, err := openDB(path, ix)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, db: db}, nil
+	return &Store{path: path, ix: ix, db: db}, nil
 }
 
-func openDB(path string) (*bbolt.DB, error) {
+func openDB(path string, ix *indexSet) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -67,6 +70,10 @@ func openDB(path string) (*bbolt.DB, error) {
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init state %s: %w", path, err)
+	}
+	if err := ix.ensure(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("build indexes of state %s: %w", path, err)
 	}
 	return db, nil
 }
@@ -85,7 +92,7 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) View(fn func(*Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.db.View(func(btx *bbolt.Tx) error { return fn(&Tx{btx: btx}) })
+	return s.db.View(func(btx *bbolt.Tx) error { return fn(&Tx{btx: btx, ix: s.ix}) })
 }
 
 // LastIndex is the raft index of the last applied command.
@@ -118,6 +125,7 @@ type Entry struct {
 // Tx is a read transaction.
 type Tx struct {
 	btx *bbolt.Tx
+	ix  *indexSet
 }
 
 // LastIndex is the raft index of the last applied command.
@@ -269,13 +277,13 @@ func (s *Store) replaceFile(tmp string) error {
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		// Reopen the old file so the store stays usable.
-		db, oerr := openDB(s.path)
+		db, oerr := openDB(s.path, s.ix)
 		if oerr == nil {
 			s.db = db
 		}
 		return fmt.Errorf("swap state file: %w", err)
 	}
-	db, err := openDB(s.path)
+	db, err := openDB(s.path, s.ix)
 	if err != nil {
 		return err
 	}

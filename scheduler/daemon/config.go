@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+	"github.com/vdc-project/vdc/common/security"
+
 	"github.com/vdc-project/vdc/scheduler"
 )
 
@@ -21,14 +24,31 @@ type Config struct {
 	AdvertiseHost string   `json:"advertise_host"`
 	Join          []string `json:"join"` // serf addresses of cluster members
 	FastGossip    bool     `json:"fast_gossip"`
-	Token         string   `json:"token"` // shared RPC token
+	// CrowdGossip selects agent.CrowdGossip's serf timers (hundreds of
+	// members on one machine); SerfTune, when set, adjusts the serf
+	// configuration last.
+	CrowdGossip bool               `json:"crowd_gossip"`
+	SerfTune    func(*serf.Config) `json:"-"`
+	Token       string             `json:"token"` // shared RPC token
+	// Security: RPC token(s), mutual TLS files, gossip keyring (common/security).
+	Security security.Config `json:"security"`
 
 	// Managers, when set, are the managers' RPC addresses to use instead of
 	// those found in serf (members with role manager and an rpc tag).
 	Managers []string `json:"managers"`
 
-	// Concurrency is how many scheduler jobs run at once.
+	// Concurrency is how many scheduler jobs run at once. The
+	// schedule_instance jobs running at one moment are placed together (up
+	// to BatchSize per view and plan), so it is also the most a batch can
+	// hold.
 	Concurrency int `json:"concurrency"`
+	// BatchSize caps the instances placed on one view and submitted in one
+	// plan; 1 places every job on its own view.
+	BatchSize int `json:"batch_size"`
+	// ViewMaxAgeMS is how long the daemon places batches on the view it
+	// keeps (recording its own placements in it) before it reads a whole
+	// view again; 0 reads one for every batch.
+	ViewMaxAgeMS int `json:"view_max_age_ms"`
 	// PlanAttempts bounds how often an instance is planned again after the
 	// leader rejected its plan as stale, before it is failed. Contending
 	// schedulers all pick the same next host and address, so losses are
@@ -90,7 +110,9 @@ func DefaultConfig() Config {
 		NodeID:             "scheduler." + host,
 		SerfAddr:           "0.0.0.0:9030",
 		RPCAddr:            "0.0.0.0:9031",
-		Concurrency:        4,
+		Concurrency:        256,
+		BatchSize:          256,
+		ViewMaxAgeMS:       1000,
 		PlanAttempts:       32,
 		CallTimeoutMS:      30000,
 		MacVendorID:        "525400",
@@ -108,6 +130,12 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if c.Concurrency < 1 {
 		return errors.New("concurrency must be at least 1")
+	}
+	if c.BatchSize < 1 {
+		return errors.New("batch_size must be at least 1")
+	}
+	if c.ViewMaxAgeMS < 0 {
+		return errors.New("view_max_age_ms must not be negative")
 	}
 	if c.PlanAttempts < 1 {
 		return errors.New("plan_attempts must be at least 1")
@@ -133,6 +161,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) viewMaxAge() time.Duration {
+	return time.Duration(c.ViewMaxAgeMS) * time.Millisecond
 }
 
 func (c *Config) callTimeout() time.Duration {

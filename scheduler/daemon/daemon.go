@@ -34,7 +34,15 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	if logger == nil {
 		logger = logging.Discard()
 	}
+	sec, err := cfg.Security.Load(proto.RoleScheduler)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{logger: logger}
+	tune := cfg.SerfTune
+	if cfg.CrowdGossip && tune == nil {
+		tune = agent.CrowdGossip
+	}
 	a, err := agent.New(agent.Config{
 		NodeID:        cfg.NodeID,
 		Role:          proto.RoleScheduler,
@@ -43,7 +51,9 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		RPCAddr:       cfg.RPCAddr,
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
+		SerfTune:      tune,
 		Token:         cfg.Token,
+		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointScheduler: cfg.Concurrency},
 		OnJobFinished: d.reportJob,

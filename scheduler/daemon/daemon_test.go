@@ -146,10 +146,14 @@ func testView() proto.SchedView {
 	}
 }
 
+// testConfig places one job per view: the fake manager answers the
+// single-instance form of get_view and submit_plan (batches are tested
+// against the real leader in manager/scheduling).
 func testConfig(managers ...string) Config {
 	c := DefaultConfig()
 	c.Managers = managers
 	c.CallTimeoutMS = 2000
+	c.BatchSize = 1
 	return c
 }
 
@@ -414,6 +418,7 @@ func TestDaemonRunsJobs(t *testing.T) {
 	mgr := startFakeManagerSerf(t, m.addr)
 
 	cfg := DefaultConfig()
+	cfg.BatchSize = 1 // the fake manager answers single views
 	cfg.NodeID = "scheduler.test1"
 	cfg.SerfAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg.RPCAddr = "127.0.0.1:0"

@@ -31,6 +31,8 @@ type Placer struct {
 
 	mu        sync.Mutex
 	preferred string // the manager that last answered (usually the leader)
+
+	batch *batcher // nil when BatchSize is 1
 }
 
 // NewPlacer builds a Placer. managers lists the managers' RPC addresses
@@ -44,11 +46,19 @@ func NewPlacer(cfg Config, client *rpc.Client, managers func() []string, logger 
 	if logger == nil {
 		logger = logging.Discard()
 	}
-	return &Placer{cfg: cfg, client: client, managers: managers, logger: logger, vendor: vendor, macRanges: ranges}, nil
+	p := &Placer{cfg: cfg, client: client, managers: managers, logger: logger, vendor: vendor, macRanges: ranges}
+	if cfg.BatchSize > 1 {
+		p.batch = &batcher{p: p}
+	}
+	return p, nil
 }
 
 // ScheduleInstance is the job scheduler.schedule_instance.
 func (p *Placer) ScheduleInstance(ctx context.Context, req proto.ScheduleInstanceRequest) (proto.ScheduleInstanceResponse, error) {
+	if p.batch != nil && req.InstanceID != "" {
+		host, err := p.batch.schedule(ctx, req.InstanceID)
+		return proto.ScheduleInstanceResponse{InstanceID: req.InstanceID, HostNodeID: host}, err
+	}
 	host, err := p.schedule(ctx, req.InstanceID, false)
 	return proto.ScheduleInstanceResponse{InstanceID: req.InstanceID, HostNodeID: host}, err
 }

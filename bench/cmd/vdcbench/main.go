@@ -4,10 +4,13 @@
 // process on loopback, and prints the figures with the machine they were
 // taken on.
 //
-//	vdcbench raft|api|failover|place|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
+//	vdcbench raft|api|failover|place|dc|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
 //
-// Everything it starts listens on 127.0.0.1 only, keeps its data under a
-// temporary directory removed at exit, and stops by itself.
+// dc runs the simulated datacenter: dcmgr and scheduler processes (from
+// --dc-bin, default bin/) and processes of many dummy hvas each (vdcbench
+// hvasim, this binary). Everything it starts listens on 127.0.0.1 only,
+// keeps its data under a temporary directory removed at exit, and stops by
+// itself.
 package main
 
 import (
@@ -18,6 +21,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -29,14 +34,18 @@ import (
 	"github.com/vdc-project/vdc/bench"
 )
 
-const usage = `usage: vdcbench raft|api|failover|place|all [flags]
+const usage = `usage: vdcbench raft|api|failover|place|dc|all [flags]
 
   raft      commands/s and commit latency of srv.Apply on 1 and 3 managers
   api       req/s and latency of show, list and create through the 12.03 API
   failover  leader kill under API write load: time to the next acked write, lost acked writes
   place     instances/s end to end: POST /instances to running and DELETE to terminated,
             1 manager + 1 scheduler daemon + N dummy hvas in this process
-  all       the four in turn (flags get a raft-/api-/failover-/place- prefix)
+  dc        the simulated datacenter: 1 or 3 dcmgr processes, scheduler processes and
+            N dummy hvas in processes of many (each its own serf member and RPC listener):
+            serf convergence, then instances/s end to end as in place
+  all       the five in turn (flags get a raft-/api-/failover-/place-/dc- prefix)
+  hvasim    (internal) a process of simulated hvas, started by dc
 
 Run "vdcbench <command> -h" for the flags of a command.
 `
@@ -53,10 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	var which []string
 	switch cmd {
-	case "raft", "api", "failover", "place":
+	case "hvasim":
+		return runHvaSim(args[1:], stdout, stderr)
+	case "raft", "api", "failover", "place", "dc":
 		which = []string{cmd}
 	case "all":
-		which = []string{"raft", "api", "failover", "place"}
+		which = []string{"raft", "api", "failover", "place", "dc"}
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -77,6 +88,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Bool("short", false, "tiny windows, 1 repetition, 2 failover trials, place 5 hvas × 50 instances (smoke run)")
 	jsonPath := fs.String("json", "", "also write figures and machine info as JSON to `FILE`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
+	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile of the whole run to `FILE`")
+	allocProfile := fs.String("allocprofile", "", "write the allocations of the whole run (heap profile, alloc_space) to `FILE`")
+	blockProfile := fs.String("blockprofile", "", "write a blocking profile of the whole run to `FILE` (costly: sampled every 1 ms blocked)")
 	tracePath := fs.String("trace", "", "write a runtime/trace of the whole run to `FILE` (large: keep windows short)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	timeout := fs.Duration("timeout", time.Hour, "stop everything after this long")
@@ -122,9 +136,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.SchedulerConcurrency, p+"scheduler-concurrency", o.SchedulerConcurrency, "scheduler daemon job concurrency")
 		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd (many members per process) or fast")
+		fs.StringVar(&o.ProfileDir, p+"phase-profiles", o.ProfileDir, "write a CPU profile of each phase into `DIR` (cpu-create.prof, cpu-terminate.prof)")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
+	}
+	if slices.Contains(which, "dc") {
+		p := prefix("dc")
+		o := &opts.DC
+		fs.IntVar(&o.Managers, p+"managers", o.Managers, "dcmgr processes (1 or 3)")
+		fs.IntVar(&o.Schedulers, p+"schedulers", o.Schedulers, "scheduler processes")
+		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "dummy hvas (N), host nodes hva.b1..hva.bN")
+		fs.IntVar(&o.HvasPerProcess, p+"hvas-per-process", o.HvasPerProcess, "hvas per hvasim process")
+		fs.IntVar(&o.Instances, p+"instances", o.Instances, "instances created then terminated (M)")
+		fs.IntVar(&o.Concurrency, p+"concurrency", o.Concurrency, "keep-alive clients sending POST/DELETE (C)")
+		fs.DurationVar(&o.Poll, p+"poll", o.Poll, "period of the list polls observing states")
+		fs.IntVar(&o.LocalStoreConcurrency, p+"local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd or fast")
+		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
+		fs.DurationVar(&o.Timeout, p+"phase-timeout", o.Timeout, "bound of each phase (create, terminate)")
+		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of the wait for serf membership")
+		fs.StringVar(&o.KeepLogs, p+"keep-logs", o.KeepLogs, "move the processes' logs of a failed run to `DIR`")
+		fs.StringVar(&o.ProfileDir, p+"profile-dir", o.ProfileDir, "write a CPU profile of every hvasim process into `DIR`")
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	if self, err := os.Executable(); err == nil {
+		opts.DC.Self = self
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
@@ -148,6 +187,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	for _, p := range []struct {
+		path, name string
+		on         func()
+	}{
+		{*mutexProfile, "mutex", func() { runtime.SetMutexProfileFraction(5) }},
+		{*blockProfile, "block", func() { runtime.SetBlockProfileRate(int(time.Millisecond)) }},
+		{*allocProfile, "allocs", func() {}},
+	} {
+		if p.path == "" {
+			continue
+		}
+		p.on()
+		defer func() {
+			if err := writeProfile(p.name, p.path); err != nil {
+				fmt.Fprintln(stderr, err)
+			}
+		}()
 	}
 
 	if *tracePath != "" {
@@ -212,4 +270,62 @@ func intList(fs *flag.FlagSet, name string, dst *[]int, help string) {
 		*dst = out
 		return nil
 	})
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s profile: %w", name, err)
+	}
+	return f.Close()
+}
+
+// runHvaSim is the hvasim command: a process of simulated hvas for dc,
+// running until SIGTERM or SIGINT.
+func runHvaSim(args []string, stdout, stderr io.Writer) int {
+	o := bench.HvaSimOptions{LocalStoreConcurrency: 2, Gossip: "crowd"}
+	fs := flag.NewFlagSet("vdcbench hvasim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.First, "first", 1, "number of the first hva (hva.b<first>)")
+	fs.IntVar(&o.Count, "count", 1, "hvas in this process")
+	join := fs.String("join", "", "serf address of a member to join")
+	fs.IntVar(&o.ExpectMembers, "expect-members", 0, "cluster size at which membership has converged (0: do not watch)")
+	fs.IntVar(&o.LocalStoreConcurrency, "local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
+	fs.StringVar(&o.Gossip, "gossip", o.Gossip, "serf timing: crowd or fast")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *join != "" {
+		o.Join = []string{*join}
+	}
+	// The simulated fleet is harness, not product: its hundreds of agents
+	// share one heap, and collecting it as often as a daemon's would take
+	// the CPU the managers are measured with.
+	debug.SetGCPercent(400)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench.RunHvaSim(ctx, o, stdout); err != nil {
+		fmt.Fprintln(stderr, "vdcbench hvasim:", err)
+		return 1
+	}
+	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
 	"github.com/vdc-project/vdc/hva/hypervisor/libvirt"
@@ -44,6 +45,9 @@ type Config struct {
 	Token     string `json:"token"`
 	LogLevel  string `json:"log_level"`
 	LogFormat string `json:"log_format"`
+
+	// Security: RPC token(s), mutual TLS files, gossip keyring (common/security).
+	Security security.Config `json:"security"`
 
 	// Hypervisor is the driver: "libvirt", "dummy", or "auto" (libvirt
 	// when its socket answers, else dummy).

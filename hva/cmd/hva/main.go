@@ -50,6 +50,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sec, err := cfg.Security.Load(proto.RoleHva)
+	if err != nil {
+		return err
+	}
 	hv, ls, closeHV, err := newHypervisor(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -69,6 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
 		Token:         cfg.Token,
+		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointLocalStoreHandle: cfg.LocalStoreConcurrency},
 		// The managers read how long to wait before evacuating this host.

@@ -44,6 +44,7 @@ func New(now func() time.Time) *Fake {
 func (f *Fake) Put(v proto.InstanceView) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	v.Volumes = slices.Clone(v.Volumes)
 	f.instances[v.ID] = &v
 	f.notifyLocked()
 }
@@ -56,7 +57,9 @@ func (f *Fake) Instance(id string) (proto.InstanceView, bool) {
 	if !ok {
 		return proto.InstanceView{}, false
 	}
-	return *v, true
+	c := *v
+	c.Volumes = slices.Clone(v.Volumes)
+	return c, true
 }
 
 // Updates returns the update_instance calls received for id ("" = all), in order.
@@ -133,7 +136,9 @@ func (f *Fake) GetInstance(ctx context.Context, id string) (*proto.InstanceView,
 	if !ok {
 		return nil, errs.New(errs.UnknownInstance, "UnknownInstanceID %s", id)
 	}
+	// The caller's copy must not change under it when volumes are updated.
 	c := *v
+	c.Volumes = slices.Clone(v.Volumes)
 	return &c, nil
 }
 
@@ -175,7 +180,10 @@ func (f *Fake) UpdateInstance(ctx context.Context, req proto.UpdateInstanceReque
 	return nil
 }
 
-// UpdateVolume implements sta-collector update_volume: it records the request.
+// UpdateVolume implements sta-collector update_volume: it records the
+// request and applies it to the instance the volume is linked to (state,
+// guest device name, volume_device; detach_instance unlinks it, so the
+// instance no longer lists it).
 func (f *Fake) UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -183,8 +191,41 @@ func (f *Fake) UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) 
 		return err
 	}
 	f.volumeUpdates = append(f.volumeUpdates, req)
+	for _, inst := range f.instances {
+		for i := range inst.Volumes {
+			vol := &inst.Volumes[i]
+			if vol.ID != req.VolumeID {
+				continue
+			}
+			if req.State != nil {
+				vol.State = *req.State
+			}
+			if req.GuestDeviceName != nil {
+				vol.GuestDeviceName = *req.GuestDeviceName
+			}
+			if req.Device != nil {
+				d := *req.Device
+				vol.Device = &d
+			}
+			if req.DetachInstance {
+				inst.Volumes = slices.Delete(slices.Clone(inst.Volumes), i, i+1)
+			}
+			break
+		}
+	}
 	f.notifyLocked()
 	return nil
+}
+
+// VolumeStates returns the states volume id was moved to, in order.
+func (f *Fake) VolumeStates(id string) []string {
+	var out []string
+	for _, u := range f.VolumeUpdates() {
+		if u.VolumeID == id && u.State != nil {
+			out = append(out, *u.State)
+		}
+	}
+	return out
 }
 
 // VolumeUpdates returns the update_volume requests received so far.

@@ -21,17 +21,20 @@ type Op string
 
 // Operations.
 const (
-	OpDefine   Op = "define"
-	OpStart    Op = "start"
-	OpStop     Op = "stop"
-	OpReboot   Op = "reboot"
-	OpShutdown Op = "shutdown"
-	OpUndefine Op = "undefine"
-	OpGet      Op = "get"
-	OpList     Op = "list"
-	OpCapacity Op = "capacity"
-	OpIncoming Op = "incoming"
-	OpMigrate  Op = "migrate"
+	OpDefine     Op = "define"
+	OpStart      Op = "start"
+	OpStop       Op = "stop"
+	OpReboot     Op = "reboot"
+	OpShutdown   Op = "shutdown"
+	OpUndefine   Op = "undefine"
+	OpGet        Op = "get"
+	OpList       Op = "list"
+	OpCapacity   Op = "capacity"
+	OpIncoming   Op = "incoming"
+	OpMigrate    Op = "migrate"
+	OpAttachDisk Op = "attach_disk"
+	OpDetachDisk Op = "detach_disk"
+	OpDisks      Op = "disks"
 )
 
 // Config is the simulated host.
@@ -175,7 +178,7 @@ func (d *Driver) begin(ctx context.Context, c Call) error {
 		return err
 	}
 	switch c.Op {
-	case OpGet, OpList, OpCapacity:
+	case OpGet, OpList, OpCapacity, OpDisks:
 	default:
 		d.calls = append(d.calls, c)
 	}
@@ -203,9 +206,12 @@ func (d *Driver) Define(ctx context.Context, spec hypervisor.Spec) error {
 	spec.NICs = slices.Clone(spec.NICs)
 	if dom := d.domains[spec.ID]; dom != nil {
 		dom.spec = spec
+		dom.assignTargets()
 		return nil
 	}
-	d.domains[spec.ID] = &domain{spec: spec, state: hypervisor.Shutoff, changed: make(chan struct{})}
+	dom := &domain{spec: spec, state: hypervisor.Shutoff, changed: make(chan struct{})}
+	dom.assignTargets()
+	d.domains[spec.ID] = dom
 	return nil
 }
 

@@ -84,6 +84,7 @@ func (d *Driver) Incoming(ctx context.Context, spec hypervisor.Spec) (hypervisor
 		d.domains[spec.ID] = dom
 	}
 	dom.spec = spec
+	dom.assignTargets()
 	dom.setState(hypervisor.Paused)
 	d.incoming[spec.ID] = w
 	go d.serveIncoming(w)

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"cmp"
 	"encoding/xml"
 	"fmt"
 	"path/filepath"
@@ -59,8 +60,9 @@ func domainXML(cfg Config, spec hypervisor.Spec, uuid string) (string, error) {
 	if cfg.VirtType == "kvm" {
 		dom.CPU = &libvirtxml.DomainCPU{Mode: "host-passthrough"}
 	}
+	targets := hypervisor.Targets(spec.Disks)
 	for i, d := range spec.Disks {
-		disk, err := diskXML(i, d)
+		disk, err := diskXML(targets[i], d)
 		if err != nil {
 			return "", errs.Wrap(errs.InvalidParameter, err, "domain "+spec.ID)
 		}
@@ -107,12 +109,12 @@ func domainXML(cfg Config, spec hypervisor.Spec, uuid string) (string, error) {
 // ConsoleLog is where the serial console of domain id is logged.
 func ConsoleLog(dir, id string) string { return filepath.Join(dir, id+".log") }
 
-// diskXML is the i-th disk (vda, vdb, …) of a domain; the boot disk boots
-// first.
-func diskXML(i int, d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
+// diskXML is a disk of a domain plugged as target (vda, vdb, …); the boot
+// disk boots first.
+func diskXML(target string, d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
 	disk := libvirtxml.DomainDisk{
 		Device: "disk",
-		Target: &libvirtxml.DomainDiskTarget{Dev: diskName(i), Bus: "virtio"},
+		Target: &libvirtxml.DomainDiskTarget{Dev: target, Bus: "virtio"},
 		Serial: d.VolumeID,
 	}
 	if d.Boot {
@@ -121,45 +123,28 @@ func diskXML(i int, d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
 	if d.ReadOnly {
 		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
 	}
+	if err := d.Validate(); err != nil {
+		return disk, err
+	}
+	format := cmp.Or(d.Format, hypervisor.FormatRaw)
 	switch {
-	case d.Path != "" && d.IQN != "":
-		return disk, fmt.Errorf("disk %s has both a path and an iSCSI target", d.VolumeID)
 	case d.Path != "":
-		format := d.Format
-		switch format {
-		case "":
-			format = hypervisor.FormatRaw
-		case hypervisor.FormatRaw, hypervisor.FormatQcow2:
-		default:
-			return disk, fmt.Errorf("disk %s: format %q, want raw or qcow2", d.VolumeID, d.Format)
-		}
 		disk.Driver = &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format}
 		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.Path}}
-	case d.IQN != "":
-		if d.StorageIP == "" {
-			return disk, fmt.Errorf("iSCSI disk %s has no portal address", d.VolumeID)
-		}
+	default:
 		lun := d.LUN
 		if lun == 0 {
 			lun = 1
 		}
-		disk.Driver = &libvirtxml.DomainDiskDriver{Name: "qemu", Type: hypervisor.FormatRaw, Cache: "none"}
+		// QEMU's own initiator (libiscsi) opens the LUN: no kernel
+		// initiator on the host. A LUN holding a qcow2 image is opened as
+		// one.
+		disk.Driver = &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, Cache: "none"}
 		disk.Source = &libvirtxml.DomainDiskSource{Network: &libvirtxml.DomainDiskSourceNetwork{
 			Protocol: "iscsi",
 			Name:     d.IQN + "/" + strconv.Itoa(lun),
 			Hosts:    []libvirtxml.DomainDiskSourceHost{{Name: d.StorageIP, Port: strconv.Itoa(hypervisor.DefaultISCSIPort)}},
 		}}
-	default:
-		return disk, fmt.Errorf("disk %s has neither a path nor an iSCSI target", d.VolumeID)
 	}
 	return disk, nil
-}
-
-// diskName is the virtio disk name of index i: vda … vdz, vdaa ….
-func diskName(i int) string {
-	name := ""
-	for i++; i > 0; i = (i - 1) / 26 {
-		name = string(rune('a'+(i-1)%26)) + name
-	}
-	return "vd" + name
 }

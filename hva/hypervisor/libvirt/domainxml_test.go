@@ -17,6 +17,8 @@ func TestDomainXML(t *testing.T) {
 			{VolumeID: "vol-boot", Path: "/d/i-abc/vol-boot.qcow2", Format: "qcow2", Boot: true},
 			{VolumeID: "metadata", Path: "/d/i-abc/metadata.img", ReadOnly: true},
 			{VolumeID: "vol-san", IQN: "iqn.2010-09.jp.wakame:vol-san", LUN: 1, StorageIP: "192.0.2.7"},
+			{VolumeID: "vol-q", IQN: "iqn.2010-09.jp.wakame:vol-q", StorageIP: "192.0.2.7", Format: "qcow2", Target: "vdf"},
+			{VolumeID: "vol-taken", Path: "/d/x.raw", Target: "vdf"},
 		},
 		NICs: []hypervisor.NIC{{VifID: "vif-a", MAC: "525400ABCDEF"}, {VifID: "vif-b", MAC: "525400000001", DeviceIndex: 1}},
 	}
@@ -41,7 +43,7 @@ func TestDomainXML(t *testing.T) {
 		t.Errorf("metadata %q lacks the vdc namespace", dom.Metadata.XML)
 	}
 	d := dom.Devices.Disks
-	if len(d) != 3 {
+	if len(d) != 5 {
 		t.Fatalf("disks = %d", len(d))
 	}
 	if d[0].Target.Dev != "vda" || d[0].Driver.Type != "qcow2" || d[0].Source.File.File != "/d/i-abc/vol-boot.qcow2" ||
@@ -54,6 +56,17 @@ func TestDomainXML(t *testing.T) {
 	if n := d[2].Source.Network; d[2].Target.Dev != "vdc" || n == nil || n.Protocol != "iscsi" ||
 		n.Name != "iqn.2010-09.jp.wakame:vol-san/1" || len(n.Hosts) != 1 || n.Hosts[0].Name != "192.0.2.7" || n.Hosts[0].Port != "3260" {
 		t.Errorf("iSCSI disk = %+v source %+v", d[2], d[2].Source.Network)
+	}
+	if d[2].Driver.Type != "raw" || d[2].Driver.Cache != "none" {
+		t.Errorf("iSCSI disk driver = %+v", d[2].Driver)
+	}
+	// A qcow2 LUN is opened as qcow2, and keeps the name it asks for.
+	if n := d[3].Source.Network; d[3].Target.Dev != "vdf" || d[3].Driver.Type != "qcow2" || n == nil || n.Name != "iqn.2010-09.jp.wakame:vol-q/1" {
+		t.Errorf("qcow2 iSCSI disk = %+v driver %+v", d[3].Target, d[3].Driver)
+	}
+	// A name another disk has is not given twice: the next free one.
+	if d[4].Target.Dev != "vdd" {
+		t.Errorf("disk asking for a taken name got %s, want vdd", d[4].Target.Dev)
 	}
 	ifs := dom.Devices.Interfaces
 	if len(ifs) != 2 || ifs[0].MAC.Address != "52:54:00:ab:cd:ef" || ifs[0].Target.Dev != "vif-a" || ifs[0].Target.Managed != "no" ||
@@ -75,20 +88,14 @@ func TestDomainXMLRejects(t *testing.T) {
 		"path and iqn":        {Disks: []hypervisor.Disk{{VolumeID: "v", Path: "/p", IQN: "iqn"}}},
 		"iqn without portal":  {Disks: []hypervisor.Disk{{VolumeID: "v", IQN: "iqn"}}},
 		"bad format":          {Disks: []hypervisor.Disk{{VolumeID: "v", Path: "/p", Format: "vmdk"}}},
+		"bad iSCSI format":    {Disks: []hypervisor.Disk{{VolumeID: "v", IQN: "iqn", StorageIP: "192.0.2.7", Format: "vmdk"}}},
+		"disk without id":     {Disks: []hypervisor.Disk{{Path: "/p"}}},
 		"bad mac":             {NICs: []hypervisor.NIC{{VifID: "vif-a", MAC: "52540"}}},
 		"nic without vif":     {NICs: []hypervisor.NIC{{MAC: "525400000001"}}},
 	} {
 		spec.ID, spec.CPUCores, spec.MemoryMB = "i-x", 1, 64
 		if _, err := domainXML(cfg, spec, ""); !errs.Is(err, errs.InvalidParameter) {
 			t.Errorf("%s: domainXML = %v, want InvalidParameter", name, err)
-		}
-	}
-}
-
-func TestDiskName(t *testing.T) {
-	for i, want := range map[int]string{0: "vda", 1: "vdb", 25: "vdz", 26: "vdaa", 27: "vdab"} {
-		if got := diskName(i); got != want {
-			t.Errorf("diskName(%d) = %s, want %s", i, got, want)
 		}
 	}
 }

@@ -36,8 +36,12 @@ const (
 	// DefaultDialTimeout bounds connecting to the socket.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultRepressInterval is how often a graceful Stop presses the
-	// power button again while it waits.
+	// power button again while it waits, and DetachDisk repeats its
+	// unplug request.
 	DefaultRepressInterval = 3 * time.Second
+	// DefaultDetachTimeout bounds how long DetachDisk waits for the guest
+	// to release a hot-unplugged disk.
+	DefaultDetachTimeout = time.Minute
 )
 
 // Config configures the driver.
@@ -58,8 +62,10 @@ type Config struct {
 	// (before it listens for the button) is lost, so a graceful Stop
 	// presses again at this interval while it waits.
 	RepressInterval time.Duration
-	DialTimeout     time.Duration
-	Logger          *slog.Logger
+	// DetachTimeout: see DefaultDetachTimeout.
+	DetachTimeout time.Duration
+	DialTimeout   time.Duration
+	Logger        *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -69,6 +75,7 @@ func (c *Config) setDefaults() error {
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
 	c.RepressInterval = cmp.Or(c.RepressInterval, DefaultRepressInterval)
+	c.DetachTimeout = cmp.Or(c.DetachTimeout, DefaultDetachTimeout)
 	if c.Logger == nil {
 		c.Logger = logging.Discard()
 	}

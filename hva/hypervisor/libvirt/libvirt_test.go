@@ -67,6 +67,10 @@ func TestConformance(t *testing.T) {
 		Concurrent: 2,
 		ACPISpec:   acpiGuestSpec,
 		GuestReady: func(t *testing.T, id string) { waitConsole(t, libvirt.ConsoleLog(consoles, id), "vdc-guest: ") },
+		// A TCG guest on a loaded 2-core machine may still be booting when
+		// the graceful stop starts; the driver presses the button until it
+		// answers, within this bound.
+		ShutdownTimeout: 2 * time.Minute,
 	})
 }
 

@@ -11,10 +11,17 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// yamlNodeBudget bounds how many nodes one YAML body may expand to. Aliases
+// The node budget bounds how many nodes one YAML body may expand to. Aliases
 // are expanded by copying, so without a bound a few hundred bytes of nested
-// aliases ("billion laughs") would build an exponential tree.
-const yamlNodeBudget = 1 << 20
+// aliases ("billion laughs") would build an exponential tree. The bound is
+// proportional to the body (a document without aliases has fewer nodes than
+// bytes), so that a small body cannot cost much more work than a big one:
+// a 400-byte alias bomb stops after yamlMinBudget nodes (about a
+// millisecond) instead of a million.
+const (
+	yamlMinBudget    = 10000
+	yamlBudgetFactor = 4
+)
 
 // parseYAMLBody reads the first document as Ruby's Psych would for YAML.load
 // and takes the first value of its top-level mapping.
@@ -26,7 +33,7 @@ func parseYAMLBody(b []byte) (Params, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBody, err)
 	}
-	y := &yamlConv{budget: yamlNodeBudget}
+	y := &yamlConv{budget: max(yamlMinBudget, yamlBudgetFactor*len(b))}
 	root := y.deref(&doc)
 	if root == nil || root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%w: not a YAML mapping", ErrInvalidBody)

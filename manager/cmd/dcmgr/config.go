@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/health"
@@ -26,6 +29,7 @@ type Config struct {
 	BootstrapExpect int      `json:"bootstrap_expect"`
 	Join            []string `json:"join"`
 	FastGossip      bool     `json:"fast_gossip"`
+	CrowdGossip     bool     `json:"crowd_gossip"`
 	LeaveOnTerm     bool     `json:"leave_on_terminate"`
 	LogLevel        string   `json:"log_level"`
 	LogFormat       string   `json:"log_format"`
@@ -34,6 +38,8 @@ type Config struct {
 	ElectionTimeoutMS    int    `json:"raft_election_timeout_ms"`
 	LeaderLeaseTimeoutMS int    `json:"raft_leader_lease_timeout_ms"`
 	SnapshotThreshold    uint64 `json:"raft_snapshot_threshold"`
+	// RaftLogLevel is the level of raft's own messages (default warn).
+	RaftLogLevel string `json:"raft_log_level"`
 
 	// HARescheduleAfterMS is ha_reschedule_after: a host whose hva failed
 	// (serf) and sent no heartbeat for this long is evacuated; 0 turns
@@ -45,6 +51,8 @@ type Config struct {
 	HAFenceMarginMS int `json:"ha_fence_margin_ms"`
 
 	API api.Config `json:"api"`
+	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
+	Security security.Config `json:"security"`
 }
 
 // DefaultConfig is a single manager answering on 0.0.0.0:9001, the port
@@ -89,10 +97,12 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	var join config.List
 	fs.Var(&join, "join", "serf address of a member to join (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
+	crowd := fs.Bool("crowd-gossip", false, "serf timers for hundreds of members on one machine (simulated datacenter)")
 	leave := fs.Bool("leave-on-terminate", false, "leave the cluster (give up the raft seat) on SIGTERM")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	serviceTypes := fs.String("service-types", "", "comma-separated service types (default std)")
+	trusted := fs.String("trusted-frontends", "", "comma-separated addresses/CIDRs whose account header the API believes (default loopback)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -118,7 +128,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 		c.Join = join
 	}
 	c.FastGossip = c.FastGossip || *fast
+	c.CrowdGossip = c.CrowdGossip || *crowd
 	c.LeaveOnTerm = c.LeaveOnTerm || *leave
+	if *trusted != "" {
+		c.API.TrustedFrontends = strings.Split(*trusted, ",")
+	}
 	if *serviceTypes != "" {
 		c.API.ServiceTypes = strings.Split(*serviceTypes, ",")
 		c.API.DefaultServiceType = c.API.ServiceTypes[0]
@@ -139,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
+	}
+	if err := c.API.Validate(); err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
 	ha := c.haConfig()
 	return ha.Validate()
@@ -163,9 +180,15 @@ func (c *Config) clusterConfig() cluster.Config {
 	cc.BootstrapExpect = c.BootstrapExpect
 	cc.Join = c.Join
 	cc.FastGossip = c.FastGossip
+	if c.CrowdGossip {
+		cc.SerfTune = agent.CrowdGossip
+	}
 	cc.HeartbeatTimeout = time.Duration(c.HeartbeatTimeoutMS) * time.Millisecond
 	cc.ElectionTimeout = time.Duration(c.ElectionTimeoutMS) * time.Millisecond
 	cc.LeaderLeaseTimeout = time.Duration(c.LeaderLeaseTimeoutMS) * time.Millisecond
 	cc.SnapshotThreshold = c.SnapshotThreshold
+	if c.RaftLogLevel != "" {
+		cc.RaftLogLevel = c.RaftLogLevel
+	}
 	return cc
 }

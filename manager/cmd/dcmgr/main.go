@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/manager/server"
+	"github.com/vdc-project/vdc/proto"
 )
 
 func main() {
@@ -32,20 +33,37 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 
+	sec, err := cfg.Security.Load(proto.RoleManager)
+	if err != nil {
+		return err
+	}
+	clockCtx, stopClock := context.WithCancel(context.Background())
+	defer stopClock()
+	var clock func() time.Time
+	if path := os.Getenv(ClockOffsetEnv); path != "" {
+		c, err := newOffsetClock(clockCtx, path, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		clock = c.Now
+		logger.Warn("wall clock offset by a test file", "file", path)
+	}
+
 	apiL, rpcL, err := server.Listen(cfg.APIAddr, cfg.RPCAddr)
 	if err != nil {
 		return err
 	}
 	m, err := server.Start(server.Config{
-		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken,
-		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost, HA: cfg.haConfig(),
+		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken, Security: sec,
+		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost, Clock: clock,
+		HA: cfg.haConfig(),
 	}, logger)
 	if err != nil {
 		apiL.Close()
 		rpcL.Close()
 		return err
 	}
-	logger.Info("dcmgr started", "node", cfg.NodeName, "api", apiL.Addr().String(), "rpc", rpcL.Addr().String(),
+	logger.Info("dcmgr started", "node", cfg.NodeName, "rpc_tls", sec.RPC.TLS != nil, "gossip_encrypted", sec.Keyring != nil, "api", apiL.Addr().String(), "rpc", rpcL.Addr().String(),
 		"serf", m.Cluster.SerfAddr(), "raft", m.Cluster.RaftAddr(), "data_dir", cfg.DataDir)
 
 	sig := make(chan os.Signal, 1)

@@ -13,7 +13,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := manage.Run(ctx, os.Args[1:], os.Stdout, manage.Config{API: os.Getenv("VDC_API"), Stderr: os.Stderr})
+	code := manage.Run(ctx, os.Args[1:], os.Stdout, manage.Config{API: os.Getenv("VDC_API"), Token: os.Getenv("VDC_API_TOKEN"), Stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }

@@ -23,7 +23,8 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
 	fs.Var(&managers, "manager", "RPC address of a manager, instead of finding them in serf (repeatable)")
 	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
-	concurrency := fs.Int("concurrency", 0, "scheduler jobs run at once (default 4)")
+	crowd := fs.Bool("crowd-gossip", false, "serf timers for hundreds of members on one machine (simulated datacenter)")
+	concurrency := fs.Int("concurrency", 0, "scheduler jobs run at once, placed together in batches (default 256)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -51,5 +52,6 @@ func loadConfig(args []string, stderr io.Writer) (daemon.Config, error) {
 		c.Concurrency = *concurrency
 	}
 	c.FastGossip = c.FastGossip || *fast
+	c.CrowdGossip = c.CrowdGossip || *crowd
 	return c, c.Validate()
 }

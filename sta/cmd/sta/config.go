@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/config"
+	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/sta/backing/file"
 	"github.com/vdc-project/vdc/sta/target"
 )
@@ -44,9 +45,11 @@ type Config struct {
 	FastGossip    bool     `json:"fast_gossip"`
 	// Token is the cluster's shared RPC token (prefer the file to the flag:
 	// flags show in ps).
-	Token     string `json:"token"`
-	LogLevel  string `json:"log_level"`
-	LogFormat string `json:"log_format"`
+	Token string `json:"token"`
+	// Security: RPC token(s), mutual TLS files, gossip keyring (common/security).
+	Security  security.Config `json:"security"`
+	LogLevel  string          `json:"log_level"`
+	LogFormat string          `json:"log_format"`
 
 	Backing BackingConfig `json:"backing_store"`
 	Target  TargetConfig  `json:"target"`

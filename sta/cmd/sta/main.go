@@ -58,6 +58,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if fi, err := os.Stat(cfg.Backing.SnapshotTmpDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("snapshot_tmp_dir %s is not a directory (%v)", cfg.Backing.SnapshotTmpDir, err)
 	}
+	sec, err := cfg.Security.Load(proto.RoleSta)
+	if err != nil {
+		return err
+	}
 	store, err := newStore(ctx, cfg.Backing)
 	if err != nil {
 		return err
@@ -80,6 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Join:          cfg.Join,
 		FastGossip:    cfg.FastGossip,
 		Token:         cfg.Token,
+		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointStaHandle: cfg.Concurrency},
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {

@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/vdc-project/vdc/common/agent"
+)
+
+// HvaSimOptions configure one process of simulated hvas (vdcbench hvasim):
+// Count hvas hva.b<First> … each a full hva agent (its own serf member and
+// RPC listener, the hva handlers over a dummy hypervisor, its monitor).
+type HvaSimOptions struct {
+	First, Count int
+	Join         []string
+	// ExpectMembers is the cluster size at which an agent's membership has
+	// converged (every agent, scheduler and manager).
+	ExpectMembers         int
+	LocalStoreConcurrency int
+	Gossip                string // crowd or fast
+}
+
+// hvaSimReport is one line of an hvasim process's stdout.
+type hvaSimReport struct {
+	Event string `json:"event"` // started, converged, stopped, error
+	// Ms is milliseconds since the process started its first agent.
+	Ms    float64 `json:"ms"`
+	Count int     `json:"count,omitempty"`
+	Error string  `json:"error,omitempty"`
+}
+
+// RunHvaSim starts the agents, reports "started", then "converged" once
+// every agent's serf sees ExpectMembers members alive, and runs until ctx
+// ends; then it stops them ("stopped"). Reports are JSON lines on out.
+func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
+	if o.Count < 1 || o.First < 1 || len(o.Join) == 0 || o.LocalStoreConcurrency < 1 {
+		return fmt.Errorf("hvasim: need first, count, join and local-store concurrency (got %+v)", o)
+	}
+	var wmu sync.Mutex
+	report := func(r hvaSimReport) {
+		b, _ := json.Marshal(r)
+		wmu.Lock()
+		fmt.Fprintf(out, "%s\n", b)
+		wmu.Unlock()
+	}
+	var tune func(*serf.Config)
+	if o.Gossip != "fast" {
+		tune = agent.CrowdGossip
+	}
+	t0 := time.Now()
+	since := func() float64 { return ms(time.Since(t0)) }
+	hvas := make([]*placeHva, 0, o.Count)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, h := range hvas {
+			wg.Go(func() { h.stop() })
+		}
+		wg.Wait()
+		report(hvaSimReport{Event: "stopped", Ms: since()})
+	}()
+	for i := range o.Count {
+		// Every agent joins through the given members and, after the
+		// first, an agent of this process started before it (a tree of
+		// degree 4): a join is a full state exchange with each, so the
+		// joiner starts out knowing what both know.
+		join := o.Join
+		if i > 0 {
+			join = append(slices.Clone(o.Join), hvas[(i-1)/4].agent.SerfAddr())
+		}
+		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune)
+		if err != nil {
+			report(hvaSimReport{Event: "error", Ms: since(), Error: err.Error()})
+			return err
+		}
+		hvas = append(hvas, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	report(hvaSimReport{Event: "started", Ms: since(), Count: len(hvas)})
+
+	converged := o.ExpectMembers <= 0
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if converged {
+			continue
+		}
+		all := true
+		for _, h := range hvas {
+			alive := 0
+			for _, m := range h.agent.Members() {
+				if m.Status == "alive" {
+					alive++
+				}
+			}
+			if alive < o.ExpectMembers {
+				all = false
+				break
+			}
+		}
+		if all {
+			converged = true
+			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas)})
+		}
+	}
+}
+
+// stop ends an hva's monitor, then its agent.
+func (h *placeHva) stop() {
+	h.stopMonitor()
+	<-h.monDone
+	ctx, cancel := context.WithTimeout(context.Background(), agentStopTimeout)
+	defer cancel()
+	_ = h.agent.Shutdown(ctx)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/testutil"
 	"github.com/vdc-project/vdc/hva/hypervisor"
+	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
 	"github.com/vdc-project/vdc/proto"
 )
 
@@ -287,9 +288,18 @@ func TestCleanupFreesVolumesAndSubmitsBoot(t *testing.T) {
 	if got := e.domain("i-evac0001"); got != "" {
 		t.Errorf("domain %q left", got)
 	}
+	// The first run frees the volume still detaching; the second finds it
+	// available and leaves it (and the one the new host attached) alone.
 	ups := e.coll.VolumeUpdates()
-	if len(ups) != 2 || ups[0].VolumeID != "vol-free0001" || *ups[0].State != proto.VolumeAvailable || ups[0].DetachInstance {
-		t.Errorf("volume updates = %+v, want vol-free0001 available (twice: the fake does not change it), nothing else", ups)
+	if len(ups) != 1 || ups[0].VolumeID != "vol-free0001" || ups[0].State == nil ||
+		*ups[0].State != proto.VolumeAvailable || ups[0].DetachInstance {
+		t.Errorf("volume updates = %+v, want vol-free0001 available once, nothing else", ups)
+	}
+	for _, vol := range e.instance("i-evac0001").Volumes {
+		want := map[string]string{"vol-free0001": proto.VolumeAvailable, "vol-took0001": proto.VolumeAttached}[vol.ID]
+		if vol.State != want {
+			t.Errorf("volume %s is %s, want %s", vol.ID, vol.State, want)
+		}
 	}
 	subs := e.coll.Submitted()
 	if len(subs) != 1 || subs[0].Endpoint != "hva-handle.hva.new" || subs[0].Verb != proto.VerbRunVolStore || subs[0].Key != evacuationBootKey {
@@ -362,5 +372,111 @@ func TestFenceOnStartWithoutContact(t *testing.T) {
 	e.h.FenceCheck(ctx)
 	if !e.fenced() || e.domain("i-surv0001") != hypervisor.Shutoff {
 		t.Fatalf("not fenced after the start grace: %v %q", e.fenced(), e.domain("i-surv0001"))
+	}
+}
+
+// fenceOnAttaching fences the host (and runs more of the test's hook)
+// the first time a volume is reported attaching: the attach job read its
+// instance before the fence.
+type fenceOnAttaching struct {
+	Collector
+	once sync.Once
+	hook func()
+}
+
+func (f *fenceOnAttaching) UpdateVolume(ctx context.Context, req proto.UpdateVolumeRequest) error {
+	err := f.Collector.UpdateVolume(ctx, req)
+	if req.State != nil && *req.State == proto.VolumeAttaching {
+		f.once.Do(f.hook)
+	}
+	return err
+}
+
+// TestFenceDuringAttach: a hot-plug that read its instance before a fence
+// plugs nothing while the host is fenced (the volume stays attaching, the
+// job waits for the fence to be lifted); afterwards it reads the instance
+// again and attaches the volume to the instance still placed here, or
+// fails without plugging anything when the instance moved meanwhile.
+func TestFenceDuringAttach(t *testing.T) {
+	for _, moved := range []bool{false, true} {
+		name := "instance stays"
+		if moved {
+			name = "instance moved"
+		}
+		t.Run(name, func(t *testing.T) {
+			var wrap *fenceOnAttaching
+			e, _ := fenceEnv(t, 10*time.Second, envOpts{cfg: func(c *Config) {
+				wrap = &fenceOnAttaching{Collector: c.Collector}
+				c.Collector = wrap
+			}})
+			ctx := context.Background()
+			e.running("i-att", sharedVolume("vol-data", "i-att", proto.VolumeAvailable))
+			wrap.hook = func() {
+				e.h.fenceHost(ctx, "test")
+				if moved {
+					e.moveAway("i-att")
+				}
+			}
+			attach := proto.HvaAttachRequest{InstanceID: "i-att", VolumeID: "vol-data"}
+			attachCalls := func() int {
+				n := 0
+				for _, c := range e.calls("i-att") {
+					if c.Op == dummy.OpAttachDisk {
+						n++
+					}
+				}
+				return n
+			}
+
+			bctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			err := e.jobCtx(bctx, hvaHandle, proto.VerbAttach, attach)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("attach on a host fenced after the read = %v, want it waiting for the fence", err)
+			}
+			if !e.fenced() {
+				t.Fatal("the hook did not fence the host")
+			}
+			if n := attachCalls(); n != 0 {
+				t.Fatalf("%d disk attaches on a fenced host", n)
+			}
+			if _, ok := e.disks("i-att")["vol-data"]; ok {
+				t.Fatal("the fenced host plugged the volume")
+			}
+			e.wantVolumeStates("vol-data", proto.VolumeAttaching)
+
+			e.clock.Advance(time.Second)
+			e.h.HeartbeatOnce(ctx)
+			e.h.FenceCheck(ctx)
+			if e.fenced() {
+				t.Fatal("still fenced after contact came back")
+			}
+			if moved {
+				err := e.job(hvaHandle, proto.VerbAttach, attach)
+				wantKind(t, "attach after the instance moved", err, errs.IncompatibleHostNode)
+				if n := attachCalls(); n != 0 {
+					t.Errorf("%d disk attaches for an instance that moved", n)
+				}
+				if got := e.domain("i-att"); got != "" {
+					t.Errorf("domain of the moved instance is %q, want removed", got)
+				}
+				return
+			}
+			// The fence stopped the domain; the instance is still running
+			// for the managers, so it starts again.
+			testutil.WaitFor(t, 10*time.Second, func() error {
+				if got := e.domain("i-att"); got != hypervisor.Running {
+					return errors.New("domain is " + string(got))
+				}
+				return nil
+			})
+			if err := e.job(hvaHandle, proto.VerbAttach, attach); err != nil {
+				t.Fatalf("attach after the fence: %v", err)
+			}
+			e.wantVolumeStates("vol-data", proto.VolumeAttaching, proto.VolumeAttached)
+			if got := e.disks("i-att")["vol-data"]; got != "vdb" {
+				t.Errorf("domain disks = %v, want vol-data as vdb", e.disks("i-att"))
+			}
+		})
 	}
 }

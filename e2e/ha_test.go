@@ -490,17 +490,34 @@ func TestHAKilledHost(t *testing.T) {
 	hc.noViolations()
 }
 
-// TestHAManualEvacuate: PUT /host_nodes/:id/evacuate on a live host moves
-// its HA instance to another host, which starts it only after the old host
-// removed its domain; the instance without HA is powered off; the host is
-// enabled for scheduling again.
+// TestHAManualEvacuate: PUT /host_nodes/:id/evacuate on a live host answers
+// with the evacuation's job, which the operator follows to its end; it
+// moves the host's HA instance to another host, which starts it only after
+// the old host removed its domain; the instance without HA is powered off;
+// the host is enabled for scheduling again.
 func TestHAManualEvacuate(t *testing.T) {
 	hc := newHACluster(t, "hva.ha1", "hva.ha2")
 	ha := hc.haInstance("hn-ha1", true)
 	plain := hc.haInstance("hn-ha1", false)
 	doc := hc.must("PUT", "/host_nodes/hn-ha1/evacuate.json", nil, "").(map[string]any)
-	if fmt.Sprint(doc["scheduled"]) != "["+ha+"]" || fmt.Sprint(doc["halted"]) != "["+plain+"]" || doc["state"] != "finished" {
+	jobID, _ := doc["job_id"].(string)
+	if jobID == "" || doc["host_node_id"] != "hn-ha1" {
 		t.Fatalf("evacuate = %v", doc)
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		j := hc.must("GET", "/jobs/"+jobID+".json", nil, "").(map[string]any)
+		if j["state"] != "finished" {
+			return fmt.Errorf("evacuation job is %v", j["state"])
+		}
+		if j["finish_status"] != "success" {
+			t.Fatalf("evacuation job = %v", j)
+		}
+		return nil
+	})
+	var job proto.Job
+	hc.record(proto.KindJob, jobID, &job)
+	if fmt.Sprint(job.Result["scheduled"]) != "["+ha+"]" || fmt.Sprint(job.Result["halted"]) != "["+plain+"]" {
+		t.Fatalf("evacuation result = %v", job.Result)
 	}
 	moved := hc.runningElsewhere(ha, "hn-ha1")
 	removed := hc.log.index("hva.ha1 undefine " + ha)

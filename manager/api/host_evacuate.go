@@ -15,11 +15,16 @@ import (
 // synchronous RPC to the scheduler's evacuate_from and returned its result
 // ({scheduled, failed}). Here the evacuation is a durable job like every
 // other (scheduler.evacuate_from, the one the HA monitor submits for a
-// failed host); the route submits it, or finds the host's evacuation
-// already running, and waits up to evacuateWait for it to end. The
-// response keeps the original's keys first and adds halted (instances
-// without HA), reasons, job_id and state ("finished", or "running" when the
-// wait ran out: GET /jobs/:id follows it).
+// failed host), which may take a while (each instance is re-placed and
+// handed to the leader): the route submits it, or finds the host's
+// evacuation already running (then it changes nothing), and answers at
+// once, like the API's other asynchronous operations (copy_to answers its
+// job). With api.evacuate_wait_ms it first waits up to that long for the
+// job to end. The response keeps the original's keys first and adds halted
+// (instances without HA), reasons, job_id and state: "running" (the lists
+// are empty; GET /jobs/:id follows the job, the host's scheduling_enabled
+// and the instances' host_node, state and last_error show what it did) or
+// "finished" with the result.
 //
 // An online host's instances are moved after its hva removed their old
 // domains. For an offline host the operator vouches that it runs nothing
@@ -30,8 +35,12 @@ func (a *API) registerHostEvacuate() {
 	a.route("PUT /host_nodes/{id}/evacuate", write, a.evacuateHostNode)
 }
 
-// evacuateWait bounds how long the route waits for the evacuation to end.
-const evacuateWait = 30 * time.Second
+// MaxEvacuateWait bounds api.evacuate_wait_ms: a request forwarded from a
+// follower must be answered well within the forwarder's header timeout.
+const MaxEvacuateWait = 30 * time.Second
+
+// evacuatePoll is how often a waiting evacuate checks its job.
+const evacuatePoll = 50 * time.Millisecond
 
 func (a *API) evacuateHostNode(ctx context.Context, req *Request) (any, error) {
 	var hostID, jobID string
@@ -56,14 +65,16 @@ func (a *API) evacuateHostNode(ctx context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, evacuateWait)
-	defer cancel()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for a.jobRunning(jobID) && wctx.Err() == nil {
-		select {
-		case <-wctx.Done():
-		case <-t.C:
+	if wait := time.Duration(a.cfg.EvacuateWaitMS) * time.Millisecond; wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		t := time.NewTicker(evacuatePoll)
+		defer t.Stop()
+		for a.jobRunning(jobID) && wctx.Err() == nil {
+			select {
+			case <-wctx.Done():
+			case <-t.C:
+			}
 		}
 	}
 	return a.view(func(tx *state.Tx) (any, error) { return evacuationDoc(tx, hostID, jobID) })

@@ -40,10 +40,13 @@ func TestLoadConfigRejects(t *testing.T) {
 	_ = os.WriteFile(badHA, []byte(`{"ha_reschedule_after_ms": 5000, "ha_fence_margin_ms": 5000}`), 0o600)
 	negHA := filepath.Join(dir, "neg.json")
 	_ = os.WriteFile(negHA, []byte(`{"ha_reschedule_after_ms": -1}`), 0o600)
+	longWait := filepath.Join(dir, "wait.json")
+	_ = os.WriteFile(longWait, []byte(`{"api": {"evacuate_wait_ms": 60000}}`), 0o600)
 	for _, args := range [][]string{
 		{"-config", bad},
 		{"-config", badHA},
 		{"-config", negHA},
+		{"-config", longWait},
 		{"-config", filepath.Join(dir, "missing.json")},
 		{"-bootstrap-expect", "0"},
 		{"-no-such-flag"},

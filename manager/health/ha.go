@@ -306,16 +306,9 @@ func (m *HA) maybeEvacuate(ctx context.Context, f failedHva) error {
 		}
 		var host proto.HostNode
 		var hm state.Meta
-		err := tx.Each(proto.KindHostNode, false, func(e state.Entry) error {
-			var h proto.HostNode
-			if err := json.Unmarshal(e.Value, &h); err != nil {
-				return err
-			}
-			if h.NodeID == f.node {
-				host, hm = h, e.Meta
-				return state.ErrStop
-			}
-			return nil
+		err := state.EachOfIn(tx, state.IdxHostNodesByNodeID, f.node, false, func(h *proto.HostNode, m state.Meta) error {
+			host, hm = *h, m
+			return state.ErrStop
 		})
 		if err != nil || host.ID == "" {
 			return err // no host node for this hva: nothing to evacuate

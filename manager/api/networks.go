@@ -162,11 +162,9 @@ func (a *API) listNetworks(_ context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, hasST := p.StrOK("service_type")
-	if hasST && st != "" {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, true)
+	if err != nil {
+		return nil, err
 	}
 	return a.view(func(tx *state.Tx) (any, error) {
 		var withService map[string]bool
@@ -184,16 +182,10 @@ func (a *API) listNetworks(_ context.Context, req *Request) (any, error) {
 			}
 		}
 		return listTx(tx, o, proto.KindNetwork, func(v *proto.Network) bool {
-			if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-				return false
-			}
-			if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+			if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 				return false
 			}
 			if dcn, ok := p.StrOK("dc_network"); ok && v.DcNetworkID != dcn {
-				return false
-			}
-			if hasST && st != "" && v.ServiceType != st {
 				return false
 			}
 			return !hasSvc || withService[v.ID]

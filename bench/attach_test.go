@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,36 +69,14 @@ func BenchmarkAttach(b *testing.B) {
 	machine.Finish()
 	b.StopTimer()
 
-	stat := func(f func(attachSample) time.Duration) (time.Duration, time.Duration, time.Duration) {
-		v := make([]time.Duration, len(samples))
-		for i, s := range samples {
-			v[i] = f(s)
-		}
-		slices.Sort(v)
-		return v[len(v)/2], v[0], v[len(v)-1]
-	}
-	var out strings.Builder
-	machine.WriteTable(&out)
-	fmt.Fprintf(&out, "tiny guest, 1 vCPU, 128 MiB, domain type qemu (TCG); a 10 MB raw volume exported by tgtd "+
-		"(127.0.0.1:3260), hot-plugged as a libvirt iSCSI network disk; %d attach/detach cycles\n\n", len(samples))
-	fmt.Fprintln(&out, "| figure | p50 | min | max |")
-	fmt.Fprintln(&out, "|---|---|---|---|")
-	for _, row := range []struct {
-		name, key string
-		f         func(attachSample) time.Duration
-	}{
+	printSampleTable(b, machine, fmt.Sprintf("tiny guest, 1 vCPU, 128 MiB, domain type qemu (TCG); a 10 MB raw volume exported by tgtd "+
+		"(127.0.0.1:3260), hot-plugged as a libvirt iSCSI network disk; %d attach/detach cycles", len(samples)), samples, []sampleRow[attachSample]{
 		{"PUT attach → attached (API)", "attach-api", func(s attachSample) time.Duration { return s.api }},
 		{"hva attach job (get_instance → attached)", "attach-hva", func(s attachSample) time.Duration { return s.hva }},
 		{"  libvirt AttachDisk", "attach-libvirt", func(s attachSample) time.Duration { return s.attachDisk }},
 		{"PUT detach → available (API)", "detach-api", func(s attachSample) time.Duration { return s.detachAPI }},
 		{"  libvirt DetachDisk (guest releases)", "detach-libvirt", func(s attachSample) time.Duration { return s.detachDisk }},
-	} {
-		mid, lo, hi := stat(row.f)
-		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", row.name, fmtMS(mid), fmtMS(lo), fmtMS(hi))
-		b.ReportMetric(float64(mid.Microseconds())/1000, "p50-ms-"+row.key)
-	}
-	// Printed whole: b.Log output of a benchmark is cut after a few lines.
-	fmt.Print(out.String())
+	}, "")
 }
 
 type attachSample struct {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,43 +64,17 @@ func BenchmarkLibvirtBoot(b *testing.B) {
 	machine.Finish()
 	b.StopTimer()
 
-	p50 := func(f func(bootSample) time.Duration) (time.Duration, time.Duration, time.Duration) {
-		v := make([]time.Duration, len(samples))
-		for i, s := range samples {
-			v[i] = f(s)
-		}
-		slices.Sort(v)
-		return v[len(v)/2], v[0], v[len(v)-1]
-	}
-	var out strings.Builder
-	machine.WriteTable(&out)
-	fmt.Fprintf(&out, "tiny guest, 1 vCPU, 128 MiB, domain type qemu (TCG); %d sequential instances (the first fetches the image into the cache)\n\n", len(samples))
-	fmt.Fprintln(&out, "| figure | p50 | min | max |")
-	fmt.Fprintln(&out, "|---|---|---|---|")
-	for _, row := range []struct {
-		name string
-		f    func(bootSample) time.Duration
-	}{
-		{"POST /instances → running", func(s bootSample) time.Duration { return s.postToRunning }},
-		{"hva boot job (get_instance → update running)", func(s bootSample) time.Duration { return s.hvaJob }},
-		{"  libvirt define", func(s bootSample) time.Duration { return s.define }},
-		{"  libvirt start", func(s bootSample) time.Duration { return s.start }},
-		{"  local store prepare", func(s bootSample) time.Duration { return s.prepare }},
-		{"hva overhead = job − (define + start)", func(s bootSample) time.Duration { return s.hvaJob - s.define - s.start }},
-		{"running → guest boot line", func(s bootSample) time.Duration { return s.guestBoot }},
-	} {
-		mid, lo, hi := p50(row.f)
-		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", row.name, fmtMS(mid), fmtMS(lo), fmtMS(hi))
-		key := strings.NewReplacer(" ", "-", "/", "", "→", "to", "(", "", ")", "", "=", "", "−", "minus", "+", "plus").Replace(strings.TrimSpace(row.name))
-		b.ReportMetric(float64(mid.Microseconds())/1000, "p50-ms-"+key)
-	}
-	fmt.Fprintf(&out, "\nfirst instance (cold image cache): POST → running %s, prepare %s\n",
-		fmtMS(samples[0].postToRunning), fmtMS(samples[0].prepare))
-	// Printed whole: b.Log output of a benchmark is cut after a few lines.
-	fmt.Print(out.String())
+	printSampleTable(b, machine, fmt.Sprintf("tiny guest, 1 vCPU, 128 MiB, domain type qemu (TCG); %d sequential instances (the first fetches the image into the cache)", len(samples)), samples, []sampleRow[bootSample]{
+		{"POST /instances → running", "", func(s bootSample) time.Duration { return s.postToRunning }},
+		{"hva boot job (get_instance → update running)", "", func(s bootSample) time.Duration { return s.hvaJob }},
+		{"  libvirt define", "", func(s bootSample) time.Duration { return s.define }},
+		{"  libvirt start", "", func(s bootSample) time.Duration { return s.start }},
+		{"  local store prepare", "", func(s bootSample) time.Duration { return s.prepare }},
+		{"hva overhead = job − (define + start)", "", func(s bootSample) time.Duration { return s.hvaJob - s.define - s.start }},
+		{"running → guest boot line", "", func(s bootSample) time.Duration { return s.guestBoot }},
+	}, fmt.Sprintf("\nfirst instance (cold image cache): POST → running %s, prepare %s\n",
+		fmtMS(samples[0].postToRunning), fmtMS(samples[0].prepare)))
 }
-
-func fmtMS(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }
 
 type bootSample struct {
 	postToRunning, hvaJob, define, start, prepare, guestBoot time.Duration

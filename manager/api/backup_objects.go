@@ -98,11 +98,9 @@ func (a *API) listBackupObjects(_ context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, hasST := p.StrOK("service_type")
-	if hasST {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, false)
+	if err != nil {
+		return nil, err
 	}
 	bkst, hasBkst := p.StrOK("backup_storage_id")
 	if hasBkst {
@@ -117,13 +115,7 @@ func (a *API) listBackupObjects(_ context.Context, req *Request) (any, error) {
 		if !stateOK(v.State, v.DeletedAt) {
 			return false
 		}
-		if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-			return false
-		}
-		if hasST && v.ServiceType != st {
-			return false
-		}
-		if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+		if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 			return false
 		}
 		if hasBkst && v.BackupStorageID != bkst {

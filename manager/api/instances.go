@@ -228,11 +228,9 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, hasST := p.StrOK("service_type")
-	if hasST {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, false)
+	if err != nil {
+		return nil, err
 	}
 	return a.view(func(tx *state.Tx) (any, error) {
 		host := ""
@@ -247,13 +245,7 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 			if id, ok := p.StrOK("id"); ok && !strings.HasPrefix(v.ID, uuidPrefixFilter(proto.PrefixInstance, id)) {
 				return false
 			}
-			if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-				return false
-			}
-			if hasST && v.ServiceType != st {
-				return false
-			}
-			if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+			if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 				return false
 			}
 			if host != "" && (v.HostNodeID == nil || *v.HostNodeID != host) {

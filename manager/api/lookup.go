@@ -140,3 +140,35 @@ func (a *API) serviceTypeParam(req *Request) (string, error) {
 
 // decodeInto decodes a stored record.
 func decodeInto(e state.Entry, v any) error { return json.Unmarshal(e.Value, v) }
+
+// ownerFilter is the list filter most resources share: account_id,
+// service_type (one of the configured types) and display_name, each
+// applied when the request gives it.
+type ownerFilter struct {
+	account, serviceType, displayName       string
+	byAccount, byServiceType, byDisplayName bool
+}
+
+// ownerFilterOf reads the filter; a service_type that is not configured is
+// refused. Networks (emptyServiceTypeIsAny) read an empty one as no filter.
+func (a *API) ownerFilterOf(p params.Params, emptyServiceTypeIsAny bool) (ownerFilter, error) {
+	var f ownerFilter
+	f.account, f.byAccount = p.StrOK("account_id")
+	f.displayName, f.byDisplayName = p.StrOK("display_name")
+	f.serviceType, f.byServiceType = p.StrOK("service_type")
+	if f.byServiceType && f.serviceType == "" && emptyServiceTypeIsAny {
+		f.byServiceType = false
+	}
+	if f.byServiceType {
+		if err := a.checkServiceType(f.serviceType); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func (f ownerFilter) match(account, serviceType, displayName string) bool {
+	return (!f.byAccount || account == f.account) &&
+		(!f.byServiceType || serviceType == f.serviceType) &&
+		(!f.byDisplayName || displayName == f.displayName)
+}

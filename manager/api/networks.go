@@ -126,15 +126,11 @@ func serviceDoc(tx *state.Tx, s *proto.NetworkService, _ state.Meta) (*format.Ma
 
 func networkServiceDocs(tx *state.Tx, networkID string) ([]any, error) {
 	out := []any{}
-	err := tx.Each(proto.KindNetworkService, false, func(e state.Entry) error {
-		var s proto.NetworkService
-		if err := decodeInto(e, &s); err != nil {
-			return err
-		}
+	err := state.EachOf(tx, proto.KindNetworkService, false, func(s *proto.NetworkService, m state.Meta) error {
 		if s.NetworkID != networkID {
 			return nil
 		}
-		d, err := serviceDoc(tx, &s, e.Meta)
+		d, err := serviceDoc(tx, s, m)
 		if err != nil {
 			return err
 		}
@@ -166,22 +162,16 @@ func (a *API) listNetworks(_ context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, hasST := p.StrOK("service_type")
-	if hasST && st != "" {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, true)
+	if err != nil {
+		return nil, err
 	}
 	return a.view(func(tx *state.Tx) (any, error) {
 		var withService map[string]bool
 		svc, hasSvc := p.StrOK("has_service")
 		if hasSvc {
 			withService = map[string]bool{}
-			err := tx.Each(proto.KindNetworkService, false, func(e state.Entry) error {
-				var s proto.NetworkService
-				if err := decodeInto(e, &s); err != nil {
-					return err
-				}
+			err := state.EachOf(tx, proto.KindNetworkService, false, func(s *proto.NetworkService, _ state.Meta) error {
 				if s.Name == svc {
 					withService[s.NetworkID] = true
 				}
@@ -192,16 +182,10 @@ func (a *API) listNetworks(_ context.Context, req *Request) (any, error) {
 			}
 		}
 		return listTx(tx, o, proto.KindNetwork, func(v *proto.Network) bool {
-			if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-				return false
-			}
-			if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+			if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 				return false
 			}
 			if dcn, ok := p.StrOK("dc_network"); ok && v.DcNetworkID != dcn {
-				return false
-			}
-			if hasST && st != "" && v.ServiceType != st {
 				return false
 			}
 			return !hasSvc || withService[v.ID]
@@ -412,30 +396,22 @@ func (a *API) deleteNetwork(ctx context.Context, req *Request) (any, error) {
 			m state.Meta
 		}
 		var onNetwork, natted []vifEntry
-		err = tx.Each(proto.KindNetworkVif, false, func(e state.Entry) error {
-			var v proto.NetworkVif
-			if err := decodeInto(e, &v); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindNetworkVif, false, func(v *proto.NetworkVif, vm state.Meta) error {
 			switch {
 			case v.NetworkID != nil && *v.NetworkID == nw.ID:
 				if v.InstanceID != nil {
 					return errs.New(errs.InvalidParameter, "network %s still has vif %s of instance %s", nw.ID, v.ID, *v.InstanceID)
 				}
-				onNetwork = append(onNetwork, vifEntry{v, e.Meta})
+				onNetwork = append(onNetwork, vifEntry{*v, vm})
 			case v.NatNetworkID != nil && *v.NatNetworkID == nw.ID:
-				natted = append(natted, vifEntry{v, e.Meta})
+				natted = append(natted, vifEntry{*v, vm})
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		err = tx.Each(proto.KindIPHandle, false, func(e state.Entry) error {
-			var h proto.IPHandle
-			if err := decodeInto(e, &h); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindIPHandle, false, func(h *proto.IPHandle, _ state.Meta) error {
 			if h.NetworkID != nil && *h.NetworkID == nw.ID {
 				return errs.New(errs.InvalidParameter, "network %s still has IP handle %s", nw.ID, h.ID)
 			}
@@ -454,39 +430,25 @@ func (a *API) deleteNetwork(ctx context.Context, req *Request) (any, error) {
 			v.NatNetworkID, v.NatIPv4Address, v.UpdatedAt = nil, nil, now
 			o.update(proto.KindNetworkVif, v.ID, ve.m.ModifyIndex, &v)
 		}
-		err = tx.Each(proto.KindIPLease, false, func(e state.Entry) error {
-			var l proto.IPLease
-			if err := decodeInto(e, &l); err != nil {
-				return err
-			}
-			if l.NetworkID == nw.ID {
-				o.del(proto.KindIPLease, l.ID, e.ModifyIndex)
-			}
+		err = state.EachOfIn(tx, state.IdxLeasesByNetwork, nw.ID, false, func(l *proto.IPLease, lm state.Meta) error {
+			o.del(proto.KindIPLease, l.ID, lm.ModifyIndex)
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		err = tx.Each(proto.KindNetworkService, false, func(e state.Entry) error {
-			var s proto.NetworkService
-			if err := decodeInto(e, &s); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindNetworkService, false, func(s *proto.NetworkService, sm state.Meta) error {
 			if s.NetworkID == nw.ID {
-				o.del(proto.KindNetworkService, s.ID, e.ModifyIndex)
+				o.del(proto.KindNetworkService, s.ID, sm.ModifyIndex)
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		err = tx.Each(proto.KindNetworkRoute, false, func(e state.Entry) error {
-			var r proto.NetworkRoute
-			if err := decodeInto(e, &r); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindNetworkRoute, false, func(r *proto.NetworkRoute, rm state.Meta) error {
 			if r.OuterNetworkID == nw.ID || r.InnerNetworkID == nw.ID {
-				o.del(proto.KindNetworkRoute, r.ID, e.ModifyIndex)
+				o.del(proto.KindNetworkRoute, r.ID, rm.ModifyIndex)
 				return unbindHandle(tx, o, r.IPHandleID, now)
 			}
 			return nil
@@ -494,14 +456,10 @@ func (a *API) deleteNetwork(ctx context.Context, req *Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = tx.Each(proto.KindNetwork, false, func(e state.Entry) error {
-			var other proto.Network
-			if err := decodeInto(e, &other); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindNetwork, false, func(other *proto.Network, om state.Meta) error {
 			if other.ID != nw.ID && other.NatNetworkID != nil && *other.NatNetworkID == nw.ID {
 				other.NatNetworkID, other.UpdatedAt = nil, now
-				o.update(proto.KindNetwork, other.ID, e.ModifyIndex, &other)
+				o.update(proto.KindNetwork, other.ID, om.ModifyIndex, other)
 			}
 			return nil
 		})
@@ -976,11 +934,7 @@ func (a *API) deleteNetworkService(ctx context.Context, req *Request) (any, erro
 		o := newOpSet(b)
 		o.del(proto.KindNetworkService, sid, sm.ModifyIndex)
 		others := false
-		err = tx.Each(proto.KindNetworkService, false, func(e state.Entry) error {
-			var s proto.NetworkService
-			if err := decodeInto(e, &s); err != nil {
-				return err
-			}
+		err = state.EachOf(tx, proto.KindNetworkService, false, func(s *proto.NetworkService, _ state.Meta) error {
 			if s.ID != sid && s.NetworkVifID == svc.NetworkVifID {
 				others = true
 				return state.ErrStop

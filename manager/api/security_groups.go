@@ -66,20 +66,12 @@ func securityGroupDoc(_ *state.Tx, v *proto.SecurityGroup, _ state.Meta) (*forma
 
 func (a *API) listSecurityGroups(_ context.Context, req *Request) (any, error) {
 	p := req.Params
-	st, hasST := p.StrOK("service_type")
-	if hasST {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, false)
+	if err != nil {
+		return nil, err
 	}
 	return list(a, req, proto.KindSecurityGroup, func(v *proto.SecurityGroup) bool {
-		if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-			return false
-		}
-		if hasST && v.ServiceType != st {
-			return false
-		}
-		if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+		if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 			return false
 		}
 		return true

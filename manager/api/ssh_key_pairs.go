@@ -50,23 +50,15 @@ func sshKeyPairDoc(_ *state.Tx, v *proto.SshKeyPair, _ state.Meta) (*format.Map,
 // listSshKeyPairs shows alive key pairs only.
 func (a *API) listSshKeyPairs(_ context.Context, req *Request) (any, error) {
 	p := req.Params
-	st, hasST := p.StrOK("service_type")
-	if hasST {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, false)
+	if err != nil {
+		return nil, err
 	}
 	return list(a, req, proto.KindSshKeyPair, func(v *proto.SshKeyPair) bool {
 		if v.DeletedAt != nil {
 			return false
 		}
-		if acc, ok := p.StrOK("account_id"); ok && v.AccountID != acc {
-			return false
-		}
-		if hasST && v.ServiceType != st {
-			return false
-		}
-		if dn, ok := p.StrOK("display_name"); ok && v.DisplayName != dn {
+		if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
 			return false
 		}
 		return true

@@ -97,11 +97,9 @@ func (a *API) listVolumeSnapshots(_ context.Context, req *Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, hasST := p.StrOK("service_type")
-	if hasST {
-		if err := a.checkServiceType(st); err != nil {
-			return nil, err
-		}
+	of, err := a.ownerFilterOf(p, false)
+	if err != nil {
+		return nil, err
 	}
 	o, err := parseListOpts(req)
 	if err != nil {
@@ -126,13 +124,7 @@ func (a *API) listVolumeSnapshots(_ context.Context, req *Request) (any, error) 
 			if !stateOK(cur, s.DeletedAt) {
 				return false
 			}
-			if acc, ok := p.StrOK("account_id"); ok && s.AccountID != acc {
-				return false
-			}
-			if hasST && s.ServiceType != st {
-				return false
-			}
-			if dn, ok := p.StrOK("display_name"); ok && s.DisplayName != dn {
+			if !of.match(s.AccountID, s.ServiceType, s.DisplayName) {
 				return false
 			}
 			return sn == "" || (s.StorageNodeID != nil && *s.StorageNodeID == sn)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vdc-project/vdc/common/agent/agenttest"
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/proto"
@@ -20,16 +21,16 @@ import (
 
 // Fake is the in-memory collector. It is safe for concurrent use.
 type Fake struct {
-	mu            sync.Mutex
-	now           func() time.Time
-	instances     map[string]*proto.InstanceView
-	updates       []proto.UpdateInstanceRequest
-	volumeUpdates []proto.UpdateVolumeRequest
-	results       []proto.JobFinishedRequest
-	submitted     []proto.SubmitJobRequest
-	aborts        []proto.AbortMigrationRequest
-	inject        map[string]error // verb -> error
-	changed       chan struct{}
+	mu               sync.Mutex
+	now              func() time.Time
+	instances        map[string]*proto.InstanceView
+	updates          []proto.UpdateInstanceRequest
+	volumeUpdates    []proto.UpdateVolumeRequest
+	results          []proto.JobFinishedRequest
+	submitted        []proto.SubmitJobRequest
+	aborts           []proto.AbortMigrationRequest
+	agenttest.Faults // InjectError
+	changed          chan struct{}
 }
 
 // New returns an empty Fake; now stamps updated_at (nil = time.Now).
@@ -37,7 +38,7 @@ func New(now func() time.Time) *Fake {
 	if now == nil {
 		now = time.Now
 	}
-	return &Fake{now: now, instances: map[string]*proto.InstanceView{}, inject: map[string]error{}, changed: make(chan struct{})}
+	return &Fake{now: now, instances: map[string]*proto.InstanceView{}, changed: make(chan struct{})}
 }
 
 // Put stores (a copy of) an instance, replacing one with the same id.
@@ -94,17 +95,6 @@ func (f *Fake) JobResults() []proto.JobFinishedRequest {
 	return slices.Clone(f.results)
 }
 
-// InjectError makes every later call of verb fail with err (nil clears it).
-func (f *Fake) InjectError(verb string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err == nil {
-		delete(f.inject, verb)
-		return
-	}
-	f.inject[verb] = err
-}
-
 // Changed returns a channel closed at the next change (an update, a Put or
 // a job result), for tests that wait on the fake.
 func (f *Fake) Changed() <-chan struct{} {
@@ -122,7 +112,7 @@ func (f *Fake) begin(ctx context.Context, verb string) error {
 	if err := ctx.Err(); err != nil {
 		return errs.Wrap(errs.Timeout, err, verb)
 	}
-	return f.inject[verb]
+	return f.Injected(verb)
 }
 
 // GetInstance implements hva-collector get_instance.

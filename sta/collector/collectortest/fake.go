@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vdc-project/vdc/common/agent/agenttest"
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/proto"
@@ -30,19 +31,19 @@ type Job struct {
 
 // Fake is the in-memory collector. It is safe for concurrent use.
 type Fake struct {
-	mu        sync.Mutex
-	volumes   map[string]*proto.VolumeView
-	bos       map[string]*proto.BackupObjectView
-	images    map[string]*proto.ImageView
-	instances map[string]*proto.InstanceView
-	volUpd    []proto.UpdateVolumeRequest
-	boUpd     []proto.UpdateBackupObjectRequest
-	imgUpd    []proto.UpdateImageRequest
-	instUpd   []proto.UpdateInstanceRequest
-	jobs      []Job
-	results   []proto.JobFinishedRequest
-	inject    map[string]error // verb -> error
-	hooks     map[string]func()
+	mu               sync.Mutex
+	volumes          map[string]*proto.VolumeView
+	bos              map[string]*proto.BackupObjectView
+	images           map[string]*proto.ImageView
+	instances        map[string]*proto.InstanceView
+	volUpd           []proto.UpdateVolumeRequest
+	boUpd            []proto.UpdateBackupObjectRequest
+	imgUpd           []proto.UpdateImageRequest
+	instUpd          []proto.UpdateInstanceRequest
+	jobs             []Job
+	results          []proto.JobFinishedRequest
+	agenttest.Faults // InjectError
+	hooks            map[string]func()
 }
 
 // New returns an empty Fake.
@@ -50,7 +51,7 @@ func New() *Fake {
 	return &Fake{
 		volumes: map[string]*proto.VolumeView{}, bos: map[string]*proto.BackupObjectView{},
 		images: map[string]*proto.ImageView{}, instances: map[string]*proto.InstanceView{},
-		inject: map[string]error{}, hooks: map[string]func(){},
+		hooks: map[string]func(){},
 	}
 }
 
@@ -206,17 +207,6 @@ func (f *Fake) JobResults() []proto.JobFinishedRequest {
 	return slices.Clone(f.results)
 }
 
-// InjectError makes every later call of verb fail with err (nil clears it).
-func (f *Fake) InjectError(verb string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err == nil {
-		delete(f.inject, verb)
-		return
-	}
-	f.inject[verb] = err
-}
-
 // Before runs fn (without the fake's lock) before each later call of
 // verb is served, e.g. to delete a volume while a create runs; nil clears it.
 func (f *Fake) Before(verb string, fn func()) {
@@ -242,7 +232,7 @@ func (f *Fake) begin(ctx context.Context, verb string) error {
 	if err := ctx.Err(); err != nil {
 		return errs.Wrap(errs.Timeout, err, verb)
 	}
-	return f.inject[verb]
+	return f.Injected(verb)
 }
 
 func (f *Fake) resolveLocked(v *proto.VolumeView) proto.VolumeView {

@@ -90,13 +90,20 @@ type hvaOpts struct {
 
 func newInProcess(t *testing.T, hvas ...hvaOpts) *ipCluster {
 	t.Helper()
+	return newInProcessWith(t, server.Config{}, hvas...)
+}
+
+// newInProcessWith is newInProcess with the manager's other settings (HA)
+// taken from base.
+func newInProcessWith(t *testing.T, base server.Config, hvas ...hvaOpts) *ipCluster {
+	t.Helper()
 	logger := logging.NewTest(t)
 	apiL, rpcL, err := server.Listen("127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := server.Start(server.Config{Cluster: cluster.TestConfig(t), API: api.DefaultConfig(),
-		APIListener: apiL, RPCListener: rpcL}, logger)
+	base.Cluster, base.API, base.APIListener, base.RPCListener = cluster.TestConfig(t), api.DefaultConfig(), apiL, rpcL
+	mgr, err := server.Start(base, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

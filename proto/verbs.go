@@ -89,10 +89,15 @@ type EvacuateFromRequest struct {
 	KeepNodeOffline bool   `json:"keep_node_offline"`
 }
 
-// EvacuateFromResponse lists the instances re-placed and those that failed.
+// EvacuateFromResponse lists the instances re-placed (Scheduled), the HA
+// instances that could not be (Failed: halted, or left to a job of their
+// own), and the instances without HA that were halted (Halted); Reasons
+// says why for each instance not scheduled.
 type EvacuateFromResponse struct {
-	Scheduled []string `json:"scheduled"`
-	Failed    []string `json:"failed"`
+	Scheduled []string          `json:"scheduled"`
+	Failed    []string          `json:"failed"`
+	Halted    []string          `json:"halted"`
+	Reasons   map[string]string `json:"reasons,omitempty"`
 }
 
 // ---- hva-handle.<node> (§2.2) ----
@@ -133,9 +138,14 @@ type HvaTerminateRequest struct {
 // HvaTerminateResponse is empty.
 type HvaTerminateResponse struct{}
 
-// HvaCleanupRequest kills what is left of an evacuated instance (HA).
+// HvaCleanupRequest kills what is left of an evacuated instance (HA). When
+// the host was not fenced, the evacuation waits for it: once the domain is
+// gone the hva records FreeVolumes available (detached from this host) and
+// submits Then, the instance's boot on its new host.
 type HvaCleanupRequest struct {
-	InstanceID string `json:"instance_id"`
+	InstanceID  string       `json:"instance_id"`
+	FreeVolumes []string     `json:"free_volumes,omitempty"`
+	Then        *FollowUpJob `json:"then,omitempty"`
 }
 
 // HvaCleanupResponse is empty.

@@ -121,6 +121,8 @@ func (c ServiceTypeConfig) Build(rnd Rand, macVendor uint32) (*Schedulers, error
 		if s.HostHA, err = c.HostNodeHA.Build(); err != nil {
 			return nil, fmt.Errorf("host_node_ha_scheduler: %w", err)
 		}
+	} else {
+		s.HostHA = DefaultHostHA()
 	}
 	if s.Storage, err = c.StorageNode.Build(); err != nil {
 		return nil, fmt.Errorf("storage_node_scheduler: %w", err)

@@ -11,8 +11,9 @@ import (
 // math/rand/v2 *Rand is not): give each planning goroutine its own.
 type Schedulers struct {
 	Host HostScheduler
-	// HostHA re-places the instances of a failed host (evacuate_from). It has
-	// no default, as in the original: evacuation fails without one.
+	// HostHA re-places the instances of a failed host (evacuate_from).
+	// ServiceTypeConfig.Build defaults it to DefaultHostHA (the original had
+	// no default); PlaceEvacuee uses the default when it is nil.
 	HostHA  HostScheduler
 	Storage StorageScheduler
 	Network NetworkScheduler

@@ -68,6 +68,9 @@ type Config struct {
 	// RPC token(s), mutual TLS, gossip keyring (common/security).
 	Security security.Settings
 	Logger   *slog.Logger
+	// Tags are extra serf tags (the hva's fence timeout); they cannot
+	// replace role, node_id or rpc.
+	Tags map[string]string
 
 	// Concurrency is the number of jobs an endpoint runs at once, keyed by
 	// full endpoint ("local-store-handle.hva.demo1") or base name
@@ -100,6 +103,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RPCAddr); err != nil {
 		return fmt.Errorf("agent rpc address %q: %w", c.RPCAddr, err)
+	}
+	for k := range c.Tags {
+		if k == proto.TagRole || k == proto.TagNodeID || k == proto.TagRPC {
+			return fmt.Errorf("agent tag %q is set by the agent itself", k)
+		}
 	}
 	for ep, n := range c.Concurrency {
 		if n < 1 {
@@ -271,6 +279,9 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 		proto.TagNodeID: a.cfg.NodeID,
 		proto.TagRPC:    rpcAddr,
 	}
+	for k, v := range a.cfg.Tags {
+		sc.Tags[k] = v
+	}
 	var tr *packetTransport
 	if a.cfg.FastGossip {
 		// Loopback clusters run many members per process: packets get
@@ -399,11 +410,21 @@ func (a *Agent) serfLoop(events <-chan serf.Event) {
 // errs.Timeout if jobs had to be interrupted. Calling it again returns the
 // first call's result.
 func (a *Agent) Shutdown(ctx context.Context) error {
-	a.shutdownOnce.Do(func() { a.shutdownErr = a.shutdown(ctx) })
+	a.shutdownOnce.Do(func() { a.shutdownErr = a.shutdown(ctx, true) })
 	return a.shutdownErr
 }
 
-func (a *Agent) shutdown(ctx context.Context) error {
+// Kill stops the agent the way a crash or a cut cable would, for fault
+// injection: running jobs are cancelled at once, serf stops without
+// leaving (the other members see the agent fail, not leave) and the RPC
+// server closes.
+func (a *Agent) Kill() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.shutdownOnce.Do(func() { a.shutdownErr = a.shutdown(ctx, false) })
+}
+
+func (a *Agent) shutdown(ctx context.Context, leave bool) error {
 	a.mu.Lock()
 	a.closing = true
 	dropped := 0
@@ -446,7 +467,11 @@ func (a *Agent) shutdown(ctx context.Context) error {
 		sub.stop()
 	}
 	if started {
-		if err := s.Leave(); err != nil {
+		if !leave {
+			// Cut the RPC server first (ctx is done: no waiting for
+			// calls): a killed agent answers nothing.
+			_ = a.server.Shutdown(ctx)
+		} else if err := s.Leave(); err != nil {
 			a.logger.Warn("serf leave", "error", err)
 		}
 		if err := s.Shutdown(); err != nil {

@@ -107,10 +107,15 @@ func TestChaos(t *testing.T) {
 		MaxInstances: 12 + int(chaosDuration.Seconds()/10)}
 	n := &Nemesis{Rig: r, API: api, HTTP: hc, Rand: rand.New(rand.NewPCG(seed, 99)), Probe: probe,
 		Hold: *chaosHold, Logf: t.Logf, Clock: h.Now}
+	hostOf := func(p *rig.Proc) string { return "hn-ch" + strings.TrimPrefix(p.Name, "h") }
 	n.OnKill = func(p *rig.Proc) {
 		if p.Role == rig.RoleHva {
-			w.HvaLost(kvClients+instClients+1, "hn-ch"+strings.TrimPrefix(p.Name, "h"), h.Now())
+			now := h.Now()
+			w.HvaLost(kvClients+instClients+1, hostOf(p), now, now)
 		}
+	}
+	n.OnHvaCut = func(p *rig.Proc, from, to int64) {
+		w.HvaLost(kvClients+instClients+1, hostOf(p), from, to)
 	}
 
 	wctx, stopClients := context.WithCancel(ctx)

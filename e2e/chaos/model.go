@@ -188,9 +188,12 @@ const (
 	InstDelete   = "delete"
 	InstGet      = "get"
 	// InstHvaLost is not a request: it marks when the instance's hva was
-	// killed. The dummy hypervisor keeps its domains in memory, so the
-	// monitor of the restarted hva may find the instance's domain gone and
-	// mark it halted, once; a later poweron defines the domain anew.
+	// killed, or (an interval) when it was cut off the managers long enough
+	// for HA to act. The dummy hypervisor keeps its domains in memory, so
+	// the monitor of the restarted hva may find the instance's domain gone
+	// and mark it halted, once; a later poweron defines the domain anew.
+	// HA may evacuate the host of an hva that stays away: the workload's
+	// instances have no HA, so the evacuation halts them (lostMoves).
 	InstHvaLost = "hva-lost"
 )
 
@@ -252,8 +255,12 @@ var agentMoves = map[string][]string{
 	"shuttingdown": {"terminated"},
 }
 
-// lostMoves are the moves the monitor makes once an hva lost its domains
-// (the flag goes with the domain).
+// lostMoves are the moves made once, after an hva was lost (the flag goes
+// with the domain): the monitor halts a running instance whose domain is
+// gone, and so does an HA evacuation of the host (the workload's instances
+// have no HA). The evacuation's other moves are agent moves already:
+// pending, starting and halting instances may end halted, shutting-down
+// ones terminated.
 var lostMoves = map[string][]string{
 	"running": {"halted"},
 }

@@ -51,6 +51,10 @@ type Nemesis struct {
 	Clock func() int64
 	// OnKill, when set, is told of each process the nemesis kills.
 	OnKill func(p *rig.Proc)
+	// OnHvaCut, when set, is told of each hva a fault kept from the
+	// managers long enough for HA to evacuate its host (see cutLongEnough),
+	// with the fault's span on the history's clock.
+	OnHvaCut func(p *rig.Proc, from, to int64)
 	// Hold is the shortest time a fault lasts (it lasts up to twice that,
 	// and longer while no write goes through, up to Hold+8s).
 	Hold time.Duration
@@ -62,12 +66,25 @@ type Nemesis struct {
 }
 
 // injected is a fault in place: how to heal it, which managers it hits
-// (not probed while it lasts), and which processes may die of it.
+// (not probed while it lasts), which processes may die of it, and which
+// hvas it keeps from the managers' majority (a killed one is told through
+// OnKill).
 type injected struct {
 	target string
 	heal   func(ctx context.Context) error
 	hit    []*rig.Proc
 	dies   []*rig.Proc
+	cut    []*rig.Proc
+}
+
+// cutLongEnough says whether an hva kept from the managers for a fault
+// held for held and healthy again recovered after the heal may have had
+// its host evacuated: the managers wait rig.HAReschedule after its last
+// heartbeat, which was sent at most a heartbeat period (HAFenceAfter/6)
+// before the fault. HAFenceAfter is below that by more than the period,
+// so the test errs on the side of allowing it.
+func cutLongEnough(held, recovered time.Duration) bool {
+	return held+recovered >= rig.HAFenceAfter
 }
 
 // Cycle injects one fault of kind, holds it, heals it and waits until the
@@ -125,6 +142,11 @@ func (n *Nemesis) Cycle(ctx context.Context, kind string) error {
 	}
 	if f.Writable == 0 {
 		return fmt.Errorf("after %s of %s: no write acknowledged for 60s after the heal", kind, inj.target)
+	}
+	if n.OnHvaCut != nil && cutLongEnough(f.Held, f.Recovered) {
+		for _, p := range inj.cut {
+			n.OnHvaCut(p, f.At, n.now(time.Now()))
+		}
 	}
 	n.Faults = append(n.Faults, f)
 	n.Logf("nemesis: [%s, %s] %-16s %-24s writes after %s, healthy %.1fs after heal, writable %.1fs",
@@ -294,8 +316,11 @@ func (n *Nemesis) inject(ctx context.Context, kind string, l *rig.Proc) (*inject
 			return nil, err
 		}
 		inj := &injected{target: p.Name, heal: func(context.Context) error { return p.Resume() }}
-		if p.Role == rig.RoleManager {
+		switch p.Role {
+		case rig.RoleManager:
 			inj.hit = []*rig.Proc{p}
+		case rig.RoleHva:
+			inj.cut = []*rig.Proc{p}
 		}
 		return inj, nil
 
@@ -318,7 +343,11 @@ func (n *Nemesis) inject(ctx context.Context, kind string, l *rig.Proc) (*inject
 		if err := n.Rig.Partition(ctx, minority, rest); err != nil {
 			return nil, err
 		}
-		return &injected{target: hostNames(minority) + " | rest", heal: n.Rig.Heal, hit: []*rig.Proc{l}}, nil
+		inj := &injected{target: hostNames(minority) + " | rest", heal: n.Rig.Heal, hit: []*rig.Proc{l}}
+		if withAgent && with.Role == rig.RoleHva {
+			inj.cut = []*rig.Proc{with}
+		}
+		return inj, nil
 
 	case "partition-random":
 		hosts := append([]*rig.Host{}, n.Rig.Hosts...)
@@ -336,12 +365,19 @@ func (n *Nemesis) inject(ctx context.Context, kind string, l *rig.Proc) (*inject
 				inA++
 			}
 		}
+		aLeads := 2*inA > len(n.Rig.Managers)
 		for _, m := range n.Rig.Managers {
-			if containsHost(a, m.Host) != (2*inA > len(n.Rig.Managers)) {
+			if containsHost(a, m.Host) != aLeads {
 				hit = append(hit, m)
 			}
 		}
-		return &injected{target: hostNames(a) + " | " + hostNames(b), heal: n.Rig.Heal, hit: hit}, nil
+		var away []*rig.Proc
+		for _, p := range n.Rig.Hvas {
+			if containsHost(a, p.Host) != aLeads {
+				away = append(away, p)
+			}
+		}
+		return &injected{target: hostNames(a) + " | " + hostNames(b), heal: n.Rig.Heal, hit: hit, cut: away}, nil
 
 	case "isolate-host":
 		h := n.Rig.Hosts[n.Rand.IntN(len(n.Rig.Hosts))]
@@ -352,6 +388,11 @@ func (n *Nemesis) inject(ctx context.Context, kind string, l *rig.Proc) (*inject
 		for _, m := range n.Rig.Managers {
 			if m.Host == h {
 				inj.hit = []*rig.Proc{m}
+			}
+		}
+		for _, p := range n.Rig.Hvas {
+			if p.Host == h {
+				inj.cut = []*rig.Proc{p}
 			}
 		}
 		return inj, nil

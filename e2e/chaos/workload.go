@@ -521,15 +521,16 @@ func (w *Workload) instGet(c int, rnd *rand.Rand, i *instTrack) bool {
 	return true
 }
 
-// HvaLost records that the hva of host node host was killed at t (its
-// restart forgets the dummy's domains) in the history of every instance
-// that may be on it, as client c.
-func (w *Workload) HvaLost(c int, host string, t int64) {
+// HvaLost records that the hva of host node host was lost between from
+// and to (killed at from = to: its restart forgets the dummy's domains; or
+// cut off the managers long enough for HA to evacuate its host) in the
+// history of every instance that may be on it, as client c.
+func (w *Workload) HvaLost(c int, host string, from, to int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, i := range w.insts {
 		if i.host == "" || i.host == host {
-			w.H.AddInst(c, InstInput{Op: InstHvaLost, ID: i.id}, t, InstOutput{Outcome: OK}, t)
+			w.H.AddInst(c, InstInput{Op: InstHvaLost, ID: i.id}, from, InstOutput{Outcome: OK}, to)
 		}
 	}
 }

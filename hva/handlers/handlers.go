@@ -110,6 +110,9 @@ type Config struct {
 	ForceTerminateAfter time.Duration
 	// Now is the clock of the monitor's shuttingdown timeout (nil = time.Now).
 	Now func() time.Time
+	// Fence configures heartbeats and self-fencing (fence.go); its zero
+	// value turns them off.
+	Fence FenceConfig
 }
 
 // Handlers serves the instance verbs of one hva node.
@@ -124,6 +127,10 @@ type Handlers struct {
 	// pass found orphaned.
 	monMu    sync.Mutex
 	suspects map[string]bool
+	monEpoch uint64 // fence epoch at the start of the pass
+
+	fence   *fencer
+	fenceWG sync.WaitGroup // restarts after a fence
 }
 
 // New checks cfg and returns the handlers.
@@ -143,6 +150,9 @@ func New(cfg Config) (*Handlers, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := cfg.Fence.setDefaults(); err != nil {
+		return nil, err
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = logging.Discard()
@@ -151,6 +161,7 @@ func New(cfg Config) (*Handlers, error) {
 		cfg: cfg, hv: cfg.Hypervisor, coll: cfg.Collector,
 		logger: logger.With("component", "hva"),
 		locks:  keylock.New(),
+		fence:  newFencer(cfg.Fence),
 	}, nil
 }
 
@@ -253,14 +264,22 @@ func (h *Handlers) domainState(ctx context.Context, id string) (hypervisor.State
 
 // startDomain makes the instance's domain run: its files and taps ready,
 // defined (again, with the current spec, unless it is alive) and started.
-// firstBoot is false for poweron.
+// firstBoot is false for poweron. A fenced host refuses (fencedError), also
+// when it was fenced after the job read v (fence.go).
 func (h *Handlers) startDomain(ctx context.Context, v *proto.InstanceView, firstBoot bool) error {
+	epoch := h.fence.readEpoch(v.ID)
+	release, err := h.fence.enter(epoch)
+	if err != nil {
+		return err
+	}
+	release()
 	st, err := h.domainState(ctx, v.ID)
 	if err != nil {
 		return err
 	}
+	var spec hypervisor.Spec
 	if !st.Alive() {
-		spec := specOf(v)
+		spec = specOf(v)
 		if ls := h.cfg.LocalStore; ls != nil {
 			if err := ls.Prepare(ctx, v, &spec, firstBoot); err != nil {
 				return annotate(err, "prepare the local store of "+v.ID)
@@ -271,6 +290,14 @@ func (h *Handlers) startDomain(ctx context.Context, v *proto.InstanceView, first
 				return annotate(err, "plug the vnics of "+v.ID)
 			}
 		}
+	}
+	// The define and start happen under the fence lock, so a fence either
+	// waits for them (and then stops the domain) or refuses them.
+	if release, err = h.fence.enter(epoch); err != nil {
+		return err
+	}
+	defer release()
+	if !st.Alive() {
 		if err := h.hv.Define(ctx, spec); err != nil {
 			return annotate(err, "define domain "+v.ID)
 		}

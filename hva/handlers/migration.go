@@ -36,19 +36,7 @@ const startMigrationKey = "start_migration"
 // withAnyInstance locks the instance and reads it, wherever it is placed
 // (a migration involves two nodes).
 func (h *Handlers) withAnyInstance(ctx context.Context, id string, fn func(v *proto.InstanceView) error) error {
-	if id == "" {
-		return errs.New(errs.UndefinedInstanceID, "job without an instance id")
-	}
-	unlock, err := h.locks.Lock(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	v, err := h.coll.GetInstance(ctx, id)
-	if err != nil {
-		return annotate(err, "get instance "+id)
-	}
-	return fn(v)
+	return h.readInstance(ctx, id, false, fn)
 }
 
 func onNode(hn *proto.HostNode, node string) bool { return hn != nil && hn.NodeID == node }
@@ -124,7 +112,13 @@ func (h *Handlers) prepareIncoming(ctx context.Context, v *proto.InstanceView, m
 			return hypervisor.MigrationTarget{}, annotate(err, "plug the vnics of "+v.ID)
 		}
 	}
+	// An incoming domain starts like any other: not on a fenced host.
+	release, err := h.fence.enter(h.fence.readEpoch(v.ID))
+	if err != nil {
+		return hypervisor.MigrationTarget{}, err
+	}
 	target, err := mig.Incoming(ctx, spec)
+	release()
 	if err != nil {
 		return target, annotate(err, "start the incoming domain of "+v.ID)
 	}

@@ -55,6 +55,13 @@ func (h *Handlers) RunMonitor(ctx context.Context) {
 func (h *Handlers) MonitorOnce(ctx context.Context) error {
 	h.monMu.Lock()
 	defer h.monMu.Unlock()
+	// A fenced host's domains are down on purpose: the fence's
+	// reconciliation, not the monitor, decides what becomes of them.
+	fenced, epoch := h.fence.state()
+	if fenced {
+		return nil
+	}
+	h.monEpoch = epoch
 	entries, err := h.coll.InstanceMonitorData(ctx, h.cfg.NodeID)
 	if err != nil {
 		return annotate(err, "get instance monitor data")
@@ -134,6 +141,9 @@ func (h *Handlers) repair(ctx context.Context, id string) error {
 	}
 	if !h.needsRepair(v.State, v.Status, st.Alive(), v.UpdatedAt) {
 		return nil
+	}
+	if fenced, e := h.fence.state(); fenced || e != h.monEpoch {
+		return nil // fenced during the pass: the domain died of the fence
 	}
 	domain := string(st)
 	if domain == "" {

@@ -11,10 +11,34 @@ import (
 )
 
 // withInstance locks the instance, reads it from the managers and runs fn.
+// On a fenced host it waits for the fence to be lifted first; fn refused a
+// domain start because the host was fenced meanwhile runs again, on a
+// fresh read, once the fence is lifted (fence.go).
 func (h *Handlers) withInstance(ctx context.Context, id string, fn func(v *proto.InstanceView) error) error {
+	return h.readInstance(ctx, id, true, fn)
+}
+
+func (h *Handlers) readInstance(ctx context.Context, id string, here bool, fn func(v *proto.InstanceView) error) error {
 	if id == "" {
 		return errs.New(errs.UndefinedInstanceID, "job without an instance id")
 	}
+	var minEpoch uint64
+	for {
+		epoch, err := h.fence.wait(ctx, minEpoch)
+		if err != nil {
+			return err
+		}
+		err = h.lockedRead(ctx, id, here, epoch, fn)
+		if !isFenced(err) || ctx.Err() != nil {
+			return err
+		}
+		h.logger.WarnContext(ctx, "the host was fenced while the job ran; it goes on once the fence is lifted",
+			"instance_id", id, "error", err)
+		minEpoch = epoch + 1
+	}
+}
+
+func (h *Handlers) lockedRead(ctx context.Context, id string, here bool, epoch uint64, fn func(v *proto.InstanceView) error) error {
 	unlock, err := h.locks.Lock(ctx, id)
 	if err != nil {
 		return err
@@ -24,10 +48,12 @@ func (h *Handlers) withInstance(ctx context.Context, id string, fn func(v *proto
 	if err != nil {
 		return annotate(err, "get instance "+id)
 	}
-	if v.HostNode != nil && v.HostNode.NodeID != "" && v.HostNode.NodeID != h.cfg.NodeID {
+	if here && v.HostNode != nil && v.HostNode.NodeID != "" && v.HostNode.NodeID != h.cfg.NodeID {
 		return errs.New(errs.IncompatibleHostNode, "instance %s is placed on %s, not on this node %s",
 			id, v.HostNode.NodeID, h.cfg.NodeID)
 	}
+	h.fence.setReadEpoch(id, epoch)
+	defer h.fence.clearReadEpoch(id)
 	return fn(v)
 }
 
@@ -99,9 +125,10 @@ func (h *Handlers) bootLocked(ctx context.Context, v *proto.InstanceView, verb s
 		}
 	}
 	if err := h.startDomain(ctx, v, true); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || isFenced(err) {
 			// Interrupted (shutdown, deadline, cancel): the instance stays
-			// starting and a redelivery carries on.
+			// starting and a redelivery carries on. Fenced: the job
+			// carries on once the fence is lifted.
 			return err
 		}
 		return h.failBoot(ctx, v, err)
@@ -254,7 +281,7 @@ func (h *Handlers) cleanup(ctx context.Context, req proto.HvaCleanupRequest) (pr
 		return proto.HvaCleanupResponse{}, err
 	}
 	h.publishTerminated(ctx, id)
-	return proto.HvaCleanupResponse{}, nil
+	return proto.HvaCleanupResponse{}, h.afterEvacuationCleanup(ctx, v, req)
 }
 
 // ---- reboot, poweroff, soft_poweroff, poweron ----
@@ -347,7 +374,7 @@ func (h *Handlers) poweron(ctx context.Context, req proto.HvaPoweronRequest) (pr
 			return wrongState(v, "poweron", proto.InstanceHalted)
 		}
 		if err := h.startDomain(ctx, v, false); err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || isFenced(err) {
 				return err
 			}
 			if uerr := h.transition(ctx, id, proto.InstanceStarting, proto.InstanceHalted, proto.StatusOffline); uerr != nil {

@@ -129,9 +129,11 @@ func (h *Handlers) attach(ctx context.Context, req proto.HvaAttachRequest) (prot
 		}
 		target, err := h.plug(ctx, v, vol)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || isFenced(err) {
 				// Interrupted: the volume stays attaching and a redelivery
-				// carries on.
+				// carries on. Fenced: withInstance reads the instance again
+				// once the fence is lifted and the job carries on (or fails,
+				// if the instance moved meanwhile).
 				return err
 			}
 			return h.failAttach(ctx, v, vol, err)
@@ -147,7 +149,9 @@ func (h *Handlers) attach(ctx context.Context, req proto.HvaAttachRequest) (prot
 }
 
 // plug checks that the volume can be hot-plugged into the instance and
-// does it, returning the guest device name.
+// does it, returning the guest device name. A fenced host refuses, as it
+// refuses a domain start (fencedError, also when it was fenced after the
+// job read v): its instance may be booting elsewhere with this volume.
 func (h *Handlers) plug(ctx context.Context, v *proto.InstanceView, vol *proto.VolumeView) (string, error) {
 	at, err := h.diskAttacher()
 	if err != nil {
@@ -159,6 +163,13 @@ func (h *Handlers) plug(ctx context.Context, v *proto.InstanceView, vol *proto.V
 	case vol.Device == nil || vol.Device.IQN == "":
 		return "", errs.New(errs.InvalidVolumeState, "volume %s has no iSCSI target yet", vol.ID)
 	}
+	// Under the fence lock: a fence either waits for the attach (and then
+	// stops the domain) or refuses it.
+	release, err := h.fence.enter(h.fence.readEpoch(v.ID))
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	target, err := at.AttachDisk(ctx, v.ID, diskOfVolume(vol))
 	if err != nil {
 		return "", annotate(err, "attach volume "+vol.ID+" to domain "+v.ID)

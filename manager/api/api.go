@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -80,6 +81,11 @@ type Config struct {
 	// backups without `backup_storage_id` go to (service_type backup_storage_id).
 	BackupStorages map[string]string `json:"backup_storages"`
 
+	// EvacuateWaitMS is how long PUT /host_nodes/:id/evacuate waits for the
+	// evacuation to end, to answer its result (0, the default: it answers
+	// at once with the job; at most MaxEvacuateWait).
+	EvacuateWaitMS int `json:"evacuate_wait_ms"`
+
 	// Volumes: POST /volumes' volume_size bounds in MB (dcmgr.conf keys of
 	// the same names).
 	CreateVolumeMinSize int64 `json:"create_volume_min_size"`
@@ -110,6 +116,9 @@ func DefaultConfig() Config {
 
 // Validate checks what New would otherwise have to drop.
 func (c Config) Validate() error {
+	if w := time.Duration(c.EvacuateWaitMS) * time.Millisecond; w < 0 || w > MaxEvacuateWait {
+		return fmt.Errorf("evacuate_wait_ms %d: must be between 0 and %d", c.EvacuateWaitMS, MaxEvacuateWait.Milliseconds())
+	}
 	_, err := newAccess(c)
 	return err
 }
@@ -168,6 +177,7 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	if cfg.MaxListLimit <= 0 {
 		cfg.MaxListLimit = d.MaxListLimit
 	}
+	cfg.EvacuateWaitMS = min(cfg.EvacuateWaitMS, int(MaxEvacuateWait.Milliseconds()))
 	a := &API{
 		cfg:    cfg,
 		b:      b,

@@ -15,9 +15,7 @@ import (
 )
 
 // Host nodes (spec §2.4). Operator resources: no account scoping.
-//
-// PUT /host_nodes/:id/evacuate is not served yet: it is a synchronous call to
-// the scheduler, which arrives with the scheduler issue.
+// PUT /host_nodes/:id/evacuate is in host_evacuate.go.
 func (a *API) registerHostNodes() {
 	a.route("GET /host_nodes", read, a.listHostNodes)
 	a.route("GET /host_nodes/{id}", read, a.showHostNode)

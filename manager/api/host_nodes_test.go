@@ -332,10 +332,7 @@ func TestHostNodesErrors(t *testing.T) {
 		req{method: "PUT", path: "/host_nodes/hn-nothere.json", form: url.Values{"display_name": {"x"}}},
 		req{method: "DELETE", path: "/host_nodes/hn-nothere.json"},
 	)
-	// Evacuation needs the scheduler and is not served yet.
-	if r := e.put("/host_nodes/hn-demo1/evacuate.json", nil); r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
-		t.Fatalf("evacuate status = %d", r.status)
-	}
+	// PUT /host_nodes/:id/evacuate: host_evacuate_test.go.
 }
 
 // TestHostNodesConcurrentNodeID registers one node id from many clients at

@@ -9,6 +9,7 @@ func (a *API) routes() {
 	a.registerDcNetworks()
 	a.registerGroups()
 	a.registerHostNodes()
+	a.registerHostEvacuate()
 	a.registerImages()
 	a.registerInstances()
 	a.registerIPHandles()

@@ -71,10 +71,7 @@ func (a *API) listSecurityGroups(_ context.Context, req *Request) (any, error) {
 		return nil, err
 	}
 	return list(a, req, proto.KindSecurityGroup, func(v *proto.SecurityGroup) bool {
-		if !of.match(v.AccountID, v.ServiceType, v.DisplayName) {
-			return false
-		}
-		return true
+		return of.match(v.AccountID, v.ServiceType, v.DisplayName)
 	}, securityGroupDoc)
 }
 

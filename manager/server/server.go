@@ -43,6 +43,9 @@ type Config struct {
 	AdvertiseHost string
 	// HealthInterval is how often the leader reconciles node states.
 	HealthInterval time.Duration
+	// HA configures the evacuation of failed hosts (the zero value answers
+	// hva heartbeats but evacuates nothing on its own).
+	HA health.HAConfig
 	// Clock is the wall clock behind timestamps and job deadlines (nil:
 	// time.Now). dcmgr offsets it for clock-jump tests; raft and serf
 	// time with the monotonic clock, which a wall-clock jump does not move.
@@ -67,6 +70,9 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	if cfg.APIListener == nil || cfg.RPCListener == nil {
 		return nil, errors.New("server: API and RPC listeners are required")
 	}
+	if err := cfg.HA.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.Cluster.APIAddr = Advertised(cfg.APIListener, cfg.AdvertiseHost)
 	cfg.Cluster.RPCAddr = Advertised(cfg.RPCListener, cfg.AdvertiseHost)
 	sec := cfg.Security.RPC
@@ -90,11 +96,24 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	m.rpc = rpc.NewServer(rpc.ServerConfig{Security: sec, Logger: logger.With("component", "rpc")})
 	members := cachedMembers(srv)
 	m.client = rpc.NewClient(rpc.ClientConfig{Security: sec})
+	// Heartbeat ages stay on the monotonic clock (HA's default Now): a
+	// wall-clock jump must not make a live host look dead.
+	cfg.HA.StampNow = now
+	ha, err := health.NewHA(srv, members, cfg.HA, logger)
+	if err != nil {
+		cancel()
+		srv.Shutdown()
+		return nil, err
+	}
+	ha.Register(m.rpc)
 	// A job that ends without success (failed or timed out by the
 	// dispatcher, cancelled through the API) takes its resource out of the
 	// state that waited for it, in the same txn.
 	onFail := func(tx *state.Tx, b *state.Builder, j proto.Job, reason string, now time.Time) error {
 		if err := scheduling.FailUnplaced(tx, b, j, reason, now); err != nil {
+			return err
+		}
+		if err := scheduling.FailEvacuationCleanup(tx, b, j, reason, now); err != nil {
 			return err
 		}
 		return collector.FailMigration(tx, b, j, reason, now)
@@ -108,6 +127,8 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 		Delivering: dispatcher.Delivering,
 	}).Register(m.rpc)
 	scheduling.New(scheduling.Config{Store: srv.Store(), Applier: srv, Logger: logger, Now: now}).Register(m.rpc)
+	scheduling.NewEvacuation(scheduling.EvacuationConfig{Store: srv.Store(), Applier: srv,
+		Finalize: api.FinalizeInstance, Now: now, Logger: logger}).Register(m.rpc)
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
 
@@ -115,8 +136,9 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 	m.API.SetJobEndHook(onFail)
 	m.http = &http.Server{Handler: m.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
-	m.wg.Add(4)
+	m.wg.Add(5)
 	go func() { defer m.wg.Done(); dispatcher.Run(ctx) }()
+	go func() { defer m.wg.Done(); ha.Run(ctx) }()
 	go func() { defer m.wg.Done(); monitor.Run(ctx) }()
 	go func() { defer m.wg.Done(); _ = m.rpc.Serve(cfg.RPCListener) }()
 	go func() {

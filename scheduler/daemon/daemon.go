@@ -73,6 +73,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleInstance, agent.JobFunc(d.placer.ScheduleInstance))
 	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleStartInstance, agent.JobFunc(d.placer.ScheduleStartInstance))
 	a.HandleJob(proto.EndpointScheduler, proto.VerbScheduleVolume, agent.JobFunc(d.placer.ScheduleVolume))
+	a.HandleJob(proto.EndpointScheduler, proto.VerbEvacuateFrom, agent.JobFunc(d.placer.EvacuateFrom))
 	return d, nil
 }
 

@@ -68,7 +68,8 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 		// lease 250 ms): tight already, and tighter ones make a loaded
 		// 2-core machine elect spuriously.
 		confPath := filepath.Join(r.cfg.Dir, h.Name+".json")
-		conf := map[string]any{"raft_snapshot_threshold": 2048}
+		conf := map[string]any{"raft_snapshot_threshold": 2048,
+			"ha_reschedule_after_ms": HAReschedule.Milliseconds()}
 		if r.cfg.RaftLogLevel != "" {
 			conf["raft_log_level"] = r.cfg.RaftLogLevel
 		}
@@ -111,7 +112,7 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 		h := r.Host(fmt.Sprintf("h%d", i))
 		r.Hvas = append(r.Hvas, agent(h, RoleHva, HvaNodeID(i), "hva", "-hypervisor", "dummy",
 			"-cpu-cores", fmt.Sprint(r.cfg.HvaCores), "-memory-mb", fmt.Sprint(r.cfg.HvaMemoryMB),
-			"-monitor-interval", "1s"))
+			"-monitor-interval", "1s", "-fence-after", HAFenceAfter.String()))
 	}
 	for _, p := range r.Procs() {
 		p.logPath = filepath.Join(r.logDir(), p.Name+".log")
@@ -121,6 +122,16 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 	}
 	return nil
 }
+
+// HA timings of the rig's daemons (their defaults, written out so that the
+// nemesis can tell the faults HA may act on): an hva fences itself after
+// HAFenceAfter without a heartbeat answered by the managers, and the
+// managers evacuate the host of an hva that failed and sent no heartbeat
+// for HAReschedule (its instances, none of them HA, are halted).
+const (
+	HAFenceAfter = 30 * time.Second
+	HAReschedule = 45 * time.Second
+)
 
 // HvaNodeID is the node id of hva number i (1-based): hva.ch<i>.
 func HvaNodeID(i int) string { return fmt.Sprintf("hva.ch%d", i) }

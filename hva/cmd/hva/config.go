@@ -79,6 +79,14 @@ type Config struct {
 	LocalStoreConcurrency int `json:"local_store_concurrency"`
 	// ShutdownTimeoutMS is how long running jobs may take to finish on SIGTERM.
 	ShutdownTimeoutMS int `json:"shutdown_timeout_ms"`
+	// FenceAfterMS is fence_after: with no heartbeat answered by the
+	// managers for this long the hva stops every domain and starts none
+	// until it is back in contact (README "HA"); 0 turns self-fencing off,
+	// and the managers then never evacuate this host on their own.
+	FenceAfterMS int `json:"fence_after_ms"`
+	// HeartbeatMS is the heartbeat period (0: fence_after/6 within
+	// 100 ms–5 s, 5 s without fencing).
+	HeartbeatMS int `json:"heartbeat_ms"`
 
 	// DcNetworks maps a DC network's name to its bridge on this host
 	// (hva.conf dc_network(name){bridge, interface}, plus the taps' mtu).
@@ -119,6 +127,7 @@ func DefaultConfig() Config {
 		ForceTerminateAfterMS: int(handlers.DefaultForceTerminateAfter / time.Millisecond),
 		LocalStoreConcurrency: 2,
 		ShutdownTimeoutMS:     30000,
+		FenceAfterMS:          int(handlers.DefaultFenceAfter / time.Millisecond),
 		NetfilterTable:        netfilter.DefaultTable,
 		NetfilterIntervalMS:   int(netfilter.DefaultInterval / time.Millisecond),
 	}
@@ -150,6 +159,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
 	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
 	softOff := fs.Duration("soft-poweroff-timeout", 0, "wait for an ACPI power-down before forcing it (default 2m)")
+	fenceAfter := fs.Duration("fence-after", 0, "fence this host after so long without the managers (default 30s, 0 = never)")
 	nf := fs.Bool("netfilter", false, "security groups with nftables (root; DC networks come from the config file)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -192,6 +202,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	if *softOff != 0 {
 		c.SoftPoweroffTimeoutMS = int(*softOff / time.Millisecond)
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "fence-after" {
+			c.FenceAfterMS = int(*fenceAfter / time.Millisecond)
+		}
+	})
 	return c, c.Validate()
 }
 
@@ -219,6 +234,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MonitorIntervalMS < 1 || c.SoftPoweroffTimeoutMS < 1 || c.ForceTerminateAfterMS < 1 || c.ShutdownTimeoutMS < 1 {
 		return errors.New("monitor interval, soft poweroff timeout, force terminate wait and shutdown timeout must be positive")
+	}
+	if c.FenceAfterMS < 0 || c.HeartbeatMS < 0 {
+		return errors.New("fence_after_ms and heartbeat_ms must not be negative")
+	}
+	if c.FenceAfterMS > 0 && c.HeartbeatMS >= c.FenceAfterMS {
+		return errors.New("heartbeat_ms must be shorter than fence_after_ms")
 	}
 	if c.LocalStoreConcurrency < 1 {
 		return errors.New("local_store_concurrency must be at least 1")

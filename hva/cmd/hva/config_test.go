@@ -61,6 +61,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"-hypervisor", "libvirt", "-virt-type", "xen"},
 		{"-cpu-cores", "-1"},
 		{"-monitor-interval", "-1s"},
+		{"-fence-after", "-1s"},
 		{"-no-such-flag"},
 		{"stray"},
 	} {
@@ -156,5 +157,20 @@ func TestAutoHypervisorTakesLibvirt(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "hypervisor: libvirt") {
 		t.Errorf("the log does not say which driver auto took:\n%s", log.String())
+	}
+}
+
+func TestLoadConfigFence(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil || c.FenceAfterMS != 30000 || c.HeartbeatMS != 0 {
+		t.Fatalf("fence defaults = %d/%d, %v", c.FenceAfterMS, c.HeartbeatMS, err)
+	}
+	if c, err = loadConfig([]string{"-fence-after", "0"}, io.Discard); err != nil || c.FenceAfterMS != 0 {
+		t.Errorf("-fence-after 0: %d, %v", c.FenceAfterMS, err)
+	}
+	path := filepath.Join(t.TempDir(), "hva.json")
+	_ = os.WriteFile(path, []byte(`{"fence_after_ms": 2000, "heartbeat_ms": 2000}`), 0o600)
+	if _, err := loadConfig([]string{"-config", path}, io.Discard); err == nil {
+		t.Error("a heartbeat period as long as the fence timeout was accepted")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointLocalStoreHandle: cfg.LocalStoreConcurrency},
+		// The managers read how long to wait before evacuating this host.
+		Tags: map[string]string{proto.TagFenceMs: strconv.Itoa(cfg.FenceAfterMS)},
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {
 			// Only makes the dispatcher learn the result sooner (it also
 			// redelivers to find out), so a short bounded try is enough.
@@ -105,6 +108,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		SoftPoweroffTimeout: ms(cfg.SoftPoweroffTimeoutMS),
 		MonitorInterval:     ms(cfg.MonitorIntervalMS),
 		ForceTerminateAfter: ms(cfg.ForceTerminateAfterMS),
+		Fence:               handlers.FenceConfig{Heartbeat: cc, After: ms(cfg.FenceAfterMS), Interval: ms(cfg.HeartbeatMS)},
 	})
 	if err != nil {
 		return err
@@ -120,9 +124,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	monCtx, stopMonitor := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
+	fenceDone := make(chan struct{})
 	go func() {
 		defer close(monDone)
 		h.RunMonitor(monCtx)
+	}()
+	go func() {
+		defer close(fenceDone)
+		h.RunFence(monCtx)
 	}()
 	hn.start(monCtx)
 
@@ -130,6 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	logger.Info("shutting down")
 	stopMonitor()
 	<-monDone
+	<-fenceDone
 	hn.wait()
 	sctx, cancel := context.WithTimeout(context.Background(), ms(cfg.ShutdownTimeoutMS))
 	defer cancel()

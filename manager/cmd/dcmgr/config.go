@@ -13,6 +13,7 @@ import (
 	"github.com/vdc-project/vdc/common/security"
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
+	"github.com/vdc-project/vdc/manager/health"
 )
 
 // Config is dcmgr's configuration: defaults, then a JSON file, then flags.
@@ -40,6 +41,15 @@ type Config struct {
 	// RaftLogLevel is the level of raft's own messages (default warn).
 	RaftLogLevel string `json:"raft_log_level"`
 
+	// HARescheduleAfterMS is ha_reschedule_after: a host whose hva failed
+	// (serf) and sent no heartbeat for this long is evacuated; 0 turns
+	// automatic evacuation off. It must exceed each hva's fence_after_ms
+	// plus HAFenceMarginMS (checked as hvas are seen; see README "HA").
+	HARescheduleAfterMS int `json:"ha_reschedule_after_ms"`
+	// HAFenceMarginMS is ha_fence_margin: the time an hva may take to stop
+	// its domains once its fence timeout has passed.
+	HAFenceMarginMS int `json:"ha_fence_margin_ms"`
+
 	API api.Config `json:"api"`
 	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
 	Security security.Config `json:"security"`
@@ -63,6 +73,8 @@ func DefaultConfig() Config {
 		ElectionTimeoutMS:    int(c.ElectionTimeout / time.Millisecond),
 		LeaderLeaseTimeoutMS: int(c.LeaderLeaseTimeout / time.Millisecond),
 		SnapshotThreshold:    c.SnapshotThreshold,
+		HARescheduleAfterMS:  int(health.DefaultRescheduleAfter / time.Millisecond),
+		HAFenceMarginMS:      int(health.DefaultFenceMargin / time.Millisecond),
 		API:                  api.DefaultConfig(),
 	}
 }
@@ -145,7 +157,16 @@ func (c *Config) Validate() error {
 	if err := c.API.Validate(); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	return nil
+	ha := c.haConfig()
+	return ha.Validate()
+}
+
+// haConfig maps to the HA loop's config.
+func (c *Config) haConfig() health.HAConfig {
+	ha := health.DefaultHAConfig()
+	ha.RescheduleAfter = time.Duration(c.HARescheduleAfterMS) * time.Millisecond
+	ha.FenceMargin = time.Duration(c.HAFenceMarginMS) * time.Millisecond
+	return ha
 }
 
 // clusterConfig maps to the cluster layer's config.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigPrecedence(t *testing.T) {
@@ -34,8 +35,18 @@ func TestLoadConfigRejects(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	_ = os.WriteFile(bad, []byte(`{"node_name": "x", "no_such_key": 1}`), 0o600)
+	// The HA window must leave the fence margin.
+	badHA := filepath.Join(dir, "ha.json")
+	_ = os.WriteFile(badHA, []byte(`{"ha_reschedule_after_ms": 5000, "ha_fence_margin_ms": 5000}`), 0o600)
+	negHA := filepath.Join(dir, "neg.json")
+	_ = os.WriteFile(negHA, []byte(`{"ha_reschedule_after_ms": -1}`), 0o600)
+	longWait := filepath.Join(dir, "wait.json")
+	_ = os.WriteFile(longWait, []byte(`{"api": {"evacuate_wait_ms": 60000}}`), 0o600)
 	for _, args := range [][]string{
 		{"-config", bad},
+		{"-config", badHA},
+		{"-config", negHA},
+		{"-config", longWait},
 		{"-config", filepath.Join(dir, "missing.json")},
 		{"-bootstrap-expect", "0"},
 		{"-no-such-flag"},
@@ -43,5 +54,20 @@ func TestLoadConfigRejects(t *testing.T) {
 		if _, err := loadConfig(args, io.Discard); err == nil {
 			t.Errorf("loadConfig(%s) succeeded", strings.Join(args, " "))
 		}
+	}
+}
+
+func TestLoadConfigHA(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ha := c.haConfig(); ha.RescheduleAfter != 45*time.Second || ha.FenceMargin != 10*time.Second {
+		t.Errorf("HA defaults = %+v", ha)
+	}
+	path := filepath.Join(t.TempDir(), "ha.json")
+	_ = os.WriteFile(path, []byte(`{"ha_reschedule_after_ms": 0}`), 0o600)
+	if c, err = loadConfig([]string{"-config", path}, io.Discard); err != nil || c.haConfig().RescheduleAfter != 0 {
+		t.Errorf("HA off: %+v, %v", c.haConfig(), err)
 	}
 }

@@ -312,6 +312,33 @@ func claimNodeID(tx *state.Tx, b *state.Builder, scope, nodeID, owner string) er
 	return nil
 }
 
+// createNode is the txn of a node's POST: a unique uuid and node_id, then
+// the record.
+func (a *API) createNode(ctx context.Context, kind, id, scope, nodeID string, v any, render renderFn) (any, error) {
+	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
+		if tx.Exists(kind, id) {
+			return nil, errs.New(errs.DatabaseError, "Sequel::UniqueConstraintViolation: duplicate uuid %s", id)
+		}
+		if err := claimNodeID(tx, b, scope, nodeID, id); err != nil {
+			return nil, err
+		}
+		b.Create(kind, id, v)
+		return render, nil
+	})
+}
+
+// moveNodeClaim follows a node_id change of node owner.
+func moveNodeClaim(tx *state.Tx, b *state.Builder, scope, old, nodeID, owner string) error {
+	if nodeID == old {
+		return nil
+	}
+	if err := claimNodeID(tx, b, scope, nodeID, owner); err != nil {
+		return err
+	}
+	b.DeleteIfExists(proto.KindUniqueName, scope+old)
+	return nil
+}
+
 // keepUUID refuses a PUT that would change the uuid: other records refer to
 // nodes by it. Upstream would have rewritten the column.
 func keepUUID(p params.Params, prefix, id string) error {
@@ -343,16 +370,8 @@ func (a *API) createHostNode(ctx context.Context, req *Request) (any, error) {
 	}
 	now := a.now()
 	v.CreatedAt, v.UpdatedAt = now, now
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
-		if tx.Exists(proto.KindHostNode, id) {
-			return nil, errs.New(errs.DatabaseError, "Sequel::UniqueConstraintViolation: duplicate uuid %s", id)
-		}
-		if err := claimNodeID(tx, b, claimHostNodeID, v.NodeID, id); err != nil {
-			return nil, err
-		}
-		b.Create(proto.KindHostNode, id, v)
-		return func(tx *state.Tx) (any, error) { return hostNodeDoc(tx, &v, state.Meta{}) }, nil
-	})
+	return a.createNode(ctx, proto.KindHostNode, id, claimHostNodeID, v.NodeID, v,
+		func(tx *state.Tx) (any, error) { return hostNodeDoc(tx, &v, state.Meta{}) })
 }
 
 func (a *API) updateHostNode(ctx context.Context, req *Request) (any, error) {
@@ -373,11 +392,8 @@ func (a *API) updateHostNode(ctx context.Context, req *Request) (any, error) {
 		if err := hostNodeFields(p, v); err != nil {
 			return nil, err
 		}
-		if v.NodeID != old {
-			if err := claimNodeID(tx, b, claimHostNodeID, v.NodeID, v.ID); err != nil {
-				return nil, err
-			}
-			b.DeleteIfExists(proto.KindUniqueName, claimHostNodeID+old)
+		if err := moveNodeClaim(tx, b, claimHostNodeID, old, v.NodeID, v.ID); err != nil {
+			return nil, err
 		}
 		v.UpdatedAt = a.now()
 		b.Update(proto.KindHostNode, v.ID, m.ModifyIndex, v)

@@ -148,16 +148,8 @@ func (a *API) createStorageNode(ctx context.Context, req *Request) (any, error) 
 	}
 	now := a.now()
 	v.CreatedAt, v.UpdatedAt = now, now
-	return a.commit(ctx, func(tx *state.Tx, b *state.Builder) (renderFn, error) {
-		if tx.Exists(proto.KindStorageNode, id) {
-			return nil, errs.New(errs.DatabaseError, "Sequel::UniqueConstraintViolation: duplicate uuid %s", id)
-		}
-		if err := claimNodeID(tx, b, claimStorageNodeID, v.NodeID, id); err != nil {
-			return nil, err
-		}
-		b.Create(proto.KindStorageNode, id, v)
-		return func(tx *state.Tx) (any, error) { return storageNodeDoc(tx, &v, state.Meta{}) }, nil
-	})
+	return a.createNode(ctx, proto.KindStorageNode, id, claimStorageNodeID, v.NodeID, v,
+		func(tx *state.Tx) (any, error) { return storageNodeDoc(tx, &v, state.Meta{}) })
 }
 
 func (a *API) updateStorageNode(ctx context.Context, req *Request) (any, error) {
@@ -177,11 +169,8 @@ func (a *API) updateStorageNode(ctx context.Context, req *Request) (any, error) 
 		if err := storageNodeFields(p, v); err != nil {
 			return nil, err
 		}
-		if v.NodeID != old {
-			if err := claimNodeID(tx, b, claimStorageNodeID, v.NodeID, v.ID); err != nil {
-				return nil, err
-			}
-			b.DeleteIfExists(proto.KindUniqueName, claimStorageNodeID+old)
+		if err := moveNodeClaim(tx, b, claimStorageNodeID, old, v.NodeID, v.ID); err != nil {
+			return nil, err
 		}
 		v.UpdatedAt = a.now()
 		b.Update(proto.KindStorageNode, v.ID, m.ModifyIndex, v)

@@ -259,17 +259,8 @@ func (a *API) updateBackupObject(ctx context.Context, req *Request) (any, error)
 			return nil, err
 		}
 		p := req.Params
-		if st, ok := p.StrOK("service_type"); ok {
-			if err := a.checkServiceType(st); err != nil {
-				return nil, err
-			}
-			v.ServiceType = st
-		}
-		if s, ok := p.StrOK("description"); ok {
-			v.Description = s
-		}
-		if s, ok := p.StrOK("display_name"); ok {
-			v.DisplayName = s
+		if err := a.updateOwnerFields(p, &v.ServiceType, &v.Description, &v.DisplayName); err != nil {
+			return nil, err
 		}
 		v.UpdatedAt = now
 		b.Update(proto.KindBackupObject, v.ID, m.ModifyIndex, v)

@@ -172,3 +172,21 @@ func (f ownerFilter) match(account, serviceType, displayName string) bool {
 		(!f.byServiceType || serviceType == f.serviceType) &&
 		(!f.byDisplayName || displayName == f.displayName)
 }
+
+// updateOwnerFields applies the service_type (one of the configured
+// types), description and display_name a PUT gives.
+func (a *API) updateOwnerFields(p params.Params, serviceType, description, displayName *string) error {
+	if st, ok := p.StrOK("service_type"); ok {
+		if err := a.checkServiceType(st); err != nil {
+			return err
+		}
+		*serviceType = st
+	}
+	if s, ok := p.StrOK("description"); ok {
+		*description = s
+	}
+	if s, ok := p.StrOK("display_name"); ok {
+		*displayName = s
+	}
+	return nil
+}

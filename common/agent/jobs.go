@@ -36,12 +36,14 @@ func JobFunc[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error))
 type jobEntry struct {
 	env     proto.JobEnvelope
 	handler JobHandler
-	status  proto.JobStatus
-	result  proto.JobResult // valid once final
-	started time.Time
-	done    chan struct{} // closed when final or dropped
-	dropped bool          // interrupted by shutdown: not final, forgotten
-	cancel  context.CancelFunc
+	// deadline ends the job's context (zero: none); see jobDeadline.
+	deadline time.Time
+	status   proto.JobStatus
+	result   proto.JobResult // valid once final
+	started  time.Time
+	done     chan struct{} // closed when final or dropped
+	dropped  bool          // interrupted by shutdown: not final, forgotten
+	cancel   context.CancelFunc
 	// cancelRequested: a cancel came while the job ran.
 	cancelRequested bool
 	elem            *list.Element // in Agent.finished once final
@@ -119,11 +121,12 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 			return proto.JobResult{}, errs.New(errs.NotFound, "agent %s has no job verb %s/%s",
 				a.cfg.NodeID, job.Endpoint, job.Verb)
 		}
-		e = &jobEntry{env: job, handler: h, status: proto.JobQueued, done: make(chan struct{})}
+		now := time.Now()
+		e = &jobEntry{env: job, handler: h, deadline: jobDeadline(job, now), status: proto.JobQueued, done: make(chan struct{})}
 		a.jobs[job.ID] = e
 		a.logger.Info("job accepted", "job_id", job.ID, "resource_id", job.ResourceID,
-			"endpoint", job.Endpoint, "verb", job.Verb, "attempt", job.Attempt)
-		if !job.Deadline.IsZero() && !time.Now().Before(job.Deadline) {
+			"endpoint", job.Endpoint, "verb", job.Verb, "attempt", job.Attempt, "timeout_ms", job.TimeoutMs)
+		if !e.deadline.IsZero() && !now.Before(e.deadline) {
 			a.finishLocked(e, proto.JobFailed, errs.New(errs.Timeout, "job deadline %s passed before it started",
 				job.Deadline.Format(time.RFC3339)), nil)
 		} else {
@@ -156,6 +159,18 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 			"job %s was interrupted by the shutdown of agent %s; deliver it again", job.ID, a.cfg.NodeID)
 	}
 	return e.snapshotLocked(), nil
+}
+
+// jobDeadline is when job, accepted at now, must end (zero: never): the
+// time left it carries, counted from now on this process's monotonic clock
+// (now is a time.Now reading), so that the clocks of the manager and of this
+// host need not agree. A manager that sends no time left (older than
+// TimeoutMs) has its wall-clock deadline used as it is.
+func jobDeadline(job proto.JobEnvelope, now time.Time) time.Time {
+	if job.TimeoutMs > 0 {
+		return now.Add(time.Duration(job.TimeoutMs) * time.Millisecond)
+	}
+	return job.Deadline
 }
 
 // Status returns the current result of a job the agent knows (NotFound
@@ -226,8 +241,8 @@ func (a *Agent) startLocked(e *jobEntry) {
 	e.status = proto.JobRunning
 	e.started = time.Now()
 	ctx, cancel := context.WithCancel(a.baseCtx)
-	if !e.env.Deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(a.baseCtx, e.env.Deadline)
+	if !e.deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(a.baseCtx, e.deadline)
 	}
 	e.cancel = cancel
 	ctx = ContextWithJob(ctx, JobInfo{

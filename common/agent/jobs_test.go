@@ -362,3 +362,38 @@ func TestShutdownTimeoutInterruptsJobs(t *testing.T) {
 		t.Errorf("second Shutdown() = %v, want the first result", err)
 	}
 }
+
+// TestJobTimeoutCountsOnAgentClock: a job's end is the time left its
+// delivery carries, counted on this agent's monotonic clock; the manager's
+// wall-clock deadline in the envelope (2 h in the past or in the future
+// here: clocks that disagree) does not count when that is set.
+func TestJobTimeoutCountsOnAgentClock(t *testing.T) {
+	ep := proto.HvaHandle("hva.tm")
+	a := startAgent(t, testConfig(t, proto.RoleHva, "hva.tm"), func(a *Agent) {
+		a.HandleJob(ep, proto.VerbReboot, func(ctx context.Context, job proto.JobEnvelope) (any, error) {
+			if job.ResourceID == "i-slow" {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return map[string]string{"ok": "yes"}, nil
+		})
+	})
+	deliver := func(id, resource string, timeout time.Duration, deadline time.Time) proto.JobResult {
+		t.Helper()
+		res, err := DeliverJob(context.Background(), a.Client(), a.RPCAddr(), proto.JobEnvelope{
+			ID: id, Endpoint: ep, Verb: proto.VerbReboot, ResourceID: resource,
+			TimeoutMs: timeout.Milliseconds(), Deadline: deadline,
+		}, waitLong)
+		if err != nil {
+			t.Fatalf("DeliverJob(%s) = %v", id, err)
+		}
+		return res
+	}
+	if res := deliver("job-tm-past", "i-fast", time.Minute, time.Now().Add(-2*time.Hour)); res.Status != proto.JobSucceeded {
+		t.Errorf("job with a minute left and a past wall deadline = %+v (error %+v), want succeeded", res, res.Error)
+	}
+	res := deliver("job-tm-short", "i-slow", 100*time.Millisecond, time.Now().Add(2*time.Hour))
+	if res.Status != proto.JobFailed || res.Error == nil || errs.KindFromCode(res.Error.Code) != errs.Timeout {
+		t.Errorf("job with 100ms left and a far wall deadline = %+v (error %+v), want failed with a timeout", res, res.Error)
+	}
+}

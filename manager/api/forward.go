@@ -47,8 +47,9 @@ func newForwarder(b Backend, dialTimeout, wait time.Duration) *forwarder {
 		DialContext:         d.DialContext,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
-		// A backstop: watch bounds the wait from the start of the request.
-		ResponseHeaderTimeout: wait,
+		// A backstop only: watch bounds the wait, from the start of the
+		// request (this timer starts once it is written).
+		ResponseHeaderTimeout: 2 * wait,
 	}}
 }
 

@@ -25,8 +25,17 @@ type JobEnvelope struct {
 	ParentID string `json:"parent_id,omitempty"`
 	// Attempt counts deliveries (1 = first); informational on the agent.
 	Attempt int `json:"attempt"`
-	// Deadline is when the job fails with a timeout; zero means no deadline.
-	// The agent runs the handler with this deadline on its context.
+	// Timeout is how long the job may still run, as the dispatcher counted
+	// it when it sent this delivery (0: no deadline; never negative). The
+	// agent counts it down on its own monotonic clock from the delivery
+	// that hands it the job, so that neither a jump of a clock nor skew
+	// between the manager's clock and the agent's moves the job's end.
+	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+	// Deadline is the job record's deadline: the wall-clock instant the
+	// leader that created the job computed (its clock at creation plus the
+	// verb's timeout). It is for logs, and for agents older than TimeoutMs,
+	// which run the handler with it as their context's deadline; an agent
+	// uses TimeoutMs when it is set. Zero means no deadline.
 	Deadline time.Time `json:"deadline,omitzero"`
 }
 

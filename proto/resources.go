@@ -395,7 +395,12 @@ type Job struct {
 	FinishedAt    *time.Time     `json:"finished_at"`
 	StartedAt     *time.Time     `json:"started_at"`
 	// Agent jobs only.
-	Verb     string         `json:"verb,omitempty"`
+	Verb string `json:"verb,omitempty"`
+	// Deadline is created_at plus the verb's timeout, on the clock of the
+	// leader that created the job: shown by GET /jobs, and the job's
+	// timeout is Deadline - CreatedAt. The dispatcher does not compare it
+	// with a clock; it counts the timeout down on the leader's monotonic
+	// clock (manager/jobs, Dispatcher).
 	Deadline *time.Time     `json:"deadline,omitempty"`
 	Result   map[string]any `json:"result,omitempty"`
 }

@@ -59,7 +59,7 @@ proc_cmd() {
 		"-trusted-frontends $SUBNET.0/24 $(joins "$p")" ;;
 	s*) echo "$BIN/scheduler -node-id scheduler.ch${p#s} -serf $a:9010 -rpc $a:9012 -fast-gossip $(joins)" ;;
 	h*) echo "$BIN/hva -node-id hva.ch${p#h} -serf $a:9010 -rpc $a:9012 -fast-gossip $(joins)" \
-		"-hypervisor dummy -cpu-cores 64 -memory-mb 65536 -monitor-interval 1s" ;;
+		"-hypervisor dummy -cpu-cores 64 -memory-mb 65536 -monitor-interval 1s -jobs-file $DIR/$p-jobs.db" ;;
 	esac
 }
 
@@ -161,6 +161,7 @@ down() {
 		if mountpoint -q "$DIR/$h-data" 2>/dev/null; then umount "$DIR/$h-data" || umount -l "$DIR/$h-data"; fi
 		rm -rf "${DIR:?}/$h-data" "$DIR/$h.clock"
 	done
+	for p in $PROCS; do rm -f "$DIR/$p-jobs.db"; done
 	echo "vdc cluster $NAME down (logs kept in $DIR/logs)"
 }
 

@@ -20,12 +20,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/jobtable"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/common/security"
@@ -34,7 +36,10 @@ import (
 
 // Defaults of Config fields left zero.
 const (
-	DefaultDedupSize       = 4096
+	DefaultDedupSize = 4096
+	// DefaultDedupRetention is longer than any job verb's timeout
+	// (proto.JobVerbs), after which the manager no longer redelivers a job.
+	DefaultDedupRetention  = 48 * time.Hour
 	DefaultEventBuffer     = 256
 	DefaultMaxDeliveryWait = time.Minute
 )
@@ -79,6 +84,15 @@ type Config struct {
 	// DedupSize is how many finished jobs' results are remembered for
 	// redeliveries (least recently used are forgotten first).
 	DedupSize int
+	// DedupRetention is how long a finished job's result is remembered
+	// at most.
+	DedupRetention time.Duration
+	// Finished, when set, keeps the finished jobs' results across restarts
+	// (common/jobtable, a file in the agent's data dir): New loads what an
+	// earlier run stored, so a job finished before a restart and delivered
+	// again is answered with its result instead of run twice. Without it
+	// the results are in memory only. The caller opens and closes it.
+	Finished jobtable.Table
 	// EventBuffer is each subscription's queue; events beyond it are dropped.
 	EventBuffer int
 	// MaxDeliveryWait caps JobDelivery.WaitMs.
@@ -114,8 +128,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("agent concurrency of %s is %d: want at least 1", ep, n)
 		}
 	}
-	if c.DedupSize < 0 || c.EventBuffer < 0 || c.MaxDeliveryWait < 0 {
-		return errors.New("agent dedup size, event buffer and max delivery wait must not be negative")
+	if c.DedupSize < 0 || c.DedupRetention < 0 || c.EventBuffer < 0 || c.MaxDeliveryWait < 0 {
+		return errors.New("agent dedup size and retention, event buffer and max delivery wait must not be negative")
 	}
 	return nil
 }
@@ -151,6 +165,8 @@ type Agent struct {
 	lanes    map[string]*lane
 	jobs     map[string]*jobEntry
 	finished *list.List // final entries, most recently used first
+	settled  int        // jobs made final (for pruning by age)
+	recorded atomic.Int64
 	subs     map[*subscription]struct{}
 	// members caches Members() until the next serf member event.
 	members        []Member
@@ -165,6 +181,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.DedupSize == 0 {
 		cfg.DedupSize = DefaultDedupSize
+	}
+	if cfg.DedupRetention == 0 {
+		cfg.DedupRetention = DefaultDedupRetention
 	}
 	if cfg.EventBuffer == 0 {
 		cfg.EventBuffer = DefaultEventBuffer
@@ -195,6 +214,12 @@ func New(cfg Config) (*Agent, error) {
 		jobs:     map[string]*jobEntry{},
 		finished: list.New(),
 		subs:     map[*subscription]struct{}{},
+	}
+	if cfg.Finished != nil {
+		if err := a.loadFinished(); err != nil {
+			abort()
+			return nil, fmt.Errorf("agent %s: %w", cfg.NodeID, err)
+		}
 	}
 	ctl := proto.JobControl(cfg.NodeID)
 	a.server.Register(ctl, proto.VerbJobStatus, rpc.Func(func(ctx context.Context, req proto.JobStatusRequest) (proto.JobResult, error) {

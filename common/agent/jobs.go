@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/jobtable"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -36,12 +37,14 @@ func JobFunc[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error))
 type jobEntry struct {
 	env     proto.JobEnvelope
 	handler JobHandler
-	status  proto.JobStatus
-	result  proto.JobResult // valid once final
-	started time.Time
-	done    chan struct{} // closed when final or dropped
-	dropped bool          // interrupted by shutdown: not final, forgotten
-	cancel  context.CancelFunc
+	// deadline ends the job's context (zero: none); see jobDeadline.
+	deadline time.Time
+	status   proto.JobStatus
+	result   proto.JobResult // valid once final
+	started  time.Time
+	done     chan struct{} // closed when final or dropped
+	dropped  bool          // interrupted by shutdown: not final, forgotten
+	cancel   context.CancelFunc
 	// cancelRequested: a cancel came while the job ran.
 	cancelRequested bool
 	elem            *list.Element // in Agent.finished once final
@@ -119,11 +122,12 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 			return proto.JobResult{}, errs.New(errs.NotFound, "agent %s has no job verb %s/%s",
 				a.cfg.NodeID, job.Endpoint, job.Verb)
 		}
-		e = &jobEntry{env: job, handler: h, status: proto.JobQueued, done: make(chan struct{})}
+		now := time.Now()
+		e = &jobEntry{env: job, handler: h, deadline: jobDeadline(job, now), status: proto.JobQueued, done: make(chan struct{})}
 		a.jobs[job.ID] = e
 		a.logger.Info("job accepted", "job_id", job.ID, "resource_id", job.ResourceID,
-			"endpoint", job.Endpoint, "verb", job.Verb, "attempt", job.Attempt)
-		if !job.Deadline.IsZero() && !time.Now().Before(job.Deadline) {
+			"endpoint", job.Endpoint, "verb", job.Verb, "attempt", job.Attempt, "timeout_ms", job.TimeoutMs)
+		if !e.deadline.IsZero() && !now.Before(e.deadline) {
 			a.finishLocked(e, proto.JobFailed, errs.New(errs.Timeout, "job deadline %s passed before it started",
 				job.Deadline.Format(time.RFC3339)), nil)
 		} else {
@@ -156,6 +160,18 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 			"job %s was interrupted by the shutdown of agent %s; deliver it again", job.ID, a.cfg.NodeID)
 	}
 	return e.snapshotLocked(), nil
+}
+
+// jobDeadline is when job, accepted at now, must end (zero: never): the
+// time left it carries, counted from now on this process's monotonic clock
+// (now is a time.Now reading), so that the clocks of the manager and of this
+// host need not agree. A manager that sends no time left (older than
+// TimeoutMs) has its wall-clock deadline used as it is.
+func jobDeadline(job proto.JobEnvelope, now time.Time) time.Time {
+	if job.TimeoutMs > 0 {
+		return now.Add(time.Duration(job.TimeoutMs) * time.Millisecond)
+	}
+	return job.Deadline
 }
 
 // Status returns the current result of a job the agent knows (NotFound
@@ -226,8 +242,8 @@ func (a *Agent) startLocked(e *jobEntry) {
 	e.status = proto.JobRunning
 	e.started = time.Now()
 	ctx, cancel := context.WithCancel(a.baseCtx)
-	if !e.env.Deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(a.baseCtx, e.env.Deadline)
+	if !e.deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(a.baseCtx, e.deadline)
 	}
 	e.cancel = cancel
 	ctx = ContextWithJob(ctx, JobInfo{
@@ -254,17 +270,30 @@ func (a *Agent) run(ctx context.Context, e *jobEntry) {
 		}
 	}
 	a.mu.Lock()
+	var status proto.JobStatus
 	switch {
 	case err == nil:
-		a.finishLocked(e, proto.JobSucceeded, nil, raw)
+		status = proto.JobSucceeded
 	case e.cancelRequested:
-		a.finishLocked(e, proto.JobCancelled, err, nil)
+		status = proto.JobCancelled
 	case a.aborted && errors.Is(ctxErr, context.Canceled):
-		a.dropLocked(e)
+		// Interrupted by a shutdown: not final (status stays empty).
 	case errors.Is(ctxErr, context.DeadlineExceeded):
-		a.finishLocked(e, proto.JobFailed, errs.Wrap(errs.Timeout, err, "job deadline passed"), nil)
+		status, err = proto.JobFailed, errs.Wrap(errs.Timeout, err, "job deadline passed")
 	default:
-		a.finishLocked(e, proto.JobFailed, err, nil)
+		status = proto.JobFailed
+	}
+	if status == "" {
+		a.dropLocked(e)
+	} else {
+		res := resultOf(e, status, err, raw)
+		// Stored before any delivery can see it: a result the manager was
+		// answered with is one a restarted agent still has. (A Cancel
+		// meanwhile finds the job running and changes nothing.)
+		a.mu.Unlock()
+		a.record(ctx, e, res)
+		a.mu.Lock()
+		a.settleLocked(e, res)
 	}
 	ln := a.lanes[e.env.Endpoint]
 	if len(ln.queue) > 0 && !a.closing {
@@ -302,25 +331,117 @@ func (a *Agent) invoke(ctx context.Context, e *jobEntry) (out any, err error) {
 	return e.handler(ctx, e.env)
 }
 
-// finishLocked makes e final and remembers it among the finished jobs,
-// forgetting the least recently used ones beyond DedupSize.
-func (a *Agent) finishLocked(e *jobEntry, status proto.JobStatus, err error, result json.RawMessage) {
+// resultOf is e's final result, finished now.
+func resultOf(e *jobEntry, status proto.JobStatus, err error, result json.RawMessage) proto.JobResult {
 	now := time.Now()
 	started := e.started
 	if started.IsZero() {
 		started = now
 	}
-	e.status = status
-	e.result = proto.JobResult{
+	return proto.JobResult{
 		JobID: e.env.ID, Status: status, Error: rpc.ToWire(err), Result: result,
 		StartedAt: started, FinishedAt: now,
 	}
+}
+
+// finishLocked ends a job that never ran (its deadline had passed, or it
+// was cancelled while queued): recorded like any other.
+func (a *Agent) finishLocked(e *jobEntry, status proto.JobStatus, err error, result json.RawMessage) {
+	res := resultOf(e, status, err, result)
+	a.record(a.baseCtx, e, res)
+	a.settleLocked(e, res)
+}
+
+// settleLocked makes e final with res and remembers it among the finished
+// jobs, forgetting the least recently used ones beyond DedupSize, and now
+// and then those older than DedupRetention.
+func (a *Agent) settleLocked(e *jobEntry, res proto.JobResult) {
+	e.status = res.Status
+	e.result = res
 	e.elem = a.finished.PushFront(e)
 	for a.finished.Len() > a.cfg.DedupSize {
-		old := a.finished.Remove(a.finished.Back()).(*jobEntry)
-		delete(a.jobs, old.env.ID)
+		a.forgetLocked(a.finished.Back())
+	}
+	if a.settled++; a.settled%pruneEvery == 0 {
+		cutoff := time.Now().Add(-a.cfg.DedupRetention)
+		for el := a.finished.Front(); el != nil; {
+			next := el.Next()
+			if el.Value.(*jobEntry).result.FinishedAt.Before(cutoff) {
+				a.forgetLocked(el)
+			}
+			el = next
+		}
 	}
 	close(e.done)
+}
+
+func (a *Agent) forgetLocked(el *list.Element) {
+	old := a.finished.Remove(el).(*jobEntry)
+	delete(a.jobs, old.env.ID)
+}
+
+// pruneEvery is how many finished jobs pass between two prunings of the
+// finished jobs by age (in memory and in the job table).
+const pruneEvery = 64
+
+// record writes a finished job to the job table, if the agent has one, and
+// prunes the table now and then. A failed write is logged: the job's
+// result still goes to the manager, only a restart before the manager has
+// it would run the job again.
+func (a *Agent) record(ctx context.Context, e *jobEntry, res proto.JobResult) {
+	if a.cfg.Finished == nil {
+		return
+	}
+	err := a.cfg.Finished.Put(jobtable.Record{Endpoint: e.env.Endpoint, Verb: e.env.Verb, Result: res, StoredAt: res.FinishedAt})
+	if err != nil {
+		a.logger.WarnContext(ctx, "finished job not recorded; a redelivery after a restart would run it again", "error", err)
+	}
+	if a.recorded.Add(1)%pruneEvery == 0 {
+		a.pruneTable(ctx)
+	}
+}
+
+// pruneTable drops from the job table what the agent would no longer
+// remember.
+func (a *Agent) pruneTable(ctx context.Context) {
+	n, err := a.cfg.Finished.Prune(time.Now().Add(-a.cfg.DedupRetention), a.cfg.DedupSize)
+	if err != nil {
+		a.logger.WarnContext(ctx, "prune the job table", "error", err)
+	} else if n > 0 {
+		a.logger.DebugContext(ctx, "job table pruned", "records", n)
+	}
+}
+
+// loadFinished seeds the finished jobs from the job table (at New): the
+// jobs of an earlier run of this agent are answered, not run again.
+func (a *Agent) loadFinished() error {
+	a.pruneTable(a.baseCtx)
+	recs, err := a.cfg.Finished.Load()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs { // oldest first: the newest end up in front
+		if !r.Result.Status.Final() || a.jobs[r.Result.JobID] != nil {
+			continue
+		}
+		e := &jobEntry{
+			env:     proto.JobEnvelope{ID: r.Result.JobID, Endpoint: r.Endpoint, Verb: r.Verb},
+			status:  r.Result.Status,
+			result:  r.Result,
+			started: r.Result.StartedAt,
+			done:    make(chan struct{}),
+		}
+		close(e.done)
+		e.elem = a.finished.PushFront(e)
+		a.jobs[e.env.ID] = e
+	}
+	for a.finished.Len() > a.cfg.DedupSize {
+		a.forgetLocked(a.finished.Back())
+	}
+	if len(recs) > 0 {
+		a.logger.Info("finished jobs loaded from the job table", "jobs", a.finished.Len())
+	}
+	return nil
 }
 
 // dropLocked forgets a job that did not finish (shutdown): a later delivery

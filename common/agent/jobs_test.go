@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
+	"github.com/vdc-project/vdc/common/jobtable"
 	"github.com/vdc-project/vdc/common/testutil"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -360,5 +362,170 @@ func TestShutdownTimeoutInterruptsJobs(t *testing.T) {
 	}
 	if err := a.Shutdown(context.Background()); !errs.Is(err, errs.Timeout) {
 		t.Errorf("second Shutdown() = %v, want the first result", err)
+	}
+}
+
+// TestJobTimeoutCountsOnAgentClock: a job's end is the time left its
+// delivery carries, counted on this agent's monotonic clock; the manager's
+// wall-clock deadline in the envelope (2 h in the past or in the future
+// here: clocks that disagree) does not count when that is set.
+func TestJobTimeoutCountsOnAgentClock(t *testing.T) {
+	ep := proto.HvaHandle("hva.tm")
+	a := startAgent(t, testConfig(t, proto.RoleHva, "hva.tm"), func(a *Agent) {
+		a.HandleJob(ep, proto.VerbReboot, func(ctx context.Context, job proto.JobEnvelope) (any, error) {
+			if job.ResourceID == "i-slow" {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return map[string]string{"ok": "yes"}, nil
+		})
+	})
+	deliver := func(id, resource string, timeout time.Duration, deadline time.Time) proto.JobResult {
+		t.Helper()
+		res, err := DeliverJob(context.Background(), a.Client(), a.RPCAddr(), proto.JobEnvelope{
+			ID: id, Endpoint: ep, Verb: proto.VerbReboot, ResourceID: resource,
+			TimeoutMs: timeout.Milliseconds(), Deadline: deadline,
+		}, waitLong)
+		if err != nil {
+			t.Fatalf("DeliverJob(%s) = %v", id, err)
+		}
+		return res
+	}
+	if res := deliver("job-tm-past", "i-fast", time.Minute, time.Now().Add(-2*time.Hour)); res.Status != proto.JobSucceeded {
+		t.Errorf("job with a minute left and a past wall deadline = %+v (error %+v), want succeeded", res, res.Error)
+	}
+	res := deliver("job-tm-short", "i-slow", 100*time.Millisecond, time.Now().Add(2*time.Hour))
+	if res.Status != proto.JobFailed || res.Error == nil || errs.KindFromCode(res.Error.Code) != errs.Timeout {
+		t.Errorf("job with 100ms left and a far wall deadline = %+v (error %+v), want failed with a timeout", res, res.Error)
+	}
+}
+
+// TestFinishedJobsSurviveRestart: with a job table, an agent restarted
+// while the manager still redelivers jobs it finished answers them with
+// the recorded results (success and failure alike) and does not run them
+// again; a new job runs as usual.
+func TestFinishedJobsSurviveRestart(t *testing.T) {
+	ep := proto.HvaHandle("hva.rs")
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	var runs atomic.Int64
+	setup := func(a *Agent) {
+		a.HandleJob(ep, proto.VerbReboot, func(ctx context.Context, job proto.JobEnvelope) (any, error) {
+			n := runs.Add(1)
+			if job.ResourceID == "i-broken" {
+				return nil, errs.New(errs.InvalidInstanceState, "instance %s is broken (run %d)", job.ResourceID, n)
+			}
+			return map[string]int64{"run": n}, nil
+		})
+	}
+	start := func() (*Agent, *jobtable.File) {
+		t.Helper()
+		tb, err := jobtable.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(t, proto.RoleHva, "hva.rs")
+		cfg.Finished = tb
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setup(a)
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return a, tb
+	}
+	stop := func(a *Agent, tb *jobtable.File) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver := func(a *Agent, id, resource string) proto.JobResult {
+		t.Helper()
+		res, err := DeliverJob(context.Background(), a.Client(), a.RPCAddr(),
+			proto.JobEnvelope{ID: id, Endpoint: ep, Verb: proto.VerbReboot, ResourceID: resource}, waitLong)
+		if err != nil || !res.Status.Final() {
+			t.Fatalf("DeliverJob(%s) = %+v, %v; want a final result", id, res, err)
+		}
+		return res
+	}
+
+	a, tb := start()
+	ok1 := deliver(a, "job-rs-ok", "i-fine")
+	bad1 := deliver(a, "job-rs-bad", "i-broken")
+	if ok1.Status != proto.JobSucceeded || bad1.Status != proto.JobFailed || runs.Load() != 2 {
+		t.Fatalf("first run: %+v, %+v after %d runs", ok1, bad1, runs.Load())
+	}
+	stop(a, tb)
+
+	a, tb = start()
+	defer stop(a, tb)
+	ok2 := deliver(a, "job-rs-ok", "i-fine")
+	bad2 := deliver(a, "job-rs-bad", "i-broken")
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("the restarted agent ran finished jobs again: %d runs", n)
+	}
+	if ok2.Status != proto.JobSucceeded || string(ok2.Result) != string(ok1.Result) || !ok2.FinishedAt.Equal(ok1.FinishedAt) {
+		t.Errorf("redelivered success = %+v, want %+v", ok2, ok1)
+	}
+	if bad2.Status != proto.JobFailed || bad2.Error == nil || *bad2.Error != *bad1.Error {
+		t.Errorf("redelivered failure = %+v (error %+v), want error %+v", bad2, bad2.Error, bad1.Error)
+	}
+	if st, err := JobStatus(context.Background(), a.Client(), a.RPCAddr(), a.NodeID(), "job-rs-ok"); err != nil || st.Status != proto.JobSucceeded {
+		t.Errorf("JobStatus after restart = %+v, %v", st, err)
+	}
+	if _, err := a.Deliver(context.Background(), proto.JobEnvelope{ID: "job-rs-ok", Endpoint: ep, Verb: proto.VerbPoweron}, 0); !errs.Is(err, errs.Conflict) {
+		t.Errorf("reuse of a recorded job id for another verb = %v, want Conflict", err)
+	}
+	if res := deliver(a, "job-rs-new", "i-fine"); res.Status != proto.JobSucceeded || runs.Load() != 3 {
+		t.Errorf("new job after restart = %+v after %d runs", res, runs.Load())
+	}
+}
+
+// TestJobTableIsBounded: what an agent loads from its job table, and what
+// the table keeps, is bounded by DedupSize and DedupRetention: older and
+// surplus results are forgotten (such a job, delivered again, runs).
+func TestJobTableIsBounded(t *testing.T) {
+	ep := proto.HvaHandle("hva.rb")
+	tb := jobtable.NewMemory()
+	now := time.Now()
+	for i, age := range []time.Duration{72 * time.Hour, 3 * time.Hour, 2 * time.Hour, time.Hour} {
+		err := tb.Put(jobtable.Record{Endpoint: ep, Verb: proto.VerbReboot, StoredAt: now.Add(-age),
+			Result: proto.JobResult{JobID: fmt.Sprintf("job-rb%d", i), Status: proto.JobSucceeded, FinishedAt: now.Add(-age)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran sync.Map
+	cfg := testConfig(t, proto.RoleHva, "hva.rb")
+	cfg.Finished, cfg.DedupSize, cfg.DedupRetention = tb, 2, 24*time.Hour
+	a := startAgent(t, cfg, func(a *Agent) {
+		a.HandleJob(ep, proto.VerbReboot, func(ctx context.Context, job proto.JobEnvelope) (any, error) {
+			ran.Store(job.ID, true)
+			return nil, nil
+		})
+	})
+	recs, err := tb.Load()
+	if err != nil || len(recs) != 2 || recs[0].Result.JobID != "job-rb2" || recs[1].Result.JobID != "job-rb3" {
+		t.Fatalf("table after start = %+v, %v; want job-rb2, job-rb3", recs, err)
+	}
+	// The remembered ones first: running the others makes the agent
+	// forget them (DedupSize 2).
+	for i := 3; i >= 0; i-- {
+		id := fmt.Sprintf("job-rb%d", i)
+		res, err := DeliverJob(context.Background(), a.Client(), a.RPCAddr(), proto.JobEnvelope{ID: id, Endpoint: ep, Verb: proto.VerbReboot}, waitLong)
+		if err != nil || res.Status != proto.JobSucceeded {
+			t.Fatalf("DeliverJob(%s) = %+v, %v", id, res, err)
+		}
+		_, rerun := ran.Load(id)
+		if want := i < 2; rerun != want {
+			t.Errorf("job %s ran: %v, want %v", id, rerun, want)
+		}
 	}
 }

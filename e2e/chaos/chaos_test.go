@@ -383,7 +383,28 @@ func reportFaults(t *testing.T, fs []Fault) {
 		t.Logf("fault %-16s x%-3d writes during fault after p50 %s p99 %s (none: %d); healthy after heal p50 %s max %s; writable after heal p50 %s max %s",
 			k, len(list), pct(avail, 50), pct(avail, 99), never, pct(rec, 50), pct(rec, 100), pct(wr, 50), pct(wr, 100))
 	}
+	// Leader failover under the workload: from the fault that took the
+	// leader away to the first write a manager it spared acknowledged.
+	var failover []time.Duration
+	never := 0
+	for _, k := range leaderFaults {
+		for _, f := range byKind[k] {
+			if f.Available == 0 {
+				never++
+			} else {
+				failover = append(failover, f.Available)
+			}
+		}
+	}
+	if len(failover)+never > 0 {
+		t.Logf("leader failover under load (%s: fault to next acknowledged write) n=%d p50 %s p99 %s max %s (no write during the fault: %d)",
+			strings.Join(leaderFaults, ", "), len(failover), pct(failover, 50), pct(failover, 99), pct(failover, 100), never)
+	}
 }
+
+// leaderFaults are the faults that take the leader away from the other
+// managers.
+var leaderFaults = []string{"kill-leader", "partition-leader", "pause-leader", "oneway-leader"}
 
 func pct(ds []time.Duration, p int) string {
 	if len(ds) == 0 {

@@ -196,7 +196,7 @@ func New(cfg Config, b Backend, logger *slog.Logger) *API {
 	if a.now == nil {
 		a.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
-	a.proxy = newForwarder(b)
+	a.proxy = newForwarder(b, ForwardDialTimeout, ForwardWait)
 	a.routes()
 	// Unknown routes get an error document too, not net/http's plain text.
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -191,7 +191,7 @@ func (s *Server) setupRaft() error {
 	// every start would only rewind it (catchUpFromSnapshot covers a lost state.db).
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = logging.HCLog(s.logger, "raft", s.cfg.RaftLogLevel)
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.logStore, s.logStore, s.snapshots, s.trans)
+	s.raft, err = raft.NewRaft(rc, s.fsm, s.logStore, s.logStore, s.snapshots, drainedTransport{s.trans})
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

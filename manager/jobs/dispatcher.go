@@ -40,7 +40,12 @@ type Deps struct {
 	Members func() []Member
 	Client  *rpc.Client
 	Logger  *slog.Logger
-	Now     func() time.Time
+	// Now is the wall clock of the records' timestamps.
+	Now func() time.Time
+	// Monotonic reads a clock that only moves forward at a steady rate
+	// (nil: the process's monotonic clock). Job timeouts are counted on
+	// it, not on Now: see Dispatcher.
+	Monotonic func() time.Duration
 	// Wait is how long one delivery waits for the job to end before the
 	// dispatcher redelivers (which is how it polls a running job).
 	Wait time.Duration
@@ -69,12 +74,38 @@ type Deps struct {
 
 // Dispatcher is the leader loop that delivers unfinished jobs to the agents
 // serving their endpoints, at least once, until each ends: succeeded, failed
-// (by the agent, or by the verb's deadline) or cancelled. Every manager runs
+// (by the agent, or by the verb's timeout) or cancelled. Every manager runs
 // one; only the leader's works, and a new leader resumes from the job queue
 // in the state.
+//
+// A job's timeout (its record's Deadline - CreatedAt) is counted down on the
+// monotonic clock, so that a jump of the leader's wall clock neither fails
+// jobs early nor keeps them forever. When the dispatcher first sees a job
+// (this leader created it, or inherited it from an earlier one) it takes
+// the job's age then from the record's CreatedAt, and from there on adds
+// the monotonic time that passes; the job fails once
+//
+//	age + (mono(now) - mono(first sight)) >= timeout
+//	age = clamp(min(wall(first sight), steady(first sight)) - CreatedAt, 0, timeout)
+//
+// where wall is Now and steady is Now as read when the dispatcher was built,
+// advanced by the monotonic clock since (a wall clock that no later jump
+// moves). Taking the smaller reading means a jump can only make a job look
+// younger than it is: a job this leader created while its clock was moved
+// (CreatedAt then carries the move) is judged by wall, of age 0; a job
+// inherited by a leader whose clock jumped ahead after it started is judged
+// by steady. What a jump or skew can still do is give a job inherited
+// across a leader change more time, at most its timeout again; it never
+// ends a job early. Deliveries carry the time left (JobEnvelope.TimeoutMs),
+// which the agent counts down on its own monotonic clock.
 type Dispatcher struct {
 	d    Deps
 	wake chan struct{}
+	// wall0 and mono0 are Now and Monotonic read together when the
+	// dispatcher was built: wall0 + (Monotonic() - mono0) is a wall clock
+	// that no jump moves.
+	wall0 time.Time
+	mono0 time.Duration
 
 	mu       sync.Mutex
 	inflight map[string]context.CancelFunc
@@ -90,6 +121,9 @@ type Dispatcher struct {
 	byResource map[string]string
 	waiting    map[string][]string
 	waits      map[string]bool
+	// seen is, per queued job this manager has seen while leading, when it
+	// first saw it (see Dispatcher).
+	seen map[string]sight
 }
 
 // Delivering reports whether a delivery of job id is waiting for the
@@ -127,9 +161,50 @@ func NewDispatcher(d Deps) *Dispatcher {
 	if d.Now == nil {
 		d.Now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 	}
-	return &Dispatcher{d: d, wake: make(chan struct{}, 1), inflight: map[string]context.CancelFunc{}, delivering: map[string]bool{},
-		byResource: map[string]string{}, waiting: map[string][]string{}, waits: map[string]bool{},
+	if d.Monotonic == nil {
+		start := time.Now()
+		d.Monotonic = func() time.Duration { return time.Since(start) }
 	}
+	return &Dispatcher{d: d, wake: make(chan struct{}, 1), wall0: d.Now(), mono0: d.Monotonic(),
+		inflight: map[string]context.CancelFunc{}, delivering: map[string]bool{},
+		byResource: map[string]string{}, waiting: map[string][]string{}, waits: map[string]bool{},
+		seen: map[string]sight{},
+	}
+}
+
+// sight is when the dispatcher first saw a job: its Monotonic reading and
+// the smaller of its two wall clocks (see Dispatcher).
+type sight struct {
+	mono time.Duration
+	wall time.Time
+}
+
+// sightAt is a job seen at Monotonic reading mono (now).
+func (ds *Dispatcher) sightAt(mono time.Duration) sight {
+	wall, steady := ds.d.Now(), ds.wall0.Add(mono-ds.mono0)
+	if steady.Before(wall) {
+		wall = steady
+	}
+	return sight{mono: mono, wall: wall}
+}
+
+// remaining is how long job j may still run (ok is false when it has no
+// timeout), counted as the Dispatcher doc says.
+func (ds *Dispatcher) remaining(j proto.Job) (left time.Duration, ok bool) {
+	if j.Deadline == nil {
+		return 0, false
+	}
+	now := ds.d.Monotonic()
+	ds.mu.Lock()
+	at, seen := ds.seen[j.ID]
+	if !seen {
+		at = ds.sightAt(now)
+		ds.seen[j.ID] = at
+	}
+	ds.mu.Unlock()
+	timeout := j.Deadline.Sub(j.CreatedAt)
+	age := min(max(at.wall.Sub(j.CreatedAt), 0), max(timeout, 0))
+	return timeout - age - (now - at.mono), true
 }
 
 // Wake makes the dispatcher rescan soon (called after every raft apply).
@@ -213,9 +288,29 @@ func (ds *Dispatcher) scan(ctx context.Context, full bool) {
 			return nil
 		})
 	})
+	now := ds.sightAt(ds.d.Monotonic())
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	ds.lastSeq = max(ds.lastSeq, last)
+	// A job's timeout counts from here (a job waiting for an older one of
+	// its resource is counted too); a full scan forgets the jobs that
+	// ended while another manager led.
+	for _, q := range queued {
+		if _, ok := ds.seen[q.ID]; !ok {
+			ds.seen[q.ID] = now
+		}
+	}
+	if full {
+		ids := make(map[string]bool, len(queued))
+		for _, q := range queued {
+			ids[q.ID] = true
+		}
+		for id := range ds.seen {
+			if !ids[id] {
+				delete(ds.seen, id)
+			}
+		}
+	}
 	for _, q := range queued {
 		if _, ok := ds.inflight[q.ID]; ok || ds.waits[q.ID] {
 			continue
@@ -247,6 +342,9 @@ func (ds *Dispatcher) startLocked(ctx context.Context, q proto.JobQueueEntry) {
 		cancel()
 		delete(ds.inflight, q.ID)
 		delete(ds.delivering, q.ID)
+		if done {
+			delete(ds.seen, q.ID)
+		}
 		r := q.ResourceID
 		if r == "" || ds.byResource[r] != q.ID {
 			return
@@ -312,7 +410,8 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			}
 			return
 		}
-		if j.Deadline != nil && ds.d.Now().After(*j.Deadline) {
+		left, timed := ds.remaining(j)
+		if timed && left <= 0 {
 			ds.finish(ctx, id, FinishFail, fmt.Sprintf("job %s.%s timed out", j.QueueName, j.Verb), nil)
 			return
 		}
@@ -343,7 +442,10 @@ func (ds *Dispatcher) deliver(ctx context.Context, id string) {
 			ds.finish(ctx, id, FinishFail, "job arguments do not encode: "+err.Error(), nil)
 			return
 		}
-		if j.Deadline != nil {
+		if left, timed := ds.remaining(j); timed {
+			// The time left now (routing and a hand-off took some), at
+			// least a millisecond (0 would mean none).
+			env.TimeoutMs = max(left.Milliseconds(), 1)
 			env.Deadline = *j.Deadline
 		}
 		ds.setDelivering(id, true)

@@ -57,6 +57,10 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointScheduler: cfg.Concurrency},
 		OnJobFinished: d.reportJob,
+		// No job table (agent.Config.Finished): the scheduler has no data
+		// dir, and a placement job run again after a restart is harmless:
+		// the leader re-checks every plan against the state (an instance
+		// no longer in scheduling refuses it).
 	})
 	if err != nil {
 		return nil, err

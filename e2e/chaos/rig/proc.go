@@ -112,7 +112,9 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 		h := r.Host(fmt.Sprintf("h%d", i))
 		r.Hvas = append(r.Hvas, agent(h, RoleHva, HvaNodeID(i), "hva", "-hypervisor", "dummy",
 			"-cpu-cores", fmt.Sprint(r.cfg.HvaCores), "-memory-mb", fmt.Sprint(r.cfg.HvaMemoryMB),
-			"-monitor-interval", "1s", "-fence-after", HAFenceAfter.String()))
+			"-monitor-interval", "1s", "-fence-after", HAFenceAfter.String(),
+			// Kept across the nemesis's kills, as a data dir is.
+			"-jobs-file", filepath.Join(r.cfg.Dir, h.NS+"-jobs.db")))
 	}
 	for _, p := range r.Procs() {
 		p.logPath = filepath.Join(r.logDir(), p.Name+".log")

@@ -62,6 +62,12 @@ type Config struct {
 	// ConsoleDir holds the serial console logs, <id>.log (default
 	// <data_dir>/_console).
 	ConsoleDir string `json:"console_dir"`
+	// JobsFile is the table of finished jobs' results (common/jobtable),
+	// which a restarted hva answers redeliveries from instead of running
+	// the jobs again. Default: <data_dir>/_jobs.db with libvirt; none with
+	// the dummy hypervisor, whose data dir is not this host's own (results
+	// are then kept in memory only).
+	JobsFile string `json:"jobs_file"`
 	// CPUCores and MemoryMB size the dummy host.
 	CPUCores int   `json:"cpu_cores"`
 	MemoryMB int64 `json:"memory_mb"`
@@ -155,6 +161,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	virtType := fs.String("virt-type", "", "libvirt domain type: qemu (TCG, default) or kvm")
 	dataDir := fs.String("data-dir", "", "instance files and image cache (default "+DefaultDataDir+")")
 	consoleDir := fs.String("console-dir", "", "serial console logs (default <data-dir>/_console)")
+	jobsFile := fs.String("jobs-file", "", "table of finished jobs kept across restarts (default <data-dir>/_jobs.db with libvirt, none with dummy)")
 	cores := fs.Int("cpu-cores", 0, "cores of the dummy host")
 	mem := fs.Int64("memory-mb", 0, "memory of the dummy host in MiB")
 	monitor := fs.Duration("monitor-interval", 0, "instance monitor period (default 5s)")
@@ -185,6 +192,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	set(&c.VirtType, *virtType)
 	set(&c.DataDir, *dataDir)
 	set(&c.ConsoleDir, *consoleDir)
+	set(&c.JobsFile, *jobsFile)
 	if len(join) > 0 {
 		c.Join = join
 	}
@@ -228,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConsoleDir == "" {
 		c.ConsoleDir = filepath.Join(c.DataDir, "_console")
+	}
+	if c.JobsFile != "" && !filepath.IsAbs(c.JobsFile) {
+		return fmt.Errorf("jobs_file %q must be absolute", c.JobsFile)
 	}
 	if c.CPUCores < 1 || c.MemoryMB < 1 {
 		return errors.New("cpu_cores and memory_mb must be at least 1")

@@ -174,3 +174,32 @@ func TestLoadConfigFence(t *testing.T) {
 		t.Error("a heartbeat period as long as the fence timeout was accepted")
 	}
 }
+
+// TestOpenJobTable: the finished-job table is <data_dir>/_jobs.db with
+// libvirt, none with the dummy hypervisor, jobs_file when set; what it
+// stores is there when the hva opens it again.
+func TestOpenJobTable(t *testing.T) {
+	dir := t.TempDir()
+	c := DefaultConfig()
+	c.DataDir = filepath.Join(dir, "instances")
+	if tb, err := openJobTable(c, false); tb != nil || err != nil {
+		t.Fatalf("dummy without jobs_file: %v, %v; want no table", tb, err)
+	}
+	tb, err := openJobTable(c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeJobTable(tb, slog.New(slog.DiscardHandler))
+	if _, err := os.Stat(filepath.Join(c.DataDir, "_jobs.db")); err != nil {
+		t.Fatalf("libvirt: %v", err)
+	}
+	c.JobsFile = filepath.Join(dir, "elsewhere", "jobs.db")
+	tb, err = openJobTable(c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeJobTable(tb, slog.New(slog.DiscardHandler))
+	if _, err := os.Stat(c.JobsFile); err != nil {
+		t.Fatalf("jobs_file: %v", err)
+	}
+}

@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/vdc-project/vdc/common/agent"
+	"github.com/vdc-project/vdc/common/jobtable"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/hva/collector"
 	"github.com/vdc-project/vdc/hva/handlers"
@@ -59,6 +61,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeHV()
+	finished, err := openJobTable(cfg, ls != nil)
+	if err != nil {
+		return err
+	}
+	defer closeJobTable(finished, logger)
 
 	// The collector client needs the agent's member list and the agent
 	// reports finished jobs through the client: build the agent first and
@@ -77,7 +84,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointLocalStoreHandle: cfg.LocalStoreConcurrency},
 		// The managers read how long to wait before evacuating this host.
-		Tags: map[string]string{proto.TagFenceMs: strconv.Itoa(cfg.FenceAfterMS)},
+		Tags:     map[string]string{proto.TagFenceMs: strconv.Itoa(cfg.FenceAfterMS)},
+		Finished: finished,
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {
 			// Only makes the dispatcher learn the result sooner (it also
 			// redelivers to find out), so a short bounded try is enough.
@@ -196,6 +204,33 @@ func newHypervisor(ctx context.Context, cfg Config, logger *slog.Logger) (hyperv
 	logger.Info("hypervisor: libvirt", "socket", cfg.LibvirtSocket, "virt_type", cfg.VirtType,
 		"data_dir", cfg.DataDir, "console_dir", cfg.ConsoleDir)
 	return lvd, ls, func() { _ = lvd.Close() }, nil
+}
+
+// openJobTable opens the finished-job table: the configured file, else
+// <data_dir>/_jobs.db when the hypervisor is libvirt (the data dir is then
+// this host's), else none (nil: results in memory only).
+func openJobTable(cfg Config, libvirt bool) (jobtable.Table, error) {
+	path := cfg.JobsFile
+	if path == "" && libvirt {
+		path = filepath.Join(cfg.DataDir, "_jobs.db")
+	}
+	if path == "" {
+		return nil, nil
+	}
+	f, err := jobtable.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func closeJobTable(t jobtable.Table, logger *slog.Logger) {
+	if t == nil {
+		return
+	}
+	if err := t.Close(); err != nil {
+		logger.Warn("close the job table", "error", err)
+	}
 }
 
 // autoProbeTimeout bounds the start-up check that libvirtd answers.

@@ -63,6 +63,12 @@ type Config struct {
 	ReexportIntervalMS int `json:"reexport_interval_ms"`
 	// ShutdownTimeoutMS is how long running jobs may take to finish on SIGTERM.
 	ShutdownTimeoutMS int `json:"shutdown_timeout_ms"`
+	// JobsFile is the table of finished jobs' results (common/jobtable),
+	// which a restarted sta answers redeliveries from instead of running
+	// the jobs again. Default: <export_path>/_jobs.db with the file drivers
+	// (raw, qcow2, reflink); none with lvm or memory (results are then kept
+	// in memory only).
+	JobsFile string `json:"jobs_file"`
 }
 
 // BackingConfig is sta.conf backing_store_driver(type){…}.
@@ -164,6 +170,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	portal := fs.String("portal-ip", "", "address hypervisors reach the iSCSI target at (default: the storage node's ip_address)")
 	conc := fs.Int("concurrency", 0, "sta-handle jobs run at once (default 4)")
 	reexport := fs.Duration("reexport-interval", 0, "re-export the node's volumes this often (default 1m)")
+	jobsFile := fs.String("jobs-file", "", "table of finished jobs kept across restarts (default <export-path>/_jobs.db with the file drivers)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -192,6 +199,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	set(&c.Target.Driver, *targetDriver)
 	set(&c.Target.IQNPrefix, *iqnPrefix)
 	set(&c.Target.PortalIP, *portal)
+	set(&c.JobsFile, *jobsFile)
 	if len(join) > 0 {
 		c.Join = join
 	}
@@ -252,7 +260,23 @@ func (c *Config) Validate() error {
 	if c.ReexportIntervalMS < 0 || c.ShutdownTimeoutMS < 1 {
 		return errors.New("reexport interval must not be negative, shutdown timeout must be positive")
 	}
+	if c.JobsFile != "" && !filepath.IsAbs(c.JobsFile) {
+		return fmt.Errorf("jobs_file %q must be absolute", c.JobsFile)
+	}
 	return nil
+}
+
+// jobsFile is the finished-job table's path ("" for none): jobs_file, else
+// <export_path>/_jobs.db with a file driver (the directory is this node's).
+func (c *Config) jobsFile() string {
+	if c.JobsFile != "" {
+		return c.JobsFile
+	}
+	switch c.Backing.Driver {
+	case backingRaw, backingQcow2, backingReflink:
+		return filepath.Join(c.Backing.ExportPath, "_jobs.db")
+	}
+	return ""
 }
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }

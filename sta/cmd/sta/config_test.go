@@ -74,3 +74,28 @@ func TestLoadConfigRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestJobsFile: the finished-job table lives in the export path with the
+// file drivers, nowhere (memory only) with lvm or memory unless set.
+func TestJobsFile(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "/var/lib/vdc/volumes/_jobs.db"},
+		{[]string{"-backing-driver", "qcow2", "-export-path", "/srv/v"}, "/srv/v/_jobs.db"},
+		{[]string{"-backing-driver", "memory"}, ""},
+		{[]string{"-backing-driver", "memory", "-jobs-file", "/srv/sta/jobs.db"}, "/srv/sta/jobs.db"},
+	} {
+		cfg, err := loadConfig(c.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got := cfg.jobsFile(); got != c.want {
+			t.Errorf("%v: jobs file %q, want %q", c.args, got, c.want)
+		}
+	}
+	if _, err := loadConfig([]string{"-jobs-file", "rel/jobs.db"}, io.Discard); err == nil {
+		t.Error("a relative jobs file was accepted")
+	}
+}

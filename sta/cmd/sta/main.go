@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/vdc-project/vdc/common/agent"
+	"github.com/vdc-project/vdc/common/jobtable"
 	"github.com/vdc-project/vdc/common/logging"
 	hvacollector "github.com/vdc-project/vdc/hva/collector"
 	"github.com/vdc-project/vdc/proto"
@@ -70,6 +71,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var finished jobtable.Table
+	if path := cfg.jobsFile(); path != "" {
+		f, err := jobtable.Open(path)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := f.Close(); err != nil {
+				logger.Warn("close the job table", "error", err)
+			}
+		}()
+		finished = f
+	}
 
 	// The collector client needs the agent's member list and the agent
 	// reports finished jobs through the client: build the agent first and
@@ -87,6 +101,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Security:      sec,
 		Logger:        logger,
 		Concurrency:   map[string]int{proto.EndpointStaHandle: cfg.Concurrency},
+		Finished:      finished,
 		OnJobFinished: func(ctx context.Context, res proto.JobResult) {
 			// Only makes the dispatcher learn the result sooner (it also
 			// redelivers to find out), so a short bounded try is enough.

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/vdc-project/vdc/common/testutil"
+)
+
+// The wrapper keeps what raft looks for on its transport (pre-vote RPCs,
+// Close).
+var (
+	_ raft.WithPreVote = drainedTransport{}
+	_ raft.WithClose   = drainedTransport{}
+)
+
+// TestPipelineSenderNotBlockedByIdleConsumer: a leader keeps pipelining
+// appends to a follower that refuses them while nobody reads the results
+// past the first (what raft's pipelineDecode does after a failed append).
+// On raft's own transport the sender blocks for good after the second
+// (found by e2e/chaos: a follower whose disk had been full was never
+// replicated to again); with the results drained, every append goes out.
+func TestPipelineSenderNotBlockedByIdleConsumer(t *testing.T) {
+	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follower.Close() })
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case rpc := <-follower.Consumer():
+				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: false}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	leaderNet, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leaderNet.Close() })
+	p, err := drainedTransport{leaderNet}.AppendEntriesPipeline("f", follower.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const total = 64
+	var sent atomic.Int64
+	go func() {
+		for range total {
+			req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("l"), Addr: []byte(leaderNet.LocalAddr())},
+				Term: 1, PrevLogEntry: 10, PrevLogTerm: 1}
+			if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	if f := <-p.Consumer(); f.Response().Success {
+		t.Fatal("the follower accepted an append")
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if n := sent.Load(); n < total {
+			return fmt.Errorf("%d of %d appends sent", n, total)
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closing the pipeline hangs")
+	}
+}

@@ -146,16 +146,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("hva", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "JSON config file (flags override it)")
-	nodeID := fs.String("node-id", "", "agent node id, hva.<name> (default hva.<host name>)")
-	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9020)")
-	rpcAddr := fs.String("rpc", "", "RPC listen address (default 0.0.0.0:9021)")
-	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
-	var join config.List
-	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
-	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
-	token := fs.String("token", "", "shared RPC token of the cluster")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "", "text or json")
+	agentFlags := config.NewAgentFlags(fs, "agent node id, hva.<name> (default hva.<host name>)", "0.0.0.0:9020", "0.0.0.0:9021")
 	hv := fs.String("hypervisor", "", "hypervisor driver: libvirt, dummy or auto (libvirt if libvirtd answers)")
 	socket := fs.String("libvirt-socket", "", "libvirtd's socket (default "+libvirt.DefaultSocket+")")
 	virtType := fs.String("virt-type", "", "libvirt domain type: qemu (TCG, default) or kvm")
@@ -179,24 +170,17 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 			return c, err
 		}
 	}
+	agentFlags.Apply(config.AgentFields{
+		NodeID: &c.NodeID, SerfAddr: &c.SerfAddr, RPCAddr: &c.RPCAddr, AdvertiseHost: &c.AdvertiseHost,
+		Token: &c.Token, LogLevel: &c.LogLevel, LogFormat: &c.LogFormat, Join: &c.Join, FastGossip: &c.FastGossip,
+	})
 	set := config.Set
-	set(&c.NodeID, *nodeID)
-	set(&c.SerfAddr, *serfAddr)
-	set(&c.RPCAddr, *rpcAddr)
-	set(&c.AdvertiseHost, *adv)
-	set(&c.Token, *token)
-	set(&c.LogLevel, *logLevel)
-	set(&c.LogFormat, *logFormat)
 	set(&c.Hypervisor, *hv)
 	set(&c.LibvirtSocket, *socket)
 	set(&c.VirtType, *virtType)
 	set(&c.DataDir, *dataDir)
 	set(&c.ConsoleDir, *consoleDir)
 	set(&c.JobsFile, *jobsFile)
-	if len(join) > 0 {
-		c.Join = join
-	}
-	c.FastGossip = c.FastGossip || *fast
 	c.Netfilter = c.Netfilter || *nf
 	if *cores != 0 {
 		c.CPUCores = *cores

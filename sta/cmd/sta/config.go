@@ -149,16 +149,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("sta", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "JSON config file (flags override it)")
-	nodeID := fs.String("node-id", "", "agent node id, sta.<name> (default sta.<host name>)")
-	serfAddr := fs.String("serf", "", "serf gossip address (default 0.0.0.0:9040)")
-	rpcAddr := fs.String("rpc", "", "RPC listen address (default 0.0.0.0:9041)")
-	adv := fs.String("advertise", "", "host other nodes use to reach this one when binding 0.0.0.0")
-	var join config.List
-	fs.Var(&join, "join", "serf address of a cluster member to join (repeatable)")
-	fast := fs.Bool("fast-gossip", false, "tight serf timers for loopback or test clusters")
-	token := fs.String("token", "", "shared RPC token of the cluster")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "", "text or json")
+	agentFlags := config.NewAgentFlags(fs, "agent node id, sta.<name> (default sta.<host name>)", "0.0.0.0:9040", "0.0.0.0:9041")
 	backingDriver := fs.String("backing-driver", "", "backing store: raw, qcow2, reflink, lvm or memory")
 	exportPath := fs.String("export-path", "", "directory of the volume files (default /var/lib/vdc/volumes)")
 	localBackupPath := fs.String("local-backup-path", "", "directory of this node's local backup storage")
@@ -182,14 +173,11 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 			return c, err
 		}
 	}
+	agentFlags.Apply(config.AgentFields{
+		NodeID: &c.NodeID, SerfAddr: &c.SerfAddr, RPCAddr: &c.RPCAddr, AdvertiseHost: &c.AdvertiseHost,
+		Token: &c.Token, LogLevel: &c.LogLevel, LogFormat: &c.LogFormat, Join: &c.Join, FastGossip: &c.FastGossip,
+	})
 	set := config.Set
-	set(&c.NodeID, *nodeID)
-	set(&c.SerfAddr, *serfAddr)
-	set(&c.RPCAddr, *rpcAddr)
-	set(&c.AdvertiseHost, *adv)
-	set(&c.Token, *token)
-	set(&c.LogLevel, *logLevel)
-	set(&c.LogFormat, *logFormat)
 	set(&c.Backing.Driver, *backingDriver)
 	set(&c.Backing.ExportPath, *exportPath)
 	set(&c.Backing.LocalBackupPath, *localBackupPath)
@@ -200,10 +188,6 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	set(&c.Target.IQNPrefix, *iqnPrefix)
 	set(&c.Target.PortalIP, *portal)
 	set(&c.JobsFile, *jobsFile)
-	if len(join) > 0 {
-		c.Join = join
-	}
-	c.FastGossip = c.FastGossip || *fast
 	if *conc != 0 {
 		c.Concurrency = *conc
 	}

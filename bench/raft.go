@@ -143,12 +143,12 @@ func (res *RaftResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "Fresh cluster per row (cluster.DefaultConfig timeouts, FastGossip, loopback); %s warm-up, then %d × %s.\n",
 		o.Warmup, o.Reps, o.Window)
 	fmt.Fprintf(w, "Cells are min / median / max over the windows; p50/p99 over all commands of a window.\n\n")
-	fmt.Fprintln(w, "| Managers, writers | commands/s min / med / max | p50 ms | p99 ms | errors | ref. med (limits.md) | ratio |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Managers, writers | commands/s min / med / max | p50 ms | p99 ms | errors | CPU per command (cores own / other) | ref. med (limits.md) | ratio |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, row := range res.Rows {
 		ref, refName := raftReference(row.Managers, row.Writers)
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s |\n",
-			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s |\n",
+			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors, cpuCell(row.Row),
 			refCell(ref, refName), ratioCell(row.Rate.Median, ref))
 	}
 	fmt.Fprintln(w)

@@ -116,6 +116,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Warmup, p+"warmup", o.Warmup, "warm-up per row")
 		fs.DurationVar(&o.Window, p+"window", o.Window, "measured window")
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "windows per row")
+		fs.Func(p+"rows", "only these rows (comma-separated: get_show,get_show_stale,get_list_10,get_list_default,post_create)", func(s string) error {
+			o.Rows = strings.Split(s, ",")
+			return nil
+		})
+		fs.StringVar(&o.ProfileDir, p+"row-profiles", o.ProfileDir, "write a CPU profile of each row into `DIR` (cpu-<row>.prof)")
 	}
 	if slices.Contains(which, "failover") {
 		p := prefix("failover")

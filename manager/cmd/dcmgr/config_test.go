@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigPrecedence(t *testing.T) {
@@ -34,8 +35,16 @@ func TestLoadConfigRejects(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	_ = os.WriteFile(bad, []byte(`{"node_name": "x", "no_such_key": 1}`), 0o600)
+	// A heartbeat timeout above the default election timeout, and a lease
+	// above the heartbeat timeout: raft would refuse both at start.
+	slowHB := filepath.Join(dir, "slowhb.json")
+	_ = os.WriteFile(slowHB, []byte(`{"raft_heartbeat_timeout_ms": 1000}`), 0o600)
+	longLease := filepath.Join(dir, "lease.json")
+	_ = os.WriteFile(longLease, []byte(`{"raft_heartbeat_timeout_ms": 200, "raft_election_timeout_ms": 200}`), 0o600)
 	for _, args := range [][]string{
 		{"-config", bad},
+		{"-config", slowHB},
+		{"-config", longLease},
 		{"-config", filepath.Join(dir, "missing.json")},
 		{"-bootstrap-expect", "0"},
 		{"-no-such-flag"},
@@ -43,5 +52,29 @@ func TestLoadConfigRejects(t *testing.T) {
 		if _, err := loadConfig(args, io.Discard); err == nil {
 			t.Errorf("loadConfig(%s) succeeded", strings.Join(args, " "))
 		}
+	}
+}
+
+func TestRaftTimeouts(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.clusterConfig()
+	if cc.HeartbeatTimeout != 300*time.Millisecond || cc.ElectionTimeout != 300*time.Millisecond ||
+		cc.LeaderLeaseTimeout != 300*time.Millisecond {
+		t.Errorf("default raft timeouts %s/%s/%s, want 300 ms each", cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout)
+	}
+	path := filepath.Join(t.TempDir(), "dcmgr.json")
+	if err := os.WriteFile(path, []byte(`{"raft_heartbeat_timeout_ms": 1000, "raft_election_timeout_ms": 1500,
+		"raft_leader_lease_timeout_ms": 500}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = loadConfig([]string{"-config", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cc = c.clusterConfig()
+	if cc.HeartbeatTimeout != time.Second || cc.ElectionTimeout != 1500*time.Millisecond || cc.LeaderLeaseTimeout != 500*time.Millisecond {
+		t.Errorf("configured raft timeouts %s/%s/%s, want 1s/1.5s/500ms", cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout)
 	}
 }

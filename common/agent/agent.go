@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -148,6 +149,13 @@ type Agent struct {
 	members        []Member
 	membersVersion uint64
 	membersAt      uint64 // the version members was built at
+	// interestSet caches interest() until the next serf member event.
+	interestSet Interest
+	interestAt  uint64
+	interestOK  bool
+	// baseTags are the serf tags but TagEvents; tagsMu orders tag updates.
+	baseTags map[string]string
+	tagsMu   sync.Mutex
 }
 
 // New validates cfg and builds an agent. Nothing listens until Start.
@@ -266,11 +274,13 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	sc.MemberlistConfig.Logger = logging.StdLog(a.logger, "memberlist")
 	sc.Logger = logging.StdLog(a.logger, "serf")
 	a.cfg.Security.ConfigureSerf(sc)
-	sc.Tags = map[string]string{
+	a.baseTags = map[string]string{
 		proto.TagRole:   a.cfg.Role,
 		proto.TagNodeID: a.cfg.NodeID,
 		proto.TagRPC:    rpcAddr,
 	}
+	sc.Tags = maps.Clone(a.baseTags)
+	sc.Tags[proto.TagEvents] = a.subscriptionTagLocked()
 	var tr *packetTransport
 	if a.cfg.FastGossip {
 		// Loopback clusters run many members per process: packets get

@@ -60,6 +60,10 @@ type Server struct {
 	members        []Member
 	membersVersion uint64
 	membersAt      uint64 // the version members was built at
+	// interestSet caches interest() until the next member event.
+	interestSet agent.Interest
+	interestAt  uint64
+	interestOK  bool
 
 	tagsMu sync.Mutex
 	tags   map[string]string
@@ -283,6 +287,8 @@ func (s *Server) setupSerf() error {
 		TagAPI:          s.cfg.APIAddr,
 		TagExpect:       strconv.Itoa(s.cfg.BootstrapExpect),
 		TagBootstrapped: boolTag(s.bootstrapped.Load()),
+		// Managers subscribe to no event: publishers need not send them any.
+		proto.TagEvents: "",
 	}
 	if s.cfg.RPCAddr != "" {
 		s.tags[TagRPC] = s.cfg.RPCAddr
@@ -655,10 +661,32 @@ func (s *Server) Publish(ctx context.Context, ev proto.Event) error {
 	if err != nil {
 		return err
 	}
+	if !s.interest().Wants(ev.Name) {
+		// No member subscribes to it (common/agent/interest.go).
+		return nil
+	}
 	if err := s.serf.UserEvent(name, payload, false); err != nil {
 		return fmt.Errorf("publish %s: %w", ev.Name, err)
 	}
 	return nil
+}
+
+// interest is what the serf members subscribe to, read again after a
+// member event.
+func (s *Server) interest() agent.Interest {
+	s.membersMu.Lock()
+	v := s.membersVersion
+	if s.interestOK && s.interestAt == v {
+		in := s.interestSet
+		s.membersMu.Unlock()
+		return in
+	}
+	s.membersMu.Unlock()
+	in := agent.NewInterest(s.cfg.NodeName, s.serf.Members())
+	s.membersMu.Lock()
+	s.interestSet, s.interestAt, s.interestOK = in, v, true
+	s.membersMu.Unlock()
+	return in
 }
 
 // NodeName is this manager's name.

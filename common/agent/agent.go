@@ -81,8 +81,9 @@ type Config struct {
 	EventBuffer int
 	// MaxDeliveryWait caps JobDelivery.WaitMs.
 	MaxDeliveryWait time.Duration
-	// OnJobFinished, if set, is called once with each job's final result
-	// (the daemon reports it to job-collector job_finished).
+	// OnJobFinished, if set, is called once with the final result of each
+	// job no delivery was waiting for when it finished (the daemon reports
+	// it to job-collector job_finished; a waiting delivery answers with it).
 	OnJobFinished func(ctx context.Context, res proto.JobResult)
 }
 

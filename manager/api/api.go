@@ -128,6 +128,8 @@ type API struct {
 	hostCache hostCache
 	// accounts memoizes the account check of every request (request.go).
 	accounts accountCache
+	// instanceList keeps what GET /instances filters on (list.go).
+	instanceList liteCache[instanceListFields]
 	// routeTable lists the registered routes, for the tests that walk
 	// every route.
 	routeTable []registeredRoute

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,12 @@ type APIOptions struct {
 	Warmup   time.Duration // load before the first window of each row
 	Window   time.Duration // one measured window
 	Reps     int           // windows per row
+	// Rows, when set, are the row keys to measure (get_show, …); the
+	// others are skipped.
+	Rows []string
+	// ProfileDir, when set, gets a CPU profile of each measured row
+	// (cpu-<key>.prof); not with a whole-run profile.
+	ProfileDir string
 }
 
 // DefaultAPIOptions is the full run.
@@ -138,8 +146,18 @@ func (r *Runner) API(ctx context.Context, o APIOptions) (*APIResult, error) {
 		}},
 	}
 	for _, row := range rows {
+		if len(o.Rows) > 0 && !slices.Contains(o.Rows, row.key) {
+			continue
+		}
 		r.progress("api: %s: measuring %d × %s with %d clients", row.name, o.Reps, o.Window, o.Clients)
+		stop := func() {}
+		if o.ProfileDir != "" {
+			if stop, err = startCPUProfile(filepath.Join(o.ProfileDir, "cpu-"+row.key+".prof")); err != nil {
+				return out, err
+			}
+		}
 		reps, err := Load{Workers: o.Clients, Warmup: o.Warmup, Window: o.Window, Reps: o.Reps, Op: row.op}.Run(ctx)
+		stop()
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", row.name, err)
 		}
@@ -219,8 +237,8 @@ func (res *APIResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "%d records seeded through the API (%.0f creates/s with %d clients); %d keep-alive clients sharing one\n",
 		res.Seeded, res.SeedPerSec, seedWorkers, o.Clients)
 	fmt.Fprintf(w, "http.Client, header X-VDC-Account-UUID: %s; per row %s warm-up, then %d × %s.\n\n", Account, o.Warmup, o.Reps, o.Window)
-	fmt.Fprintln(w, "| Endpoint | req/s min / med / max | p50 ms | p99 ms | errors | ref. med (limits.md §5) | ratio |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Endpoint | req/s min / med / max | p50 ms | p99 ms | errors | CPU per req (cores own / other) | ref. med (limits.md §5) | ratio |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, row := range res.Rows {
 		var ref float64
 		switch row.Key {
@@ -229,8 +247,8 @@ func (res *APIResult) WriteTable(w io.Writer) {
 		case APIPost:
 			ref = refAPIPost
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s |\n",
-			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s |\n",
+			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors, cpuCell(row.Row),
 			refCell(ref, "§5"), ratioCell(row.Rate.Median, ref))
 	}
 	fmt.Fprintln(w)

@@ -41,7 +41,9 @@ type Cluster struct {
 // shipped timeouts of cluster.DefaultConfig() except addresses, directories
 // and FastGossip, and waits until they agree on a leader. n == 1 bootstraps
 // alone; n > 1 forms with BootstrapExpect n, the others joining the first.
-func StartCluster(ctx context.Context, root string, n int, withAPI bool) (*Cluster, error) {
+// mods adjust every manager's config last (the failover benchmark's raft
+// timeouts).
+func StartCluster(ctx context.Context, root string, n int, withAPI bool, mods ...func(*cluster.Config)) (*Cluster, error) {
 	dir, err := os.MkdirTemp(root, fmt.Sprintf("c%d-", n))
 	if err != nil {
 		return nil, err
@@ -49,7 +51,7 @@ func StartCluster(ctx context.Context, root string, n int, withAPI bool) (*Clust
 	c := &Cluster{dir: dir}
 	var join []string
 	for i := range n {
-		m, err := startManager(dir, i, n, join, withAPI)
+		m, err := startManager(dir, i, n, join, withAPI, mods)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start manager %d of %d: %w", i+1, n, err)
@@ -70,10 +72,10 @@ func StartCluster(ctx context.Context, root string, n int, withAPI bool) (*Clust
 // (other test processes share the machine).
 const startPortAttempts = 3
 
-func startManager(dir string, i, n int, join []string, withAPI bool) (*Manager, error) {
+func startManager(dir string, i, n int, join []string, withAPI bool, mods []func(*cluster.Config)) (*Manager, error) {
 	var lastErr error
 	for range startPortAttempts {
-		m, err := tryStartManager(dir, i, n, join, withAPI)
+		m, err := tryStartManager(dir, i, n, join, withAPI, mods)
 		if err == nil {
 			return m, nil
 		}
@@ -82,7 +84,7 @@ func startManager(dir string, i, n int, join []string, withAPI bool) (*Manager, 
 	return nil, lastErr
 }
 
-func tryStartManager(dir string, i, n int, join []string, withAPI bool) (*Manager, error) {
+func tryStartManager(dir string, i, n int, join []string, withAPI bool, mods []func(*cluster.Config)) (*Manager, error) {
 	cfg := cluster.DefaultConfig()
 	// The directory name is random, so node names never repeat within a run.
 	cfg.NodeName = filepath.Base(dir) + "-m" + strconv.Itoa(i+1)
@@ -110,6 +112,9 @@ func tryStartManager(dir string, i, n int, join []string, withAPI bool) (*Manage
 			return nil, err
 		}
 		cfg.APIAddr = ln.Addr().String()
+	}
+	for _, mod := range mods {
+		mod(&cfg)
 	}
 	logger := logging.Discard()
 	srv, err := cluster.New(cfg, logger)
@@ -225,4 +230,50 @@ func freePort() (string, error) {
 		return strconv.Itoa(port), nil
 	}
 	return "", errors.New("no free tcp+udp port on 127.0.0.1")
+}
+
+// RaftTimeouts are raft timeouts for a benchmark cluster; zero fields take
+// cluster.DefaultConfig's (the shipped defaults).
+type RaftTimeouts struct {
+	Heartbeat, Election, LeaderLease time.Duration
+}
+
+// resolved returns the timeouts with the defaults filled in.
+func (t RaftTimeouts) resolved() RaftTimeouts {
+	d := cluster.DefaultConfig()
+	if t.Heartbeat <= 0 {
+		t.Heartbeat = d.HeartbeatTimeout
+	}
+	if t.Election <= 0 {
+		t.Election = d.ElectionTimeout
+	}
+	if t.LeaderLease <= 0 {
+		t.LeaderLease = d.LeaderLeaseTimeout
+	}
+	return t
+}
+
+func (t RaftTimeouts) apply(c *cluster.Config) {
+	r := t.resolved()
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
+}
+
+func (t RaftTimeouts) String() string {
+	r := t.resolved()
+	return fmt.Sprintf("heartbeat %s, election %s, leader lease %s", r.Heartbeat, r.Election, r.LeaderLease)
+}
+
+// Terms is the highest raft term any live manager has seen: each election
+// raises it by at least one.
+func (c *Cluster) Terms() uint64 {
+	var top uint64
+	for _, m := range c.Managers {
+		if m.Dead {
+			continue
+		}
+		if t, err := strconv.ParseUint(m.Srv.Stats()["term"], 10, 64); err == nil && t > top {
+			top = t
+		}
+	}
+	return top
 }

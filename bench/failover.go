@@ -20,6 +20,8 @@ type FailoverOptions struct {
 	Before   time.Duration // load before the leader is killed
 	After    time.Duration // load kept up after the first write acknowledged post-kill
 	Resource string        // as APIOptions.Resource
+	// Timeouts are the managers' raft timeouts.
+	Timeouts RaftTimeouts
 }
 
 // DefaultFailoverOptions is the full run.
@@ -46,8 +48,11 @@ type FailoverTrial struct {
 	LeaderVisibleMs float64 `json:"new_leader_visible_ms"`
 	ShutdownMs      float64 `json:"shutdown_call_ms"`
 	AckedBeforeKill int     `json:"acked_before_kill"`
-	Acked           int     `json:"acked_writes"`
-	FailedRequests  int     `json:"failed_requests"`
+	// ElectionsBeforeKill is how much the raft term rose under the load
+	// before the kill: elections nobody asked for.
+	ElectionsBeforeKill uint64 `json:"elections_before_kill"`
+	Acked               int    `json:"acked_writes"`
+	FailedRequests      int    `json:"failed_requests"`
 	// Lost counts acknowledged writes missing from at least one survivor
 	// after the survivors had lostWait of quiet to catch up.
 	Lost int `json:"lost_acknowledged_writes"`
@@ -112,7 +117,7 @@ type ackedWrite struct {
 
 func (r *Runner) failoverTrial(ctx context.Context, o FailoverOptions) (FailoverTrial, string, error) {
 	var tr FailoverTrial
-	c, err := StartCluster(ctx, r.Dir, 3, true)
+	c, err := StartCluster(ctx, r.Dir, 3, true, o.Timeouts.apply)
 	if err != nil {
 		return tr, "", err
 	}
@@ -124,6 +129,7 @@ func (r *Runner) failoverTrial(ctx context.Context, o FailoverOptions) (Failover
 		return tr, "", err
 	}
 
+	term0 := c.Terms()
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var (
@@ -189,6 +195,7 @@ func (r *Runner) failoverTrial(ctx context.Context, o FailoverOptions) (Failover
 		return tr, "", errors.New("no leader at the moment of the kill")
 	}
 	tr.Killed = leader.Srv.NodeName()
+	tr.ElectionsBeforeKill = c.Terms() - term0
 
 	// Watch for a survivor that leads, from the kill on.
 	visibleCh := make(chan time.Duration, 1)
@@ -280,15 +287,15 @@ func countLost(ctx context.Context, stores []*state.Store, kind string, acked []
 func (res *FailoverResult) WriteTable(w io.Writer) {
 	o := res.Options
 	fmt.Fprintf(w, "## failover: 3 managers, leader killed under API write load (resource %s)\n\n", res.Resource)
-	fmt.Fprintf(w, "Each trial: fresh cluster (cluster.DefaultConfig timeouts: heartbeat/election 500 ms, lease 250 ms; FastGossip);\n")
+	fmt.Fprintf(w, "Each trial: fresh cluster (raft %s; FastGossip);\n", o.Timeouts)
 	fmt.Fprintf(w, "%d writers POST through the API rotating over all 3 managers (followers forward); after %s the leader gets\n", o.Writers, o.Before)
 	fmt.Fprintf(w, "srv.Shutdown() + its HTTP server closed (no leave). failover = kill → first ack of a write sent after the kill.\n")
 	fmt.Fprintf(w, "lost = acknowledged writes missing from a survivor's store after %s of quiet.\n\n", lostWait)
-	fmt.Fprintln(w, "| Trial | killed | failover ms | new leader visible ms | Shutdown() ms | acked (before kill) | failed requests | lost acked writes |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Trial | killed | failover ms | new leader visible ms | Shutdown() ms | acked (before kill) | failed requests | lost acked writes | elections before the kill |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for i, t := range res.Trials {
-		fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %d (%d) | %d | %d |\n",
-			i+1, t.Killed, t.FailoverMs, t.LeaderVisibleMs, t.ShutdownMs, t.Acked, t.AckedBeforeKill, t.FailedRequests, t.Lost)
+		fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %d (%d) | %d | %d | %d |\n",
+			i+1, t.Killed, t.FailoverMs, t.LeaderVisibleMs, t.ShutdownMs, t.Acked, t.AckedBeforeKill, t.FailedRequests, t.Lost, t.ElectionsBeforeKill)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| Trials | failover ms min / med / max | p99 ms | lost acked writes | ref. limits.md §4 (med / max ms) |")

@@ -79,12 +79,15 @@ func (l Load) Run(ctx context.Context) ([]Rep, error) {
 	}
 
 	windows := make([]time.Duration, l.Reps)
+	cpus := make([]cpuUse, l.Reps)
 	werr := sleepCtx(ctx, l.Warmup)
 	for r := 0; r < l.Reps && werr == nil; r++ {
 		start := time.Now()
+		c0 := sampleCPU()
 		phase.Store(int64(r))
 		werr = sleepCtx(ctx, l.Window)
 		windows[r] = time.Since(start)
+		cpus[r], _ = cpuSince(c0)
 	}
 	// Workers read phase after each call; -1 stops recording before cancel.
 	phase.Store(-1)
@@ -103,7 +106,7 @@ func (l Load) Run(ctx context.Context) ([]Rep, error) {
 			lat = append(lat, logs[w].lat[r]...)
 			errs += logs[w].errs[r]
 		}
-		reps[r] = newRep(lat, errs, windows[r])
+		reps[r] = newRep(lat, errs, windows[r], cpus[r])
 	}
 	return reps, nil
 }

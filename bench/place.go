@@ -124,6 +124,10 @@ type PlacePhase struct {
 	PollMeanMs    float64 `json:"poll_mean_ms"`
 	PollMaxMs     float64 `json:"poll_max_ms"`
 	CPU           cpuUse  `json:"cpu"`
+	// CPUmsPerInstance is this process's CPU time during the phase per
+	// instance that reached the state (in-process runs: the whole cluster
+	// and the benchmark's clients).
+	CPUmsPerInstance float64 `json:"cpu_ms_per_instance"`
 	// SerfFailures counts agents the manager's serf declared failed during
 	// the phase (sampled every 100 ms; on loopback each one is a false
 	// detection), ManagerLost the times the scheduler's serf declared the
@@ -478,6 +482,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	cancel()
 	<-requestsDone
 	ph.CPU, _ = cpuSince(cpuBefore)
+	cpuSeconds := ph.CPU.Own * time.Since(cpuBefore.at).Seconds()
 	ph.Samples = sampler.Stop()
 
 	var lats, tos []time.Duration
@@ -516,6 +521,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 	if ph.Reached > 0 {
 		ph.Seconds = last.Sub(t0).Seconds()
 		ph.PerSec = float64(ph.Reached) / ph.Seconds
+		ph.CPUmsPerInstance = cpuSeconds * 1000 / float64(ph.Reached)
 	}
 	ph.Pipeline = pipelineStats(ph.Samples, from, target, ph.PerSec)
 	ph.Failed, ph.LastError = failed, lastErr
@@ -666,8 +672,8 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 		o.SchedulerConcurrency, o.LocalStoreConcurrency)
 	fmt.Fprintf(w, "Setup (start, seed, all hosts online) %.1f s; the idle cluster used %.2f cores (other processes %.2f).\n\n",
 		res.SetupSeconds, res.IdleCPU.Own, res.IdleCPU.Other)
-	fmt.Fprintln(w, "| Phase | reached | end-to-end inst/s | goal | requests/s (API only) | request p50 / p99 ms | → state p50 / p99 / max ms | polls (full) mean ms, failed | requests retried / failed | CPU own / other |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Phase | reached | end-to-end inst/s | goal | requests/s (API only) | request p50 / p99 ms | → state p50 / p99 / max ms | polls (full) mean ms, failed | requests retried / failed | CPU own / other | own CPU ms per instance |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
 		if ph == nil {
 			continue
@@ -676,10 +682,10 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 		if ph.Name == "create" {
 			goal = strconv.Itoa(placeGoalPerSec)
 		}
-		fmt.Fprintf(w, "| %s → %s | %d / %d, %d stranded | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d / %d | %.2f / %.2f |\n",
+		fmt.Fprintf(w, "| %s → %s | %d / %d, %d stranded | %.1f (%.1f s) | %s | %.1f | %.1f / %.1f | %.0f / %.0f / %.0f | %d (%d) %.1f, %d failed | %d / %d | %.2f / %.2f | %.1f |\n",
 			ph.Name, ph.Target, ph.Reached, ph.Requested, ph.Stranded, ph.PerSec, ph.Seconds, goal, ph.RequestsPerSec,
 			ph.RequestP50ms, ph.RequestP99ms, ph.ToP50ms, ph.ToP99ms, ph.ToMaxms,
-			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other)
+			ph.Polls, ph.FullPolls, ph.PollMeanMs, ph.PollErrors, ph.Retries, ph.Failed, ph.CPU.Own, ph.CPU.Other, ph.CPUmsPerInstance)
 	}
 	fmt.Fprintln(w)
 	for _, ph := range []*PlacePhase{res.Create, res.Terminate} {
@@ -710,6 +716,9 @@ func (res *PlaceResult) WriteTable(w io.Writer) {
 
 // startCPUProfile profiles the process into path until stop is called.
 func startCPUProfile(path string) (stop func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,8 @@ type RaftOptions struct {
 	Warmup   time.Duration // load before the first window
 	Window   time.Duration // one measured window
 	Reps     int           // windows per row
+	// Timeouts are the managers' raft timeouts.
+	Timeouts RaftTimeouts
 }
 
 // DefaultRaftOptions is the full run.
@@ -44,6 +46,9 @@ func ShortRaftOptions() RaftOptions {
 type RaftRow struct {
 	Managers int `json:"managers"`
 	Writers  int `json:"writers"`
+	// Elections is how much the raft term rose while the row ran: 0 when
+	// the load caused no election.
+	Elections uint64 `json:"elections"`
 	Row
 }
 
@@ -104,7 +109,7 @@ func (r *Runner) Raft(ctx context.Context, o RaftOptions) (*RaftResult, error) {
 
 func (r *Runner) raftRow(ctx context.Context, n, writers int, o RaftOptions) (RaftRow, error) {
 	r.progress("raft: %d manager(s), %d writer(s): forming cluster", n, writers)
-	c, err := StartCluster(ctx, r.Dir, n, false)
+	c, err := StartCluster(ctx, r.Dir, n, false, o.Timeouts.apply)
 	if err != nil {
 		return RaftRow{}, err
 	}
@@ -128,27 +133,28 @@ func (r *Runner) raftRow(ctx context.Context, n, writers int, o RaftOptions) (Ra
 		},
 	}
 	r.progress("raft: %d manager(s), %d writer(s): measuring %d × %s", n, writers, o.Reps, o.Window)
+	term0 := c.Terms()
 	reps, err := load.Run(ctx)
 	if err != nil {
 		return RaftRow{}, err
 	}
 	name := fmt.Sprintf("%d manager(s), %d writer(s)", n, writers)
-	return RaftRow{Managers: n, Writers: writers, Row: newRow(name, reps)}, nil
+	return RaftRow{Managers: n, Writers: writers, Elections: c.Terms() - term0, Row: newRow(name, reps)}, nil
 }
 
 // WriteTable prints the result in the style of limits.md.
 func (res *RaftResult) WriteTable(w io.Writer) {
 	o := res.Options
 	fmt.Fprintf(w, "## raft: srv.Apply(CmdTxn) creating one %d-byte record, on the leader\n\n", recordBytes)
-	fmt.Fprintf(w, "Fresh cluster per row (cluster.DefaultConfig timeouts, FastGossip, loopback); %s warm-up, then %d × %s.\n",
-		o.Warmup, o.Reps, o.Window)
+	fmt.Fprintf(w, "Fresh cluster per row (raft %s; FastGossip, loopback); %s warm-up, then %d × %s.\n",
+		o.Timeouts, o.Warmup, o.Reps, o.Window)
 	fmt.Fprintf(w, "Cells are min / median / max over the windows; p50/p99 over all commands of a window.\n\n")
-	fmt.Fprintln(w, "| Managers, writers | commands/s min / med / max | p50 ms | p99 ms | errors | ref. med (limits.md) | ratio |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Managers, writers | commands/s min / med / max | p50 ms | p99 ms | errors | elections | CPU per command (cores own / other) | ref. med (limits.md) | ratio |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, row := range res.Rows {
 		ref, refName := raftReference(row.Managers, row.Writers)
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s |\n",
-			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %s | %s | %s |\n",
+			row.Name, fmtRate(row.Rate), fmtMs(row.P50), fmtMs(row.P99), row.Errors, row.Elections, cpuCell(row.Row),
 			refCell(ref, refName), ratioCell(row.Rate.Median, ref))
 	}
 	fmt.Fprintln(w)

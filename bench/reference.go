@@ -73,3 +73,9 @@ func fmtNum(v float64, prec int) string {
 	}
 	return fmt.Sprintf("%.*f", prec, v)
 }
+
+// cpuCell is a row's median CPU µs per operation and the cores it and the
+// rest of the machine used, e.g. "52 µs (1.10 / 0.40)".
+func cpuCell(r Row) string {
+	return fmt.Sprintf("%s µs (%.2f / %.2f)", fmtNum(r.CPUPerOp.Median, 0), r.Own, r.Other)
+}

@@ -65,45 +65,61 @@ type Rep struct {
 	Rate    float64 `json:"per_sec"`
 	P50ms   float64 `json:"p50_ms"`
 	P99ms   float64 `json:"p99_ms"`
+	// CPU is the cores this process and everything else used during the
+	// window; on a shared machine CPU per operation (CPUusPerOp) is the
+	// steadier figure.
+	CPU        cpuUse  `json:"cpu"`
+	CPUusPerOp float64 `json:"cpu_us_per_op"`
 }
 
-// newRep computes the figures of a window from its successful latencies.
-func newRep(lat []time.Duration, errors int, window time.Duration) Rep {
+// newRep computes the figures of a window from its successful latencies
+// and the CPU used meanwhile.
+func newRep(lat []time.Duration, errors int, window time.Duration, cpu cpuUse) Rep {
 	slices.Sort(lat)
-	r := Rep{Ops: len(lat), Errors: errors, Seconds: window.Seconds()}
+	r := Rep{Ops: len(lat), Errors: errors, Seconds: window.Seconds(), CPU: cpu}
 	if window > 0 {
 		r.Rate = float64(len(lat)) / window.Seconds()
 	}
 	if len(lat) > 0 {
 		r.P50ms = ms(Percentile(lat, 50))
 		r.P99ms = ms(Percentile(lat, 99))
+		r.CPUusPerOp = cpu.Own * window.Seconds() / float64(len(lat)) * 1e6
 	}
 	return r
 }
 
 // Row is one table row: a workload measured over several windows.
 type Row struct {
-	Name   string  `json:"name"`
-	Reps   []Rep   `json:"reps"`
-	Rate   Summary `json:"per_sec"`
-	P50    Summary `json:"p50_ms"`
-	P99    Summary `json:"p99_ms"`
-	Errors int     `json:"errors"`
+	Name string  `json:"name"`
+	Reps []Rep   `json:"reps"`
+	Rate Summary `json:"per_sec"`
+	P50  Summary `json:"p50_ms"`
+	P99  Summary `json:"p99_ms"`
+	// CPUPerOp is the process's CPU µs per successful operation; Own and
+	// Other the cores used (medians over the windows).
+	CPUPerOp Summary `json:"cpu_us_per_op"`
+	Own      float64 `json:"own_cores"`
+	Other    float64 `json:"other_cores"`
+	Errors   int     `json:"errors"`
 }
 
 // newRow summarizes reps.
 func newRow(name string, reps []Rep) Row {
 	r := Row{Name: name, Reps: reps}
-	var rate, p50, p99 []float64
+	var rate, p50, p99, cpu, own, other []float64
 	for _, x := range reps {
 		rate = append(rate, x.Rate)
 		r.Errors += x.Errors
+		own = append(own, x.CPU.Own)
+		other = append(other, x.CPU.Other)
 		if x.Ops > 0 {
 			p50 = append(p50, x.P50ms)
 			p99 = append(p99, x.P99ms)
+			cpu = append(cpu, x.CPUusPerOp)
 		}
 	}
-	r.Rate, r.P50, r.P99 = Summarize(rate), Summarize(p50), Summarize(p99)
+	r.Rate, r.P50, r.P99, r.CPUPerOp = Summarize(rate), Summarize(p50), Summarize(p99), Summarize(cpu)
+	r.Own, r.Other = Summarize(own).Median, Summarize(other).Median
 	return r
 }
 

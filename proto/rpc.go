@@ -19,6 +19,10 @@ const (
 	TagRole   = "role"
 	TagNodeID = "node_id"
 	TagRPC    = "rpc"
+	// TagEvents lists the event patterns the member subscribes to,
+	// separated by spaces; publishers send an event only where a pattern
+	// matches it (common/agent/interest.go).
+	TagEvents = "events"
 )
 
 // Roles (values of TagRole).

@@ -74,13 +74,31 @@ func makeMAC(vendor, addr uint32) MAC {
 }
 
 // ParseMAC parses 12 hex digits, with or without ':' or '-' separators.
+// It allocates nothing: a scheduler round parses every MAC in use.
 func ParseMAC(s string) (MAC, error) {
-	h := strings.NewReplacer(":", "", "-", "").Replace(s)
-	if len(h) != 12 {
-		return 0, fmt.Errorf("invalid MAC address %q", s)
+	var v uint64
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var d byte
+		switch {
+		case c == ':' || c == '-':
+			continue
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, fmt.Errorf("invalid MAC address %q", s)
+		}
+		if digits++; digits > 12 {
+			return 0, fmt.Errorf("invalid MAC address %q", s)
+		}
+		v = v<<4 | uint64(d)
 	}
-	v, err := strconv.ParseUint(h, 16, 64)
-	if err != nil {
+	if digits != 12 {
 		return 0, fmt.Errorf("invalid MAC address %q", s)
 	}
 	return MAC(v), nil

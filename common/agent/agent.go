@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -97,8 +98,9 @@ type Config struct {
 	EventBuffer int
 	// MaxDeliveryWait caps JobDelivery.WaitMs.
 	MaxDeliveryWait time.Duration
-	// OnJobFinished, if set, is called once with each job's final result
-	// (the daemon reports it to job-collector job_finished).
+	// OnJobFinished, if set, is called once with the final result of each
+	// job no delivery was waiting for when it finished (the daemon reports
+	// it to job-collector job_finished; a waiting delivery answers with it).
 	OnJobFinished func(ctx context.Context, res proto.JobResult)
 }
 
@@ -172,6 +174,13 @@ type Agent struct {
 	members        []Member
 	membersVersion uint64
 	membersAt      uint64 // the version members was built at
+	// interestSet caches interest() until the next serf member event.
+	interestSet Interest
+	interestAt  uint64
+	interestOK  bool
+	// baseTags are the serf tags but TagEvents; tagsMu orders tag updates.
+	baseTags map[string]string
+	tagsMu   sync.Mutex
 }
 
 // New validates cfg and builds an agent. Nothing listens until Start.
@@ -299,14 +308,17 @@ func (a *Agent) startSerf(rpcAddr string) (*serf.Serf, chan serf.Event, error) {
 	sc.MemberlistConfig.Logger = logging.StdLog(a.logger, "memberlist")
 	sc.Logger = logging.StdLog(a.logger, "serf")
 	a.cfg.Security.ConfigureSerf(sc)
-	sc.Tags = map[string]string{
+	a.baseTags = map[string]string{
 		proto.TagRole:   a.cfg.Role,
 		proto.TagNodeID: a.cfg.NodeID,
 		proto.TagRPC:    rpcAddr,
 	}
+	// The managers read the agent's own tags too (an hva's fence timeout).
 	for k, v := range a.cfg.Tags {
-		sc.Tags[k] = v
+		a.baseTags[k] = v
 	}
+	sc.Tags = maps.Clone(a.baseTags)
+	sc.Tags[proto.TagEvents] = a.subscriptionTagLocked()
 	var tr *packetTransport
 	if a.cfg.FastGossip {
 		// Loopback clusters run many members per process: packets get

@@ -47,7 +47,10 @@ type jobEntry struct {
 	cancel   context.CancelFunc
 	// cancelRequested: a cancel came while the job ran.
 	cancelRequested bool
-	elem            *list.Element // in Agent.finished once final
+	// waiters counts deliveries waiting for the job to finish: they carry
+	// its result back themselves.
+	waiters int
+	elem    *list.Element // in Agent.finished once final
 }
 
 // snapshotLocked is the entry's current result (final or in progress).
@@ -135,6 +138,9 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 		}
 	}
 	done := e.done
+	if wait > 0 {
+		e.waiters++
+	}
 	a.mu.Unlock()
 
 	if wait > 0 {
@@ -155,6 +161,9 @@ func (a *Agent) Deliver(ctx context.Context, job proto.JobEnvelope, wait time.Du
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if wait > 0 {
+		e.waiters--
+	}
 	if e.dropped || (stopped && !e.status.Final()) {
 		return proto.JobResult{}, errs.New(errs.Unavailable,
 			"job %s was interrupted by the shutdown of agent %s; deliver it again", job.ID, a.cfg.NodeID)
@@ -304,6 +313,11 @@ func (a *Agent) run(ctx context.Context, e *jobEntry) {
 		ln.running--
 	}
 	res, final := e.result, e.status.Final()
+	// A delivery waiting for this job answers the dispatcher with the
+	// result; reporting it as well was a second round trip to the
+	// managers for every job, which they then ignored. Should that answer
+	// be lost, the dispatcher delivers again and gets the result.
+	answered := e.waiters > 0
 	a.mu.Unlock()
 
 	if !final {
@@ -315,7 +329,7 @@ func (a *Agent) run(ctx context.Context, e *jobEntry) {
 		attrs = append(attrs, "error", err)
 	}
 	a.logger.InfoContext(ctx, "job finished", attrs...)
-	if a.cfg.OnJobFinished != nil {
+	if a.cfg.OnJobFinished != nil && !answered {
 		a.cfg.OnJobFinished(context.WithoutCancel(ctx), res)
 	}
 }

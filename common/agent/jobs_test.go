@@ -68,16 +68,35 @@ func TestDedupConcurrentDeliveries(t *testing.T) {
 		return nil
 	})
 
-	// Five more waiting deliveries: all get the one result.
+	// Five more deliveries waiting for the job: all get the one result.
 	results := make([]proto.JobResult, 5)
-	close(release)
-	concurrently(5, func(i int) {
-		res, err := DeliverJob(context.Background(), c, a.RPCAddr(), job, waitLong)
-		if err != nil {
-			t.Errorf("waiting delivery %d = %v", i, err)
+	var waiting sync.WaitGroup
+	for i := range results {
+		waiting.Add(1)
+		go func() {
+			defer waiting.Done()
+			res, err := DeliverJob(context.Background(), c, a.RPCAddr(), job, waitLong)
+			if err != nil {
+				t.Errorf("waiting delivery %d = %v", i, err)
+			}
+			results[i] = res
+		}()
+	}
+	testutil.WaitFor(t, waitLong, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if n := a.jobs[job.ID].waiters; n != len(results) {
+			return fmt.Errorf("%d deliveries waiting, want %d", n, len(results))
 		}
-		results[i] = res
+		return nil
 	})
+	close(release)
+	waiting.Wait()
+	a.jobsWG.Wait()
+	// They carry the result back: the agent does not report it as well.
+	if got := reported.Load(); got != 0 {
+		t.Errorf("OnJobFinished called %d times while deliveries waited for the job, want 0", got)
+	}
 	for i, res := range results {
 		if res.Status != proto.JobSucceeded || string(res.Result) != `{"instance":"i-1","run":1}` {
 			t.Errorf("delivery %d = %+v (result %s), want succeeded run 1", i, res, res.Result)
@@ -90,6 +109,12 @@ func TestDedupConcurrentDeliveries(t *testing.T) {
 	}
 	if got := runs.Load(); got != 1 {
 		t.Errorf("handler ran %d times, want 1", got)
+	}
+
+	// A job that finishes with no delivery waiting is reported, once.
+	job.ID = "job-unwaited"
+	if _, err := DeliverJob(context.Background(), c, a.RPCAddr(), job, 0); err != nil {
+		t.Fatalf("delivery without waiting = %v", err)
 	}
 	testutil.WaitFor(t, waitLong, func() error {
 		if got := reported.Load(); got != 1 {

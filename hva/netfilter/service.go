@@ -59,9 +59,10 @@ func (s CollectorSource) NetfilterData(ctx context.Context, nodeID string) (*pro
 	return &resp, nil
 }
 
-// Subscriber delivers events (*agent.Agent).
+// Subscriber delivers the events matching any of patterns (path.Match
+// syntax) to fn (*agent.Agent).
 type Subscriber interface {
-	Subscribe(pattern string, fn func(ctx context.Context, ev proto.Event)) (func(), error)
+	SubscribeAll(patterns []string, fn func(ctx context.Context, ev proto.Event)) (func(), error)
 }
 
 // Publisher publishes events (*agent.Agent).
@@ -164,7 +165,7 @@ func (s *Service) Stats() Stats {
 // triggers, every Interval, and sooner after a failure.
 func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.Events != nil {
-		unsub, err := s.cfg.Events.Subscribe("*/*", s.onEvent)
+		unsub, err := s.cfg.Events.SubscribeAll(s.eventPatterns(), s.onEvent)
 		if err != nil {
 			return fmt.Errorf("netfilter: subscribe to events: %w", err)
 		}
@@ -205,6 +206,36 @@ var eventVerbs = map[string]bool{
 	proto.EvVnicJoined: true, proto.EvVnicLeft: true, proto.EvJoinedGroup: true, proto.EvLeftGroup: true,
 	proto.EvReferencerAdded: true, proto.EvReferencerRemoved: true, proto.EvRulesUpdated: true,
 	proto.EvVnicCreated: true, proto.EvVnicDestroyed: true,
+}
+
+// eventPatterns are the events that can change this host's rules: the
+// group and vnic verbs from anyone, and vnics coming and going on this
+// node only. A publisher sends an event only where a subscription matches
+// it (common/agent), so naming the verbs instead of "*/*" keeps other
+// hosts' <node>/vnic_created and <node>/instance_terminated off the wire.
+func (s *Service) eventPatterns() []string {
+	var ps []string
+	for verb := range eventVerbs {
+		if verb == proto.EvVnicCreated || verb == proto.EvVnicDestroyed {
+			ps = append(ps, escapePattern(s.cfg.NodeID)+"/"+verb)
+		} else {
+			ps = append(ps, "*/"+verb)
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// escapePattern quotes path.Match's special characters in a literal.
+func escapePattern(lit string) string {
+	var b strings.Builder
+	for _, r := range lit {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // onEvent triggers a pass when the event names this node, one of its vnics

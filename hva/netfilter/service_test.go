@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"reflect"
 	"slices"
 	"sync"
@@ -64,19 +65,23 @@ func (f *fakeSource) set(change func(d *proto.GetNetfilterDataResponse)) {
 	change(f.data)
 }
 
-// fakeEvents hands events to the subscriber synchronously.
+// fakeEvents hands the events matching the subscription's patterns to the
+// subscriber synchronously, as the agent would (minus serf).
 type fakeEvents struct {
-	mu sync.Mutex
-	fn func(ctx context.Context, ev proto.Event)
+	mu       sync.Mutex
+	patterns []string
+	fn       func(ctx context.Context, ev proto.Event)
 }
 
-func (f *fakeEvents) Subscribe(pattern string, fn func(ctx context.Context, ev proto.Event)) (func(), error) {
+func (f *fakeEvents) SubscribeAll(patterns []string, fn func(ctx context.Context, ev proto.Event)) (func(), error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if pattern != "*/*" {
-		return nil, fmt.Errorf("pattern %q", pattern)
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", p, err)
+		}
 	}
-	f.fn = fn
+	f.patterns, f.fn = patterns, fn
 	return func() {
 		f.mu.Lock()
 		f.fn = nil
@@ -86,9 +91,9 @@ func (f *fakeEvents) Subscribe(pattern string, fn func(ctx context.Context, ev p
 
 func (f *fakeEvents) deliver(ev proto.Event) {
 	f.mu.Lock()
-	fn := f.fn
+	fn, patterns := f.fn, f.patterns
 	f.mu.Unlock()
-	if fn != nil {
+	if fn != nil && slices.ContainsFunc(patterns, func(p string) bool { ok, _ := path.Match(p, ev.Name); return ok }) {
 		fn(context.Background(), ev)
 	}
 }

@@ -135,6 +135,10 @@ type API struct {
 	limiter *limiter
 	// hostCache memoizes host reads of instance creates (hostcache.go).
 	hostCache hostCache
+	// accounts memoizes the account check of every request (request.go).
+	accounts accountCache
+	// instanceList keeps what GET /instances filters on (list.go).
+	instanceList liteCache[instanceListFields]
 	// routeTable lists the registered routes, for the tests that walk
 	// every route.
 	routeTable []registeredRoute
@@ -297,14 +301,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.writeError(sw, format, errs.New(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 		return
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxCaller{}, c))
+	ctx := context.WithValue(r.Context(), ctxCaller{}, c)
 	if internal {
-		a.serveInternal(sw, r)
+		a.serveInternal(sw, r.WithContext(ctx))
 		return
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxRequestID{}, rid))
-	r = r.WithContext(context.WithValue(r.Context(), ctxFormat{}, format))
-	a.mux.ServeHTTP(sw, r)
+	// One WithContext: each copies the whole request.
+	ctx = context.WithValue(ctx, ctxRequestID{}, rid)
+	ctx = context.WithValue(ctx, ctxFormat{}, format)
+	a.mux.ServeHTTP(sw, r.WithContext(ctx))
 }
 
 type ctxRequestID struct{}

@@ -120,7 +120,9 @@ func TestAccountHeader(t *testing.T) {
 		req{method: "GET", path: "/backup_storages.json", account: acct("shpoolxx")},
 		req{method: "GET", path: "/backup_storages.json", account: acct("a-BAD!")})
 
-	// A disabled account is refused with 403/104.
+	// A disabled account is refused with 403/104, also right after a request
+	// that found it enabled (the account check is memoized per record write).
+	e.do(req{method: "GET", path: "/backup_storages.json", account: acct("a-under01")}).ok()
 	_, err := e.api.commit(t.Context(), func(tx *state.Tx, b *state.Builder) (renderFn, error) {
 		var acc proto.Account
 		m, err := tx.Get(proto.KindAccount, "a-under01", &acc)

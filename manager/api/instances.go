@@ -195,25 +195,37 @@ var instanceListStates = []string{proto.InstanceRunning, proto.InstanceStopped, 
 
 // instanceStateFilter reads the list's `state`: an exact state or alive,
 // alive_with_terminated, without_terminated; anything else is 400/143.
-func (a *API) instanceStateFilter(req *Request) (func(v *proto.Instance) bool, error) {
+func (a *API) instanceStateFilter(req *Request) (func(v *instanceListFields) bool, error) {
 	if !req.Params.Has("state") {
-		return func(*proto.Instance) bool { return true }, nil
+		return func(*instanceListFields) bool { return true }, nil
 	}
 	s, _ := req.Params.StrOK("state")
 	switch {
 	case slices.Contains(instanceListStates, s):
-		return func(v *proto.Instance) bool { return v.State == s }, nil
+		return func(v *instanceListFields) bool { return v.State == s }, nil
 	case s == "alive":
-		return func(v *proto.Instance) bool { return v.TerminatedAt == nil }, nil
+		return func(v *instanceListFields) bool { return v.TerminatedAt == nil }, nil
 	case s == "alive_with_terminated":
 		since := a.now().Add(-a.cfg.RecentTerminatedPeriod)
-		return func(v *proto.Instance) bool { return v.TerminatedAt == nil || !v.TerminatedAt.Before(since) }, nil
+		return func(v *instanceListFields) bool { return v.TerminatedAt == nil || !v.TerminatedAt.Before(since) }, nil
 	case s == "without_terminated":
-		return func(v *proto.Instance) bool {
+		return func(v *instanceListFields) bool {
 			return v.State == proto.InstanceRunning || v.State == proto.InstanceStopped || v.State == proto.InstanceHalted
 		}, nil
 	}
 	return nil, errs.New(errs.InvalidParameter, "state")
+}
+
+// instanceListFields are the fields of an instance GET /instances filters
+// on (listWalkLite): every field its filters read must be here.
+type instanceListFields struct {
+	ID           string     `json:"id"`
+	AccountID    string     `json:"account_id"`
+	HostNodeID   *string    `json:"host_node_id"`
+	State        string     `json:"state"`
+	DisplayName  string     `json:"display_name"`
+	ServiceType  string     `json:"service_type"`
+	TerminatedAt *time.Time `json:"terminated_at"`
 }
 
 // listInstances: GET /instances. An unknown host_node_id crashed upstream
@@ -241,7 +253,7 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 			}
 			host = h.ID
 		}
-		match := func(v *proto.Instance) bool {
+		match := func(v *instanceListFields) bool {
 			if id, ok := p.StrOK("id"); ok && !strings.HasPrefix(v.ID, uuidPrefixFilter(proto.PrefixInstance, id)) {
 				return false
 			}
@@ -255,13 +267,14 @@ func (a *API) listInstances(_ context.Context, req *Request) (any, error) {
 		}
 		// An exact state or a host is answered by an index (the state
 		// filter still runs: it is the same test).
+		walk := walkKind(tx, proto.KindInstance)
 		switch s := p.Str("state"); {
 		case slices.Contains(instanceListStates, s):
-			return listIn(tx, o, proto.KindInstance, state.IdxInstancesByState, s, match, instanceDocs())
+			walk = walkIndex(tx, state.IdxInstancesByState, s)
 		case host != "":
-			return listIn(tx, o, proto.KindInstance, state.IdxInstancesByHost, host, match, instanceDocs())
+			walk = walkIndex(tx, state.IdxInstancesByHost, host)
 		}
-		return listTx(tx, o, proto.KindInstance, match, instanceDocs())
+		return listWalkLite(tx, o, proto.KindInstance, walk, &a.instanceList, match, instanceDocs())
 	})
 }
 

@@ -462,6 +462,11 @@ func TestInstanceListAndShow(t *testing.T) {
 	wantEq(t, "service_type", ids("?service_type=std&limit=1&start=1"), []string{c})
 	wantEq(t, "terminated range", ids("?terminated_since=2000-01-01T00:00:00Z"), []string{d})
 	wantEq(t, "operator sees all", len(f.do(req{method: "GET", path: "/instances.json", account: acct("")}).arr()[0].(map[string]any)["results"].([]any)), 5)
+	// What the filters read is kept between lists per record write: a
+	// change shows in the next list.
+	f.setInstance(a, func(v *proto.Instance) { v.DisplayName = "z" })
+	wantEq(t, "display_name after a change", ids("?display_name=a"), []string(nil))
+	wantEq(t, "display_name changed", ids("?display_name=z"), []string{a})
 	f.rejects(400, "143", req{method: "GET", path: "/instances.json?state=scheduling"},
 		req{method: "GET", path: "/instances.json?service_type=nope"},
 		req{method: "GET", path: "/instances.json?host_node_id=xx-1"},

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vdc-project/vdc/common/errs"
@@ -170,35 +171,74 @@ func list[T any](a *API, req *Request, kind string, match func(*T) bool, doc doc
 }
 
 func listTx[T any](tx *state.Tx, o listOpts, kind string, match func(*T) bool, doc docFn[T]) (any, error) {
-	return listWalk(tx, o, kind, func(fn func(state.Entry) error) error { return tx.Each(kind, true, fn) }, match, doc)
+	return listWalk(tx, o, kind, walkKind(tx, kind), match, doc)
 }
 
-// listIn is listTx over the records an index finds under key (a filter
-// that an index answers, such as the instances in one state): the others
-// are never read.
-func listIn[T any](tx *state.Tx, o listOpts, kind, index, key string, match func(*T) bool, doc docFn[T]) (any, error) {
-	return listWalk(tx, o, kind, func(fn func(state.Entry) error) error {
+// walkKind walks every record of kind, newest first.
+func walkKind(tx *state.Tx, kind string) func(func(state.Entry) error) error {
+	return func(fn func(state.Entry) error) error { return tx.Each(kind, true, fn) }
+}
+
+// walkIndex walks the records index finds under key, newest first (a
+// filter that an index answers, such as the instances in one state: the
+// others are never read).
+func walkIndex(tx *state.Tx, index, key string) func(func(state.Entry) error) error {
+	return func(fn func(state.Entry) error) error {
 		return tx.EachIn(index, key, true, func(_ string, e state.Entry) error { return fn(e) })
-	}, match, doc)
+	}
 }
 
 // listWalk is the list over the records walk yields, newest first.
 func listWalk[T any](tx *state.Tx, o listOpts, kind string, walk func(func(state.Entry) error) error, match func(*T) bool, doc docFn[T]) (any, error) {
+	return listCore(tx, o, kind, walk, func(e state.Entry) (*T, bool, error) {
+		v := new(T)
+		if err := json.Unmarshal(e.Value, v); err != nil {
+			return nil, false, fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return v, match == nil || match(v), nil
+	}, doc)
+}
+
+// listWalkLite is listWalk for a filter that reads only a few fields: match
+// sees the projection L of each record, kept in c across requests, and
+// only the records on the page are decoded whole. A list must decode every
+// record of its filter to count them (the envelope's total), and with
+// thousands of instances that JSON decoding was the list's whole cost.
+func listWalkLite[T, L any](tx *state.Tx, o listOpts, kind string, walk func(func(state.Entry) error) error, c *liteCache[L], match func(*L) bool, doc docFn[T]) (any, error) {
+	return listCore(tx, o, kind, walk, func(e state.Entry) (*T, bool, error) {
+		l, err := c.get(e)
+		if err != nil {
+			return nil, false, fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return nil, match(&l), nil
+	}, doc)
+}
+
+// listCore walks the records newest first. pick says whether a record is
+// listed and may return it decoded (nil: it is decoded when its document
+// is needed).
+func listCore[T any](tx *state.Tx, o listOpts, kind string, walk func(func(state.Entry) error) error, pick func(state.Entry) (*T, bool, error), doc docFn[T]) (any, error) {
 	var (
 		total   int
 		results []any
 		docs    []*format.Map
 	)
-	err := walk(func(e state.Entry) error {
-		v := new(T)
-		if err := json.Unmarshal(e.Value, v); err != nil {
-			return fmt.Errorf("decode %s: %w", kind, err)
+	render := func(v *T, e state.Entry) (*format.Map, error) {
+		if v == nil {
+			v = new(T)
+			if err := json.Unmarshal(e.Value, v); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", kind, err)
+			}
 		}
-		if match != nil && !match(v) {
-			return nil
+		return doc(tx, v, e.Meta)
+	}
+	err := walk(func(e state.Entry) error {
+		v, ok, err := pick(e)
+		if err != nil || !ok {
+			return err
 		}
 		if o.needDocs() {
-			d, err := doc(tx, v, e.Meta)
+			d, err := render(v, e)
 			if err != nil {
 				return err
 			}
@@ -210,7 +250,7 @@ func listWalk[T any](tx *state.Tx, o listOpts, kind string, walk func(func(state
 			return nil
 		}
 		if total >= o.start && total < o.start+o.limit {
-			d, err := doc(tx, v, e.Meta)
+			d, err := render(v, e)
 			if err != nil {
 				return err
 			}
@@ -235,6 +275,45 @@ func listWalk[T any](tx *state.Tx, o listOpts, kind string, walk func(func(state
 		results = append(results, docs[i])
 	}
 	return envelope(total, o, results), nil
+}
+
+// liteCache keeps a projection L of records (the fields a list filter
+// reads) by seq, each valid for the ModifyIndex it was decoded at: a
+// record's content at a given ModifyIndex (a raft index) never changes,
+// so an entry is never stale, only unused.
+type liteCache[L any] struct {
+	mu sync.Mutex
+	m  map[uint64]liteEntry[L]
+}
+
+type liteEntry[L any] struct {
+	mod uint64
+	v   L
+}
+
+// maxLiteEntries bounds a liteCache; past it, it starts over (deleted
+// records' entries go then).
+const maxLiteEntries = 200_000
+
+// get returns the projection of e.
+func (c *liteCache[L]) get(e state.Entry) (L, error) {
+	c.mu.Lock()
+	le, ok := c.m[e.Seq]
+	c.mu.Unlock()
+	if ok && le.mod == e.ModifyIndex {
+		return le.v, nil
+	}
+	var v L
+	if err := json.Unmarshal(e.Value, &v); err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxLiteEntries {
+		c.m = map[uint64]liteEntry[L]{}
+	}
+	c.m[e.Seq] = liteEntry[L]{mod: e.ModifyIndex, v: v}
+	c.mu.Unlock()
+	return v, nil
 }
 
 func noColumn(key string) error {

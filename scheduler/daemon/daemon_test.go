@@ -445,34 +445,41 @@ func TestDaemonRunsJobs(t *testing.T) {
 
 	client := rpc.NewClient(rpc.ClientConfig{})
 	t.Cleanup(client.Close)
-	deliver := func(id string) proto.JobResult {
+	deliver := func(id string, wait time.Duration) proto.JobResult {
 		t.Helper()
 		args, _ := json.Marshal(proto.ScheduleInstanceRequest{InstanceID: "i-test1"})
 		res, err := agent.DeliverJob(ctxT(t), client, d.Agent().RPCAddr(), proto.JobEnvelope{
 			ID: id, Endpoint: proto.EndpointScheduler, Verb: proto.VerbScheduleInstance, Args: args, Attempt: 1,
-		}, 10*time.Second)
+		}, wait)
 		if err != nil {
 			t.Fatalf("deliver %s: %v", id, err)
 		}
 		return res
 	}
-	res := deliver("job-aaaa0001")
+	// A delivery that waits gets the result; the daemon does not report it
+	// to job_finished as well.
+	res := deliver("job-aaaa0001", 10*time.Second)
 	var out proto.ScheduleInstanceResponse
 	if res.Status != proto.JobSucceeded || json.Unmarshal(res.Result, &out) != nil || out.HostNodeID != "hn-big" {
 		t.Fatalf("job result = %+v (%s)", res, res.Result)
 	}
-	res = deliver("job-aaaa0002")
-	if res.Status != proto.JobFailed || res.Error == nil || !strings.Contains(res.Error.Message, "Unable to find a suitable host node") {
-		t.Fatalf("job result = %+v", res)
-	}
+	// One delivered without waiting is reported.
+	deliver("job-aaaa0002", 0)
 	testutil.WaitFor(t, 10*time.Second, func() error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if len(m.finished) != 2 || m.finished[0].NodeID != "scheduler.test1" {
+		if len(m.finished) != 1 || m.finished[0].NodeID != "scheduler.test1" {
 			return fmt.Errorf("job results reported: %+v", m.finished)
 		}
 		return nil
 	})
+	m.mu.Lock()
+	res = m.finished[0].Result
+	m.mu.Unlock()
+	if res.JobID != "job-aaaa0002" || res.Status != proto.JobFailed || res.Error == nil ||
+		!strings.Contains(res.Error.Message, "Unable to find a suitable host node") {
+		t.Fatalf("job result reported = %+v", res)
+	}
 	if _, _, failed, _ := m.snapshot(); len(failed) != 1 {
 		t.Errorf("failures reported: %+v", failed)
 	}

@@ -106,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Warmup, p+"warmup", o.Warmup, "warm-up per row")
 		fs.DurationVar(&o.Window, p+"window", o.Window, "measured window")
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "windows per row")
+		raftTimeoutFlags(fs, p, &o.Timeouts)
 	}
 	if slices.Contains(which, "api") {
 		p := prefix("api")
@@ -116,6 +117,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Warmup, p+"warmup", o.Warmup, "warm-up per row")
 		fs.DurationVar(&o.Window, p+"window", o.Window, "measured window")
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "windows per row")
+		fs.Func(p+"rows", "only these rows (comma-separated: get_show,get_show_stale,get_list_10,get_list_default,post_create)", func(s string) error {
+			o.Rows = strings.Split(s, ",")
+			return nil
+		})
+		fs.StringVar(&o.ProfileDir, p+"row-profiles", o.ProfileDir, "write a CPU profile of each row into `DIR` (cpu-<row>.prof)")
 	}
 	if slices.Contains(which, "failover") {
 		p := prefix("failover")
@@ -125,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.Before, p+"before", o.Before, "load before the leader is killed")
 		fs.DurationVar(&o.After, p+"after", o.After, "load after the first write acked post-kill")
 		fs.StringVar(&o.Resource, p+"resource", o.Resource, "auto|ssh_key_pairs|backup_storages")
+		raftTimeoutFlags(fs, p, &o.Timeouts)
 	}
 	if slices.Contains(which, "place") {
 		p := prefix("place")
@@ -270,6 +277,13 @@ func intList(fs *flag.FlagSet, name string, dst *[]int, help string) {
 		*dst = out
 		return nil
 	})
+}
+
+// raftTimeoutFlags defines the managers' raft timeout flags.
+func raftTimeoutFlags(fs *flag.FlagSet, p string, t *bench.RaftTimeouts) {
+	fs.DurationVar(&t.Heartbeat, p+"heartbeat-timeout", t.Heartbeat, "raft heartbeat timeout of the managers (0: the shipped default)")
+	fs.DurationVar(&t.Election, p+"election-timeout", t.Election, "raft election timeout (0: the shipped default)")
+	fs.DurationVar(&t.LeaderLease, p+"lease-timeout", t.LeaderLease, "raft leader lease timeout (0: the shipped default)")
 }
 
 // writeProfile writes the named runtime profile to path.

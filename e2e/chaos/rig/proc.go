@@ -64,9 +64,8 @@ func (r *Rig) startProcesses(ctx context.Context) error {
 			"vdc-rig", p.DataDir); err != nil {
 			return err
 		}
-		// Raft timeouts are dcmgr's defaults (heartbeat and election 500 ms,
-		// lease 250 ms): tight already, and tighter ones make a loaded
-		// 2-core machine elect spuriously.
+		// Raft timeouts are dcmgr's defaults (300 ms each): tight already,
+		// and tighter ones make a loaded 2-core machine elect spuriously.
 		confPath := filepath.Join(r.cfg.Dir, h.Name+".json")
 		conf := map[string]any{"raft_snapshot_threshold": 2048,
 			"ha_reschedule_after_ms": HAReschedule.Milliseconds()}

@@ -154,6 +154,16 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		return errors.New("bootstrap_expect 0 needs -join: this manager could never form or join a cluster")
 	}
+	// raft refuses these at start with its own field names; say it here in
+	// the config's.
+	switch {
+	case c.HeartbeatTimeoutMS < 5 || c.ElectionTimeoutMS < 5 || c.LeaderLeaseTimeoutMS < 5:
+		return errors.New("raft_heartbeat_timeout_ms, raft_election_timeout_ms and raft_leader_lease_timeout_ms must be at least 5")
+	case c.LeaderLeaseTimeoutMS > c.HeartbeatTimeoutMS:
+		return fmt.Errorf("raft_leader_lease_timeout_ms %d is larger than raft_heartbeat_timeout_ms %d", c.LeaderLeaseTimeoutMS, c.HeartbeatTimeoutMS)
+	case c.ElectionTimeoutMS < c.HeartbeatTimeoutMS:
+		return fmt.Errorf("raft_election_timeout_ms %d is smaller than raft_heartbeat_timeout_ms %d", c.ElectionTimeoutMS, c.HeartbeatTimeoutMS)
+	}
 	if err := c.API.Validate(); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}

@@ -42,11 +42,19 @@ func TestLoadConfigRejects(t *testing.T) {
 	_ = os.WriteFile(negHA, []byte(`{"ha_reschedule_after_ms": -1}`), 0o600)
 	longWait := filepath.Join(dir, "wait.json")
 	_ = os.WriteFile(longWait, []byte(`{"api": {"evacuate_wait_ms": 60000}}`), 0o600)
+	// A heartbeat timeout above the default election timeout, and a lease
+	// above the heartbeat timeout: raft would refuse both at start.
+	slowHB := filepath.Join(dir, "slowhb.json")
+	_ = os.WriteFile(slowHB, []byte(`{"raft_heartbeat_timeout_ms": 1000}`), 0o600)
+	longLease := filepath.Join(dir, "lease.json")
+	_ = os.WriteFile(longLease, []byte(`{"raft_heartbeat_timeout_ms": 200, "raft_election_timeout_ms": 200}`), 0o600)
 	for _, args := range [][]string{
 		{"-config", bad},
 		{"-config", badHA},
 		{"-config", negHA},
 		{"-config", longWait},
+		{"-config", slowHB},
+		{"-config", longLease},
 		{"-config", filepath.Join(dir, "missing.json")},
 		{"-bootstrap-expect", "0"},
 		{"-no-such-flag"},
@@ -69,5 +77,29 @@ func TestLoadConfigHA(t *testing.T) {
 	_ = os.WriteFile(path, []byte(`{"ha_reschedule_after_ms": 0}`), 0o600)
 	if c, err = loadConfig([]string{"-config", path}, io.Discard); err != nil || c.haConfig().RescheduleAfter != 0 {
 		t.Errorf("HA off: %+v, %v", c.haConfig(), err)
+	}
+}
+
+func TestRaftTimeouts(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.clusterConfig()
+	if cc.HeartbeatTimeout != 300*time.Millisecond || cc.ElectionTimeout != 300*time.Millisecond ||
+		cc.LeaderLeaseTimeout != 300*time.Millisecond {
+		t.Errorf("default raft timeouts %s/%s/%s, want 300 ms each", cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout)
+	}
+	path := filepath.Join(t.TempDir(), "dcmgr.json")
+	if err := os.WriteFile(path, []byte(`{"raft_heartbeat_timeout_ms": 1000, "raft_election_timeout_ms": 1500,
+		"raft_leader_lease_timeout_ms": 500}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = loadConfig([]string{"-config", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cc = c.clusterConfig()
+	if cc.HeartbeatTimeout != time.Second || cc.ElectionTimeout != 1500*time.Millisecond || cc.LeaderLeaseTimeout != 500*time.Millisecond {
+		t.Errorf("configured raft timeouts %s/%s/%s, want 1s/1.5s/500ms", cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout)
 	}
 }

@@ -104,7 +104,29 @@ func TestRunServesJobsAndStopsOnSignal(t *testing.T) {
 	d := startDaemon(t, m, "sta.run", token, "-backing-driver", "memory", "-target-driver", "memory",
 		"-iqn-prefix", "iqn.2026-01.test.st", "-snapshot-tmp-dir", t.TempDir())
 
-	res := d.mustJob(proto.VerbCreateVolume, proto.StaCreateVolumeRequest{VolumeID: "vol-run"})
+	// Delivered without waiting for the result, which the sta then reports
+	// to job_finished (a waiting delivery gets it in its answer instead).
+	args, _ := json.Marshal(proto.StaCreateVolumeRequest{VolumeID: "vol-run"})
+	env := proto.JobEnvelope{ID: "job-run", Endpoint: proto.StaHandle("sta.run"), Verb: proto.VerbCreateVolume, Args: args, Attempt: 1}
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := agent.DeliverJob(ctx, d.client, d.rpcAddr, env, 0)
+		return err
+	})
+	var res proto.JobResult
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		for _, r := range coll.JobResults() {
+			if r.Result.JobID == "job-run" && r.NodeID == "sta.run" {
+				res = r.Result
+				return nil
+			}
+		}
+		return fmt.Errorf("job result not reported")
+	})
+	if res.Status != proto.JobSucceeded {
+		t.Fatalf("create = %+v", res)
+	}
 	var out proto.StaCreateVolumeResponse
 	if err := json.Unmarshal(res.Result, &out); err != nil || out.Device == nil || out.Device.IQN != "iqn.2026-01.test.st:vol-run" {
 		t.Errorf("result = %s (%v)", res.Result, err)
@@ -112,14 +134,6 @@ func TestRunServesJobsAndStopsOnSignal(t *testing.T) {
 	if v, _ := coll.Volume("vol-run"); v.State != proto.VolumeAvailable {
 		t.Errorf("volume is %s, want available", v.State)
 	}
-	testutil.WaitFor(t, 15*time.Second, func() error {
-		for _, r := range coll.JobResults() {
-			if r.Result.JobID == res.JobID && r.NodeID == "sta.run" {
-				return nil
-			}
-		}
-		return fmt.Errorf("job result not reported")
-	})
 	var capResp proto.StaCapacityResponse
 	if err := d.client.Call(context.Background(), d.rpcAddr, proto.StaHandle("sta.run"), proto.VerbStaCapacity, proto.StaCapacityRequest{}, &capResp); err != nil {
 		t.Fatal(err)

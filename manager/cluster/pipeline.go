@@ -7,7 +7,8 @@ import (
 )
 
 // drainedTransport is raft's network transport whose AppendEntries
-// pipelines always have their results read (drainedPipeline).
+// pipelines always have their results read (drainedPipeline) and which
+// hands heartbeats to raft's main loop (SetHeartbeatHandler).
 //
 // It works around a deadlock of hashicorp/raft v1.8.0 that e2e/chaos hit
 // (a follower whose raft log could not be written, its disk full, was never
@@ -24,6 +25,25 @@ import (
 type drainedTransport struct {
 	*raft.NetworkTransport
 }
+
+// SetHeartbeatHandler implements raft.Transport by not installing raft's
+// heartbeat fast path: heartbeats then reach raft's main loop like every
+// other RPC.
+//
+// raft hands the transport its appendEntries handler, which must only run
+// on the main loop, and the network transport runs it on the connection's
+// goroutine. A newer term's heartbeat arriving as a leader takes a batch of
+// writes then moves the term under the leader loop, which has already
+// chosen to append: the batch is written in the new term, at the indexes
+// where the new leader writes its own entries in that same term. Raft then
+// sees no conflict when the new leader replicates, keeps the deposed
+// leader's entries and applies them once those indexes commit: a write that
+// was answered "leadership lost" takes effect on that manager only, for
+// good (found by e2e/chaos: a security group deleted on one manager only,
+// by a DELETE it took right after a SIGCONT;
+// TestHeartbeatCannotRetermLeaderWrites). The cost is a heartbeat waiting
+// behind the main loop's disk writes, well within an election timeout.
+func (t drainedTransport) SetHeartbeatHandler(func(raft.RPC)) {}
 
 // AppendEntriesPipeline implements raft.Transport.
 func (t drainedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {

@@ -58,6 +58,9 @@ type DCOptions struct {
 	// The clients then send to every manager in turn.
 	KillLeaderEvery time.Duration
 	Kills           int
+	// ReportRunning makes the hvasim processes report their running
+	// domains this often (scale's flow control).
+	ReportRunning time.Duration `json:"-"`
 	// KeepLogs, when set, keeps the processes' logs of a failed run;
 	// ProfileDir gets a CPU profile of every hvasim process.
 	KeepLogs   string `json:"-"`
@@ -84,11 +87,11 @@ func ShortDCOptions() DCOptions {
 }
 
 // DefaultDCFailoverOptions is issue 6's failover under load: 3 managers,
-// 1 scheduler, 100 hvas; the leader killed every 15 s, 5 times, while
-// 6,000 instances are created.
+// 1 scheduler, 100 hvas; the leader killed 12 s into the create phase and
+// 12 s after each recovery, 5 times, while 8,000 instances are created.
 func DefaultDCFailoverOptions() DCOptions {
 	o := DefaultDCOptions()
-	o.Hvas, o.HvasPerProcess, o.Instances, o.KillLeaderEvery, o.Kills = 100, 50, 6000, 15*time.Second, 5
+	o.Hvas, o.HvasPerProcess, o.Instances, o.KillLeaderEvery, o.Kills = 100, 50, 8000, 12*time.Second, 5
 	return o
 }
 
@@ -192,7 +195,7 @@ func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCl
 	}
 	hc := newHTTPClient(o.Concurrency + 8)
 	hc.Timeout = placeRequestTimeout
-	c := &dcCluster{dir: dir, hc: hc, simEvents: map[string][]hvaSimReport{}}
+	c := &dcCluster{dir: dir, hc: hc, simEvents: map[string][]hvaSimReport{}, simRunning: map[string]int{}}
 	gossip := dcGossipArgs(o.Gossip)
 
 	r.progress("dc: starting %d managers, %d schedulers, %d hvas in %d processes",
@@ -235,6 +238,9 @@ func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCl
 			"-gossip", o.Gossip}
 		if o.GossipTune != "" {
 			args = append(args, "-gossip-tune", o.GossipTune)
+		}
+		if o.ReportRunning > 0 {
+			args = append(args, "-report-running", o.ReportRunning.String())
 		}
 		if o.ProfileDir != "" {
 			args = append(args, "-cpuprofile", filepath.Join(o.ProfileDir, name+".prof"))

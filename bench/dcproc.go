@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/proto"
@@ -200,7 +203,8 @@ type dcCluster struct {
 	// whole list; followers forward writes) instead of to the leader.
 	anyManager bool
 	next       atomic.Uint64
-	simEvents  map[string][]hvaSimReport // by process
+	simEvents  map[string][]hvaSimReport // by process, but "running"
+	simRunning map[string]int            // the last "running" count by process
 }
 
 func (c *dcCluster) start(name, role, bin string, args []string, stdout io.Writer) (*dcProc, error) {
@@ -513,7 +517,11 @@ func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writ
 			// Re-based on the driver's clock: from the first hvasim start.
 			r.Ms = ms(time.Since(t0))
 			c.mu.Lock()
-			c.simEvents[name] = append(c.simEvents[name], r)
+			if r.Event == "running" {
+				c.simRunning[name] = r.Count
+			} else {
+				c.simEvents[name] = append(c.simEvents[name], r)
+			}
 			c.mu.Unlock()
 		}
 	}()
@@ -539,6 +547,17 @@ func (c *dcCluster) simEvent(kind string, procs int) (latestMs float64, all bool
 		}
 	}
 	return latestMs, n == procs, errMsg
+}
+
+// domainsRunning is the domains the hvasim processes last reported running.
+func (c *dcCluster) domainsRunning() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.simRunning {
+		n += v
+	}
+	return n
 }
 
 // simCount counts the hvasim processes that reported kind.
@@ -595,4 +614,61 @@ func diskUsage(dataDir string) DiskUsage {
 		}
 	}
 	return d
+}
+
+// FileUse is what a bbolt file holds: its size, the bytes its pages hold
+// in use (live data and the b-tree around it; the rest is free pages and
+// page slack), and the in-use bytes of the largest top-level buckets.
+type FileUse struct {
+	FileMB  float64            `json:"file_mb"`
+	InUseMB float64            `json:"in_use_mb"`
+	Buckets map[string]float64 `json:"top_buckets_mb"`
+}
+
+// boltUse reads path (a bbolt file nobody writes, such as a raft snapshot
+// of state.db) read-only and sums its buckets' page use.
+func boltUse(path string) (FileUse, error) {
+	u := FileUse{FileMB: fileMB(path), Buckets: map[string]float64{}}
+	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return u, err
+	}
+	defer db.Close()
+	type use struct {
+		name string
+		mb   float64
+	}
+	var all []use
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			st := b.Stats()
+			mb := float64(st.BranchInuse+st.LeafInuse) / (1 << 20)
+			u.InUseMB += mb
+			all = append(all, use{string(name), mb})
+			return nil
+		})
+	})
+	slices.SortFunc(all, func(a, b use) int { return cmp.Compare(b.mb, a.mb) })
+	for _, x := range all[:min(6, len(all))] {
+		u.Buckets[x.name] = x.mb
+	}
+	return u, err
+}
+
+// snapshotPath is the state file of the newest snapshot in dataDir.
+func snapshotPath(dataDir string) string {
+	best, bestIdx := "", uint64(0)
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "snapshots"))
+	for _, e := range entries {
+		dir := filepath.Join(dataDir, "snapshots", e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+		if err != nil {
+			continue
+		}
+		var meta struct{ Index uint64 }
+		if json.Unmarshal(b, &meta) == nil && meta.Index >= bestIdx && !strings.HasSuffix(e.Name(), ".tmp") {
+			best, bestIdx = filepath.Join(dir, "state.bin"), meta.Index
+		}
+	}
+	return best
 }

@@ -31,6 +31,9 @@ type HvaSimOptions struct {
 	Gossip                string // crowd or fast
 	// GossipTune adjusts the serf timers after Gossip (parseGossipTune).
 	GossipTune string
+	// ReportRunning, when set, is how often the process reports how many
+	// domains its dummy hypervisors run (event "running").
+	ReportRunning time.Duration
 }
 
 // gossipTune is a parsed GossipTune: serf settings over the Gossip
@@ -99,7 +102,7 @@ func parseGossipTune(s string) (gossipTune, error) {
 
 // hvaSimReport is one line of an hvasim process's stdout.
 type hvaSimReport struct {
-	Event string `json:"event"` // started, converged, stopped, error
+	Event string `json:"event"` // started, converged, running, stopped, error
 	// Ms is milliseconds since the process started its first agent.
 	Ms    float64 `json:"ms"`
 	Count int     `json:"count,omitempty"`
@@ -171,11 +174,16 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 	converged := o.ExpectMembers <= 0
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var lastRunning time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if o.ReportRunning > 0 && time.Since(lastRunning) >= o.ReportRunning {
+			lastRunning = time.Now()
+			report(hvaSimReport{Event: "running", Ms: since(), Count: runningDomains(ctx, hvas)})
 		}
 		if converged {
 			continue
@@ -198,6 +206,23 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas)})
 		}
 	}
+}
+
+// runningDomains counts the domains alive on the hvas' dummy hypervisors.
+func runningDomains(ctx context.Context, hvas []*placeHva) int {
+	n := 0
+	for _, h := range hvas {
+		doms, err := h.hv.List(ctx)
+		if err != nil {
+			continue
+		}
+		for _, d := range doms {
+			if d.State.Alive() {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // stop ends an hva's monitor, then its agent.

@@ -59,6 +59,7 @@ func hvaNode(i int) string { return "hva.b" + strconv.Itoa(i+1) }
 // listener, the hva handlers over a dummy hypervisor, and its monitor.
 type placeHva struct {
 	agent       *agent.Agent
+	hv          *dummy.Driver
 	stopMonitor context.CancelFunc
 	monDone     chan struct{}
 }
@@ -220,7 +221,7 @@ func startPlaceHva(node string, join []string, localStoreConcurrency int, tune f
 		return nil, err
 	}
 	monCtx, stop := context.WithCancel(context.Background())
-	x := &placeHva{agent: a, stopMonitor: stop, monDone: make(chan struct{})}
+	x := &placeHva{agent: a, hv: hv, stopMonitor: stop, monDone: make(chan struct{})}
 	go func() {
 		defer close(x.monDone)
 		h.RunMonitor(monCtx)

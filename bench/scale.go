@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/manager/api"
+	"github.com/vdc-project/vdc/manager/cluster"
 )
 
 // vdcbench scale: the managers with many instances in their state. The
@@ -36,8 +37,12 @@ type ScaleOptions struct {
 	// (each host offers room for placeHostCores of them).
 	Hvas           int
 	HvasPerProcess int
-	// Concurrency is the clients POSTing the instances.
+	// Concurrency is the clients POSTing the instances; Window bounds the
+	// instances POSTed and not yet running (the hvas' count), so that the
+	// fill runs at the rate the pipeline sustains instead of queueing
+	// (POSTs are accepted faster than they are placed).
 	Concurrency int
+	Window      int
 	// Samples is the requests of each latency row (sequential, one client).
 	Samples int
 	// Restarts: at each size, restart a manager (crash, lost state.db, and
@@ -56,7 +61,7 @@ type ScaleOptions struct {
 func DefaultScaleOptions() ScaleOptions {
 	return ScaleOptions{
 		Managers: []int{1, 3}, Sizes: []int{10000, 100000}, Hvas: 50, HvasPerProcess: 50,
-		Concurrency: 64, Samples: 200, Restarts: true, Gossip: "crowd", Bin: "bin",
+		Concurrency: 64, Window: 1000, Samples: 200, Restarts: true, Gossip: "crowd", Bin: "bin",
 		Timeout: 2 * time.Hour,
 	}
 }
@@ -105,11 +110,22 @@ type ScalePoint struct {
 	IdleCPU      map[string]float64 `json:"idle_cpu_cores"`
 	UnfinishedJb int                `json:"unfinished_jobs"`
 	// Records are list totals by kind (instances, volumes, network_vifs, jobs).
-	Records  map[string]int    `json:"records"`
-	Managers []ScaleManager    `json:"managers"`
-	Latency  []LatencyRow      `json:"latency"`
-	Restarts []RestartMeasure  `json:"restarts,omitempty"`
-	Errors   map[string]string `json:"errors,omitempty"`
+	Records  map[string]int   `json:"records"`
+	Managers []ScaleManager   `json:"managers"`
+	Latency  []LatencyRow     `json:"latency"`
+	Restarts []RestartMeasure `json:"restarts,omitempty"`
+	// SnapshotWaitSeconds is the wait for raft's next snapshot after the
+	// fill (see waitSnapshots).
+	SnapshotWaitSeconds float64 `json:"snapshot_wait_seconds"`
+	// ApplyStalls are the times during the fill when the leader's state
+	// stopped advancing although the log had more to apply.
+	ApplyStalls []ApplyStall `json:"apply_stalls,omitempty"`
+	// SnapshotUse is what the leader's newest snapshot (a copy of
+	// state.db) holds.
+	SnapshotUse *FileUse `json:"snapshot_use,omitempty"`
+	// AppliedIndex is the leader's state index (its last state change).
+	AppliedIndex uint64            `json:"applied_index"`
+	Errors       map[string]string `json:"errors,omitempty"`
 }
 
 // ScaleManager is one manager's memory and data directory.
@@ -157,8 +173,8 @@ const scaleRestartTimeout = 10 * time.Minute
 
 // Scale runs the scale benchmark: one run per cluster size.
 func (r *Runner) Scale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
-	if len(o.Managers) == 0 || len(o.Sizes) == 0 || o.Hvas < 1 || o.Concurrency < 1 || o.Samples < 1 {
-		return nil, fmt.Errorf("scale: need managers, sizes, hvas, concurrency and samples (got %+v)", o)
+	if len(o.Managers) == 0 || len(o.Sizes) == 0 || o.Hvas < 1 || o.Concurrency < 1 || o.Window < 1 || o.Samples < 1 {
+		return nil, fmt.Errorf("scale: need managers, sizes, hvas, concurrency, window and samples (got %+v)", o)
 	}
 	if !slices.IsSorted(o.Sizes) || o.Sizes[0] < 1 {
 		return nil, fmt.Errorf("scale: sizes must be positive and ascending (got %v)", o.Sizes)
@@ -185,7 +201,7 @@ const scaleNetworkPrefix = 15
 func (r *Runner) scaleRun(ctx context.Context, o ScaleOptions, managers int) (_ *ScaleRun, runErr error) {
 	do := DCOptions{Managers: managers, Schedulers: 1, Hvas: o.Hvas, HvasPerProcess: o.HvasPerProcess,
 		Concurrency: o.Concurrency, LocalStoreConcurrency: 2, Gossip: o.Gossip, Bin: o.Bin, Self: o.Self,
-		Converge: 5 * time.Minute}
+		Converge: 5 * time.Minute, ReportRunning: time.Second}
 	run := &ScaleRun{Managers: managers}
 	start := time.Now()
 	c, err := r.startDC(ctx, do, &DCResult{})
@@ -193,7 +209,7 @@ func (r *Runner) scaleRun(ctx context.Context, o ScaleOptions, managers int) (_ 
 		defer func() {
 			keep := ""
 			if runErr != nil && o.KeepLogs != "" {
-				keep = fmt.Sprintf("%s-%dm", o.KeepLogs, managers)
+				keep = fmt.Sprintf("%s-%dm-%s", o.KeepLogs, managers, time.Now().Format("150405"))
 			}
 			c.Close(keep)
 			c.hc.CloseIdleConnections()
@@ -216,9 +232,18 @@ func (r *Runner) scaleRun(ctx context.Context, o ScaleOptions, managers int) (_ 
 		newIDs, err := r.scaleFill(ctx, c, o, len(ids), size, pt, run, fillStart)
 		ids = append(ids, newIDs...)
 		if err != nil {
+			for _, st := range pt.ApplyStalls {
+				r.progress("scale: the leader's state stood still for %.1f s at %.0f s into the fill (snapshot being written: %v)", st.Seconds, st.AtSeconds, st.DuringSnapshot)
+			}
 			return run, err
 		}
+		for _, st := range pt.ApplyStalls {
+			r.progress("scale: the leader's state stood still for %.1f s at %.0f s into the fill (snapshot being written: %v)", st.Seconds, st.AtSeconds, st.DuringSnapshot)
+		}
 		r.progress("scale: %d instances running after %.0f s (%.1f inst/s; fill used %s)", size, pt.FillSeconds, pt.FillPerSec, fmtCores(pt.FillCPU))
+		if err := r.waitSnapshots(ctx, c, pt); err != nil {
+			return run, err
+		}
 		r.scaleMeasure(ctx, c, o, pt, ids)
 		if o.Restarts {
 			if err := r.scaleRestarts(ctx, c, o, pt); err != nil {
@@ -251,12 +276,20 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 	if err != nil {
 		return nil, err
 	}
+	domains0 := c.domainsRunning()
+	var failedN atomic.Int64
 	for range o.Concurrency {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n || ctx.Err() != nil {
 					return
+				}
+				// Wait while Window instances are on their way.
+				for int64(i)-failedN.Load()-int64(c.domainsRunning()-domains0) >= int64(o.Window) {
+					if sleepCtx(ctx, 50*time.Millisecond) != nil {
+						return
+					}
 				}
 				var err error
 				for attempt := range placeRetries {
@@ -270,6 +303,7 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 				}
 				answered.Add(1)
 				if err != nil {
+					failedN.Add(1)
 					mu.Lock()
 					failed++
 					lastErr = err.Error()
@@ -283,13 +317,17 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 	t0 := time.Now()
 	requestsDone := make(chan struct{})
 	go func() { wg.Wait(); close(requestsDone) }()
+	stalls := watchApply(ctx, c, requestsDone)
+	defer func() { pt.ApplyStalls = stalls() }()
 
 	// Poll the running count until every acknowledged instance runs after
 	// the last answer, and no job is left.
 	var doneAt time.Time
 	lastNote := time.Now()
 	for {
+		pollStart := time.Now()
 		running, err := listTotal(ctx, c.hc, base()+"/instances.json?state=running&limit=1", false)
+		pollTook := time.Since(pollStart)
 		if err == nil {
 			run.Fill = append(run.Fill, FillSample{Seconds: time.Since(fillStart).Seconds(), Running: running})
 			select {
@@ -310,9 +348,11 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 		}
 		if time.Since(lastNote) >= 10*time.Second {
 			lastNote = time.Now()
-			r.progress("scale: %d of %d answered, %d running (%.0f s)", int(answered.Load()), n, running, time.Since(t0).Seconds())
+			r.progress("scale: %d of %d answered, %d running (hvas: %d domains) (%.0f s)", int(answered.Load()), n, running, c.domainsRunning(), time.Since(t0).Seconds())
 		}
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		// The count decodes every running instance on the leader: polls
+		// are spaced so that they take at most a tenth of its time.
+		if err := sleepCtx(ctx, max(fillPoll, 10*pollTook)); err != nil {
 			<-requestsDone
 			return ids, fmt.Errorf("fill to %d: %d of %d answered, %d failed (%s): %w", to, answered.Load(), n, failed, lastErr, err)
 		}
@@ -335,6 +375,119 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 	}
 	return out, nil
 }
+
+// snapshotWait bounds the wait for raft's snapshots: raft looks every
+// SnapshotInterval to 2×SnapshotInterval (2–4 minutes shipped).
+const snapshotWait = 6 * time.Minute
+
+// waitSnapshots waits until every manager has a snapshot at most one
+// SnapshotThreshold behind the leader's state (raft takes one at its next
+// check once the log has grown by a threshold), so that the snapshot size
+// and the restore from it are of this size.
+func (r *Runner) waitSnapshots(ctx context.Context, c *dcCluster, pt *ScalePoint) error {
+	leader, err := c.findLeader(ctx, formTimeout)
+	if err != nil {
+		return err
+	}
+	st, err := c.status(ctx, leader)
+	if err != nil {
+		return err
+	}
+	pt.AppliedIndex = st.AppliedIndex
+	threshold := cluster.DefaultConfig().SnapshotThreshold
+	start := time.Now()
+	err = waitUntil(ctx, snapshotWait, func() error {
+		for _, m := range c.managers {
+			if d := diskUsage(m.dataDir); d.SnapshotIndex+threshold < st.AppliedIndex {
+				return fmt.Errorf("%s's newest snapshot is at index %d, the state at %d", m.name, d.SnapshotIndex, st.AppliedIndex)
+			}
+		}
+		return nil
+	})
+	pt.SnapshotWaitSeconds = time.Since(start).Seconds()
+	if err != nil {
+		// Measured anyway: the table shows the snapshot index.
+		pt.Errors["snapshot"] = err.Error()
+		r.progress("scale: %v", err)
+	}
+	return ctx.Err()
+}
+
+// ApplyStall is a time when the leader's applied index stayed put while its
+// commit index was ahead (writes waiting), and whether raft was writing a
+// snapshot meanwhile.
+type ApplyStall struct {
+	AtSeconds      float64 `json:"at_seconds"`
+	Seconds        float64 `json:"seconds"`
+	DuringSnapshot bool    `json:"during_snapshot"`
+}
+
+// stallMin is the shortest stall reported.
+const stallMin = 3 * time.Second
+
+// watchApply samples the leader's status every 500 ms until done closes and
+// returns the stalls seen (call the returned func after done closed).
+func watchApply(ctx context.Context, c *dcCluster, done <-chan struct{}) func() []ApplyStall {
+	var out []ApplyStall
+	finished := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(finished)
+		var last uint64
+		var since time.Time
+		snap := false
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		flush := func() {
+			if !since.IsZero() && time.Since(since) >= stallMin {
+				out = append(out, ApplyStall{AtSeconds: since.Sub(t0).Seconds(), Seconds: time.Since(since).Seconds(), DuringSnapshot: snap})
+			}
+			since, snap = time.Time{}, false
+		}
+		for {
+			select {
+			case <-done:
+				flush()
+				return
+			case <-ctx.Done():
+				flush()
+				return
+			case <-t.C:
+			}
+			l := c.currentLeader()
+			st, err := c.status(ctx, l)
+			if err != nil {
+				continue
+			}
+			switch {
+			case st.AppliedIndex != last || st.CommitIndex <= st.AppliedIndex+2:
+				// Moving, or nothing (but raft's own entries) to apply.
+				flush()
+				last = st.AppliedIndex
+			case since.IsZero():
+				since = time.Now()
+			}
+			if !since.IsZero() && snapshotting(l.dataDir) {
+				snap = true
+			}
+		}
+	}()
+	return func() []ApplyStall { <-finished; return out }
+}
+
+// snapshotting says whether raft is writing a snapshot into dataDir.
+func snapshotting(dataDir string) bool {
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "snapshots"))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			return true
+		}
+	}
+	return false
+}
+
+// fillPoll is the shortest period of a fill's running-count polls.
+const fillPoll = 2 * time.Second
 
 // scaleMeasure takes the figures of one size: idle CPU, records, memory
 // and files of every manager, request latencies.
@@ -361,6 +514,14 @@ func (r *Runner) scaleMeasure(ctx context.Context, c *dcCluster, o ScaleOptions,
 	}
 	for _, m := range c.managers {
 		pt.Managers = append(pt.Managers, ScaleManager{Name: m.name, Leader: m == leader, ProcMemory: m.memory(), DiskUsage: diskUsage(m.dataDir)})
+	}
+	if p := snapshotPath(leader.dataDir); p != "" {
+		if u, err := boltUse(p); err == nil {
+			pt.SnapshotUse = &u
+			r.progress("scale: %d instances: the newest snapshot (%.0f MB) holds %.0f MB in use; largest buckets %v", pt.Instances, u.FileMB, u.InUseMB, u.Buckets)
+		} else {
+			pt.Errors["snapshot use"] = err.Error()
+		}
 	}
 	lm := pt.Managers[slices.IndexFunc(pt.Managers, func(m ScaleManager) bool { return m.Leader })]
 	r.progress("scale: %d instances: leader RSS %.0f MB (anon %.0f, file %.0f, peak %.0f); state.db %.0f MB, raft.db %.0f MB, snapshot %.0f MB; idle %s",
@@ -492,14 +653,17 @@ func (r *Runner) scaleRestart(ctx context.Context, c *dcCluster, kind string) (R
 func (res *ScaleResult) WriteTable(w io.Writer) {
 	o := res.Options
 	fmt.Fprintf(w, "## scale: managers with many instances in their state (dcmgr processes, 1 scheduler, %d dummy hvas in processes of %d)\n\n", o.Hvas, o.HvasPerProcess)
-	fmt.Fprintf(w, "Filled through the API: POST /instances (%d clients; 1 core, %d MB, 1 vif on a /%d, local boot volume), placed by the scheduler, run by the dummy hvas;\n",
-		o.Concurrency, placeInstMemoryMB, scaleNetworkPrefix)
-	fmt.Fprintln(w, "each instance leaves its volume, vif, IP lease, MAC claim and two finished jobs. Latencies: one client, requests in a row to the leader.")
+	fmt.Fprintf(w, "Filled through the API: POST /instances (%d clients, at most %d instances on their way to running; 1 core, %d MB, 1 vif on a /%d, local boot volume),\n",
+		o.Concurrency, o.Window, placeInstMemoryMB, scaleNetworkPrefix)
+	fmt.Fprintln(w, "placed by the scheduler, run by the dummy hvas;")
+	fmt.Fprintln(w, "each instance leaves its volume, vif, IP lease, MAC claim and two finished jobs. Fill rate: from the first POST to the running-count poll")
+	fmt.Fprintln(w, "that saw them all (polls every 2 s or more: spaced to a tenth of the leader's time). Then raft's next snapshot is waited for.")
+	fmt.Fprintln(w, "Latencies: one client, requests in a row to the leader.")
 	fmt.Fprintln(w, "RSS = anon (Go heap, stacks) + file (pages of the mmapped state.db / raft.db the process touched); goal ≤ 1024 MB at 100,000.")
 	fmt.Fprintln(w)
 	for _, run := range res.Runs {
 		fmt.Fprintf(w, "### %d manager(s) (setup %.1f s)\n\n", run.Managers, run.SetupSeconds)
-		fmt.Fprintln(w, "| Instances | fill inst/s (s) | fill CPU cores by role | idle CPU at this size | records: volumes / vifs / jobs | leader RSS MB (anon / file; peak) | followers RSS MB | state.db MB | raft.db MB | newest snapshot MB (index) |")
+		fmt.Fprintln(w, "| Instances | fill inst/s (s) | fill CPU cores by role | idle CPU at this size | records: volumes / vifs / jobs | leader RSS MB (anon / file; peak) | followers RSS MB | state.db MB | raft.db MB | newest snapshot MB (index / state index) |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 		for _, pt := range run.Points {
 			var lm ScaleManager
@@ -515,10 +679,22 @@ func (res *ScaleResult) WriteTable(w io.Writer) {
 			if len(fol) > 0 {
 				fs = strings.Join(fol, ", ")
 			}
-			fmt.Fprintf(w, "| %d | %.1f (%.0f) | %s | %s | %d / %d / %d | %.0f (%.0f / %.0f; %.0f) | %s | %.1f | %.1f | %.1f (%d) |\n",
+			fmt.Fprintf(w, "| %d | %.1f (%.0f) | %s | %s | %d / %d / %d | %.0f (%.0f / %.0f; %.0f) | %s | %.1f | %.1f | %.1f (%d / %d) |\n",
 				pt.Instances, pt.FillPerSec, pt.FillSeconds, fmtCores(pt.FillCPU), fmtCores(pt.IdleCPU),
 				pt.Records["volumes"], pt.Records["network_vifs"], pt.Records["jobs"],
-				lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.HWMMB, fs, lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, lm.SnapshotIndex)
+				lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.HWMMB, fs, lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, lm.SnapshotIndex, pt.AppliedIndex)
+		}
+		fmt.Fprintln(w)
+		for _, pt := range run.Points {
+			if u := pt.SnapshotUse; u != nil {
+				var bs []string
+				for name, mb := range u.Buckets {
+					bs = append(bs, fmt.Sprintf("%s %.1f", name, mb))
+				}
+				slices.Sort(bs)
+				fmt.Fprintf(w, "- at %d: the newest snapshot (a copy of state.db, %.0f MB) holds %.0f MB in use (largest buckets, MB: %s); the rest is free pages and page slack.\n",
+					pt.Instances, u.FileMB, u.InUseMB, strings.Join(bs, ", "))
+			}
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| Instances | request | p50 ms | p99 ms | mean ms | max ms | n (errors) | answer bytes |")
@@ -546,6 +722,10 @@ func (res *ScaleResult) WriteTable(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 		for _, pt := range run.Points {
+			for _, st := range pt.ApplyStalls {
+				fmt.Fprintf(w, "- fill to %d: the leader's state stood still for %.1f s at %.0f s into the fill (raft writing a snapshot: %v)\n",
+					pt.Instances, st.Seconds, st.AtSeconds, st.DuringSnapshot)
+			}
 			for k, e := range pt.Errors {
 				fmt.Fprintf(w, "- at %d: %s: %s\n", pt.Instances, k, e)
 			}

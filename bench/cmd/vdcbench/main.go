@@ -184,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "dummy hvas carrying the instances")
 		fs.IntVar(&o.HvasPerProcess, p+"hvas-per-process", o.HvasPerProcess, "hvas per hvasim process")
 		fs.IntVar(&o.Concurrency, p+"concurrency", o.Concurrency, "clients POSTing the instances")
+		fs.IntVar(&o.Window, p+"window", o.Window, "most instances POSTed and not yet running")
 		fs.IntVar(&o.Samples, p+"samples", o.Samples, "requests per latency row")
 		fs.BoolVar(&o.Restarts, p+"restarts", o.Restarts, "restart a manager three ways at each size and time its catching up")
 		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd or fast")
@@ -357,6 +358,7 @@ func runHvaSim(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.LocalStoreConcurrency, "local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 	fs.StringVar(&o.Gossip, "gossip", o.Gossip, "serf timing: crowd or fast")
 	fs.StringVar(&o.GossipTune, "gossip-tune", "", "serf settings over --gossip (see vdcbench dc -h)")
+	fs.DurationVar(&o.ReportRunning, "report-running", 0, "report the running domains this often (0: never)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,13 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/vdc-project/vdc/manager/api"
@@ -40,8 +38,11 @@ type DCOptions struct {
 	Poll           time.Duration
 	// LocalStoreConcurrency is each hva's local-store-handle concurrency.
 	LocalStoreConcurrency int
-	// Gossip is every member's serf timing: crowd or fast.
-	Gossip string
+	// Gossip is every member's serf timing: crowd or fast. GossipTune
+	// adjusts the hvas' serf timers further (see parseGossipTune); the
+	// managers and schedulers keep Gossip's.
+	Gossip     string
+	GossipTune string
 	// Bin holds dcmgr and scheduler; Self is the vdcbench binary (hvasim).
 	Bin  string
 	Self string
@@ -50,6 +51,16 @@ type DCOptions struct {
 	Converge time.Duration
 	// Reps is how many times the whole run is repeated.
 	Reps int
+	// KillLeaderEvery, when set, makes the create phase a failover test:
+	// the leading dcmgr process is killed (SIGKILL) this long after the
+	// start (and after the previous kill's recovery), then started again
+	// with its data; Kills caps the kills (0: as many as the phase holds).
+	// The clients then send to every manager in turn.
+	KillLeaderEvery time.Duration
+	Kills           int
+	// ReportRunning makes the hvasim processes report their running
+	// domains this often (scale's flow control).
+	ReportRunning time.Duration `json:"-"`
 	// KeepLogs, when set, keeps the processes' logs of a failed run;
 	// ProfileDir gets a CPU profile of every hvasim process.
 	KeepLogs   string `json:"-"`
@@ -75,6 +86,24 @@ func ShortDCOptions() DCOptions {
 	return o
 }
 
+// DefaultDCFailoverOptions is issue 6's failover under load: 3 managers,
+// 1 scheduler, 100 hvas; the leader killed 12 s into the create phase and
+// 12 s after each recovery, 5 times, while 8,000 instances are created.
+func DefaultDCFailoverOptions() DCOptions {
+	o := DefaultDCOptions()
+	o.Hvas, o.HvasPerProcess, o.Instances, o.KillLeaderEvery, o.Kills = 100, 50, 8000, 12*time.Second, 5
+	return o
+}
+
+// ShortDCFailoverOptions is the short failover run: 3 managers, the leader
+// killed twice while 600 instances are created.
+func ShortDCFailoverOptions() DCOptions {
+	o := ShortDCOptions()
+	o.Managers, o.Instances, o.KillLeaderEvery, o.Kills = 3, 600, time.Second, 2
+	o.Timeout = 4 * time.Minute
+	return o
+}
+
 // DCResult is the simulated datacenter's figures.
 type DCResult struct {
 	Options DCOptions `json:"options"`
@@ -95,199 +124,65 @@ type DCResult struct {
 	PhaseCPU map[string]map[string]float64 `json:"phase_cpu_cores"`
 	// LeaderRSSMB is the leader's resident memory after the create phase.
 	LeaderRSSMB float64 `json:"leader_rss_mb"`
+	// UnfinishedJobs counts the jobs still pending or running (GET /jobs)
+	// once the create phase had every instance running, after up to
+	// settleTimeout for them to end (must be 0); UnfinishedJobsEnd the
+	// same after the terminate phase.
+	UnfinishedJobs    int `json:"unfinished_jobs_after_create"`
+	UnfinishedJobsEnd int `json:"unfinished_jobs_after_terminate"`
+	// Failover under load (KillLeaderEvery): every kill, the spread of
+	// their failover times, and what the create phase left.
+	Kills         []DCKill `json:"kills,omitempty"`
+	FailoverMs    *Summary `json:"failover_ms,omitempty"`
+	FailoverP99Ms float64  `json:"failover_p99_ms,omitempty"`
+	// LostAcked counts instances whose POST was answered 200 and that the
+	// managers do not have after the phase (must be 0). Present without an
+	// acknowledgement: Duplicates, of a request answered 200 for another
+	// instance after an earlier attempt was answered 503 although it had
+	// been committed (a follower whose forward to the dying leader broke
+	// off answers 503 "retry"); UnknownLanded, of a request that never got
+	// an answer (the connection died with the leader) but was committed.
+	LostAcked     int `json:"lost_acknowledged_creates"`
+	Duplicates    int `json:"duplicate_creates"`
+	UnknownLanded int `json:"unanswered_creates_present"`
 	// Reps is the spread over repeated runs; the tables are the median run's.
 	Reps *RepSummary `json:"reps,omitempty"`
 }
 
-// dcProc is one process of the datacenter.
-type dcProc struct {
-	name string
-	role string // manager, scheduler, hvasim
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-
-	// manager
-	api, raft, serf string
+// DCKill is one kill of the leader during the create phase.
+type DCKill struct {
+	Killed string `json:"killed"`
+	// AtSeconds is from the start of the create phase.
+	AtSeconds float64 `json:"at_seconds"`
+	// FailoverMs is from the SIGKILL to the first 200 answer to a POST
+	// sent after it (-1: none within failoverTimeout); NewLeaderMs until a
+	// survivor's /internal/v1/status says Leader (polled).
+	FailoverMs  float64 `json:"failover_ms"`
+	NewLeaderMs float64 `json:"new_leader_ms"`
+	// RejoinMs is from starting the killed process again to its applied
+	// index reaching the leader's of that moment (its last state change:
+	// raft's own no-op and barrier entries never reach the state).
+	RejoinMs float64 `json:"rejoin_ms"`
 }
 
-// dcCluster is the running datacenter.
-type dcCluster struct {
-	dir      string
-	procs    []*dcProc
-	managers []*dcProc
-	leader   *dcProc
-
-	mu        sync.Mutex
-	simEvents map[string][]hvaSimReport // by process
+// dcGossipArgs are the serf flags of dcmgr and scheduler for o.Gossip.
+func dcGossipArgs(gossip string) []string {
+	args := []string{"-fast-gossip"}
+	if gossip != "fast" {
+		args = append(args, "-crowd-gossip")
+	}
+	return args
 }
 
-func (c *dcCluster) start(ctx context.Context, name, role, bin string, args []string, stdout io.Writer) (*dcProc, error) {
-	logf, err := os.Create(filepath.Join(c.dir, name+".log"))
-	if err != nil {
+// startDC starts the datacenter of o — managers, schedulers, hvas — and
+// waits for a leader and for serf membership (timed into out). The cluster
+// is returned even on an error, for Close.
+func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCluster, error) {
+	if o.Managers < 1 || o.Schedulers < 1 || o.Hvas < 1 || o.HvasPerProcess < 1 || o.Concurrency < 1 {
+		return nil, fmt.Errorf("dc: need managers, schedulers, hvas, hvas per process and concurrency (got %+v)", o)
+	}
+	if _, err := parseGossipTune(o.GossipTune); err != nil {
 		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = logf
-	cmd.Stdout = logf
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
-	p := &dcProc{name: name, role: role, cmd: cmd, log: logf, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	c.procs = append(c.procs, p)
-	return p, nil
-}
-
-// stop ends a process: SIGTERM, then SIGKILL after a while.
-func (p *dcProc) stop(grace time.Duration) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	p.log.Close()
-}
-
-func (p *dcProc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// cpuSeconds is the process's user+system CPU so far (0 once it is gone).
-func (p *dcProc) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / clockTicks
-}
-
-// rssMB is the process's resident memory.
-func (p *dcProc) rssMB() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// roleCPU sums the CPU seconds of every process by role.
-func (c *dcCluster) roleCPU() map[string]float64 {
-	out := map[string]float64{}
-	for _, p := range c.procs {
-		out[p.role] += p.cpuSeconds()
-	}
-	return out
-}
-
-// cpuRates turns two roleCPU samples secs apart into cores per role; the
-// bench process itself is "driver".
-func cpuRates(a, b map[string]float64, selfA, selfB cpuSample) map[string]float64 {
-	secs := selfB.at.Sub(selfA.at).Seconds()
-	out := map[string]float64{}
-	if secs <= 0 {
-		return out
-	}
-	for role, v := range b {
-		out[role] = (v - a[role]) / secs
-	}
-	if selfA.ok && selfB.ok {
-		out["driver"] = (selfB.own - selfA.own) / clockTicks / secs
-	}
-	return out
-}
-
-func (c *dcCluster) Close(keepTo string) {
-	// Agents first, then schedulers, managers last.
-	for _, role := range []string{"hvasim", "scheduler", "manager"} {
-		var wg sync.WaitGroup
-		for _, p := range c.procs {
-			if p.role == role {
-				wg.Go(func() { p.stop(20 * time.Second) })
-			}
-		}
-		wg.Wait()
-	}
-	if keepTo == "" || os.Rename(c.dir, keepTo) != nil {
-		_ = os.RemoveAll(c.dir)
-	}
-}
-
-func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writer {
-	pr, pw := io.Pipe()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			fmt.Fprintf(logf, "%s\n", line)
-			var r hvaSimReport
-			if json.Unmarshal(line, &r) != nil || r.Event == "" {
-				continue
-			}
-			// Re-based on the driver's clock: from the first hvasim start.
-			r.Ms = ms(time.Since(t0))
-			c.mu.Lock()
-			c.simEvents[name] = append(c.simEvents[name], r)
-			c.mu.Unlock()
-		}
-	}()
-	return pw
-}
-
-// simEvent returns, for every hvasim process, the time of its first
-// event of kind, and whether every process has reported it.
-func (c *dcCluster) simEvent(kind string, procs int) (latestMs float64, all bool, errMsg string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, evs := range c.simEvents {
-		for _, e := range evs {
-			if e.Event == "error" {
-				errMsg = e.Error
-			}
-			if e.Event == kind {
-				n++
-				latestMs = max(latestMs, e.Ms)
-				break
-			}
-		}
-	}
-	return latestMs, n == procs, errMsg
-}
-
-// DC runs the simulated datacenter benchmark.
-func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error) {
-	if o.Managers < 1 || o.Schedulers < 1 || o.Hvas < 1 || o.HvasPerProcess < 1 || o.Instances < 1 || o.Concurrency < 1 {
-		return nil, fmt.Errorf("dc: need managers, schedulers, hvas, hvas per process, instances and concurrency (got %+v)", o)
 	}
 	for _, b := range []string{filepath.Join(o.Bin, "dcmgr"), filepath.Join(o.Bin, "scheduler"), o.Self} {
 		if _, err := os.Stat(b); err != nil {
@@ -298,80 +193,36 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error
 	if err != nil {
 		return nil, err
 	}
-	c := &dcCluster{dir: dir, simEvents: map[string][]hvaSimReport{}}
-	defer func() {
-		r.progress("dc: stopping %d processes", len(c.procs))
-		keep := ""
-		if runErr != nil {
-			keep = o.KeepLogs
-		}
-		c.Close(keep)
-		if keep != "" {
-			r.progress("dc: logs of the failed run kept in %s", keep)
-		}
-	}()
-	out := &DCResult{Options: o, PhaseCPU: map[string]map[string]float64{}}
-	start := time.Now()
-	gossip := []string{"-fast-gossip"}
-	if o.Gossip != "fast" {
-		gossip = append(gossip, "-crowd-gossip")
-	}
+	hc := newHTTPClient(o.Concurrency + 8)
+	hc.Timeout = placeRequestTimeout
+	c := &dcCluster{dir: dir, hc: hc, simEvents: map[string][]hvaSimReport{}, simRunning: map[string]int{}}
+	gossip := dcGossipArgs(o.Gossip)
 
-	// Managers.
 	r.progress("dc: starting %d managers, %d schedulers, %d hvas in %d processes",
 		o.Managers, o.Schedulers, o.Hvas, (o.Hvas+o.HvasPerProcess-1)/o.HvasPerProcess)
-	var join string
-	for i := range o.Managers {
-		ports := make([]string, 4)
-		for j := range ports {
-			if ports[j], err = freePort(); err != nil {
-				return nil, err
-			}
-		}
-		name := fmt.Sprintf("m%d", i+1)
-		p := &dcProc{}
-		args := append([]string{"-node", name, "-data-dir", filepath.Join(dir, name),
-			"-api", "127.0.0.1:" + ports[0], "-rpc", "127.0.0.1:" + ports[1],
-			"-serf", "127.0.0.1:" + ports[2], "-raft", "127.0.0.1:" + ports[3],
-			"-bootstrap-expect", strconv.Itoa(o.Managers), "-log-level", "warn"}, gossip...)
-		if join != "" {
-			args = append(args, "-join", join)
-		}
-		if p, err = c.start(ctx, name, "manager", filepath.Join(o.Bin, "dcmgr"), args, nil); err != nil {
-			return nil, err
-		}
-		p.api, p.serf, p.raft = "http://127.0.0.1:"+ports[0], "127.0.0.1:"+ports[2], "127.0.0.1:"+ports[3]
-		c.managers = append(c.managers, p)
-		if join == "" {
-			join = p.serf
-		}
+	if err := c.startManagers(o.Managers, o.Bin, gossip); err != nil {
+		return c, err
 	}
-	hc := newHTTPClient(o.Concurrency + 4)
-	hc.Timeout = placeRequestTimeout
-	defer hc.CloseIdleConnections()
-	if err := c.waitLeader(ctx, hc); err != nil {
-		return nil, err
+	if err := c.waitLeader(ctx); err != nil {
+		return c, err
 	}
-	base := c.leader.api + api.Prefix
-	r.progress("dc: %s leads", c.leader.name)
+	r.progress("dc: %s leads", c.currentLeader().name)
 
-	// Schedulers.
 	for i := range o.Schedulers {
 		ports := make([]string, 2)
 		for j := range ports {
 			if ports[j], err = freePort(); err != nil {
-				return nil, err
+				return c, err
 			}
 		}
 		name := fmt.Sprintf("scheduler.b%d", i+1)
 		args := append([]string{"-node-id", name, "-serf", "127.0.0.1:" + ports[0], "-rpc", "127.0.0.1:" + ports[1],
-			"-join", join, "-log-level", "warn"}, gossip...)
-		if _, err := c.start(ctx, name, "scheduler", filepath.Join(o.Bin, "scheduler"), args, nil); err != nil {
-			return nil, err
+			"-join", c.join, "-log-level", "warn"}, gossip...)
+		if _, err := c.start(name, "scheduler", filepath.Join(o.Bin, "scheduler"), args, nil); err != nil {
+			return c, err
 		}
 	}
 
-	// Hvas.
 	expect := o.Managers + o.Schedulers + o.Hvas
 	procs := 0
 	t0 := time.Now()
@@ -380,36 +231,74 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error
 		name := fmt.Sprintf("hvasim%d", procs+1)
 		logf, err := os.Create(filepath.Join(dir, name+".out"))
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		defer logf.Close()
-		args := []string{"hvasim", "-first", strconv.Itoa(first), "-count", strconv.Itoa(n), "-join", join,
+		args := []string{"hvasim", "-first", strconv.Itoa(first), "-count", strconv.Itoa(n), "-join", c.join,
 			"-expect-members", strconv.Itoa(expect), "-local-store-concurrency", strconv.Itoa(o.LocalStoreConcurrency),
 			"-gossip", o.Gossip}
+		if o.GossipTune != "" {
+			args = append(args, "-gossip-tune", o.GossipTune)
+		}
+		if o.ReportRunning > 0 {
+			args = append(args, "-report-running", o.ReportRunning.String())
+		}
 		if o.ProfileDir != "" {
 			args = append(args, "-cpuprofile", filepath.Join(o.ProfileDir, name+".prof"))
 		}
-		if _, err := c.start(ctx, name, "hvasim", o.Self, args, c.simOutput(name, t0, logf)); err != nil {
-			return nil, err
+		if _, err := c.start(name, "hvasim", o.Self, args, c.simOutput(name, t0, logf)); err != nil {
+			logf.Close()
+			return c, err
 		}
 		procs++
 	}
-	if err := c.waitMembership(ctx, r, hc, o, procs, expect, t0, out); err != nil {
-		return nil, err
+	if err := c.waitMembership(ctx, r, o, procs, expect, t0, out); err != nil {
+		return c, err
 	}
 	r.progress("dc: hvas started in %.1f s; the leader saw all %d members alive after %.1f s; every hva saw them after %.1f s",
 		out.HvasStartedSeconds, expect, out.ManagerSeesAllSeconds, out.AgentsConvergedSeconds)
+	return c, nil
+}
 
-	r.progress("dc: seeding %d host nodes, a /16 network and an image through the API", o.Hvas)
-	if err := seedPlace(ctx, hc, base, o.Hvas); err != nil {
+// seed registers o.Hvas host nodes, a network of the given prefix and an
+// image through the API and waits until every host is online.
+func (c *dcCluster) seed(ctx context.Context, r *Runner, hosts, prefix int) error {
+	r.progress("dc: seeding %d host nodes, a /%d network and an image through the API", hosts, prefix)
+	base := c.currentLeader().api + api.Prefix
+	if err := seedPlace(ctx, c.hc, base, hosts, prefix); err != nil {
+		return err
+	}
+	return waitHostsOnline(ctx, c.hc, base, hosts, func() bool { return c.schedulerAlive(ctx) })
+}
+
+// DC runs the simulated datacenter benchmark.
+func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error) {
+	if o.Instances < 1 {
+		return nil, fmt.Errorf("dc: need instances (got %d)", o.Instances)
+	}
+	if o.KillLeaderEvery > 0 && o.Managers < 3 {
+		return nil, fmt.Errorf("dc: killing the leader needs 3 managers or more (got %d)", o.Managers)
+	}
+	out := &DCResult{Options: o, PhaseCPU: map[string]map[string]float64{}}
+	start := time.Now()
+	c, err := r.startDC(ctx, o, out)
+	if c != nil {
+		defer func() {
+			r.progress("dc: stopping %d processes", len(c.procs))
+			keep := ""
+			if runErr != nil {
+				keep = o.KeepLogs
+			}
+			c.Close(keep)
+			c.hc.CloseIdleConnections()
+			if keep != "" {
+				r.progress("dc: logs of the failed run kept in %s", keep)
+			}
+		}()
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := waitHostsOnline(ctx, hc, base, o.Hvas, func() bool {
-		ms, err := c.members(ctx, hc)
-		return err == nil && slices.ContainsFunc(ms, func(m watchedMember) bool {
-			return m.Role == proto.RoleScheduler && m.Status == "alive"
-		})
-	}); err != nil {
+	if err := c.seed(ctx, r, o.Hvas, placeNetworkPrefix); err != nil {
 		return nil, err
 	}
 	out.SetupSeconds = time.Since(start).Seconds()
@@ -426,31 +315,66 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error
 		names = append(names, m.name)
 	}
 	watch := watchMembers(func() []watchedMember {
-		ms, err := c.members(ctx, hc)
+		ms, err := c.members(ctx)
 		if err != nil {
 			return nil
 		}
 		return ms
 	}, nil, names, o.Hvas+o.Schedulers, time.Second)
 	defer watch.Stop()
-	env := phaseEnv{hc: hc, base: base, watch: watch}
+	env := phaseEnv{hc: c.hc, base: c.base, watch: watch}
 	po := PlaceOptions{Hvas: o.Hvas, Instances: o.Instances, Concurrency: o.Concurrency, Poll: o.Poll,
 		LocalStoreConcurrency: o.LocalStoreConcurrency, Timeout: o.Timeout, Gossip: o.Gossip}
 	ids := make([]string, o.Instances)
+	create := createInstance(c.hc, c.base, ids)
+	var killer *leaderKiller
+	if o.KillLeaderEvery > 0 {
+		c.mu.Lock()
+		c.anyManager = true
+		c.mu.Unlock()
+		killer = newLeaderKiller(r, c, o.KillLeaderEvery, o.Kills, o.Instances, o.Concurrency)
+		create = killer.wrap(create)
+	}
 	cpu0, self0 = c.roleCPU(), sampleCPU()
-	out.Create, err = r.placePhase(ctx, env, po, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, base, ids))
+	if killer != nil {
+		killer.start(ctx)
+	}
+	out.Create, err = r.placePhase(ctx, env, po, o.Instances, "create", "", proto.InstanceRunning, false, create)
+	if killer != nil {
+		out.Kills = killer.stop()
+		out.summarizeKills()
+	}
 	out.PhaseCPU["create"] = cpuRates(cpu0, c.roleCPU(), self0, sampleCPU())
-	out.LeaderRSSMB = c.leader.rssMB()
+	if l, lerr := c.findLeader(ctx, formTimeout); lerr == nil {
+		out.LeaderRSSMB = l.rssMB()
+	}
+	if killer != nil && out.Create != nil {
+		// Lost writes are counted even after a phase that did not finish:
+		// that is when they matter.
+		chk, lerr := c.checkAcked(ctx, ids)
+		out.LostAcked, out.Duplicates, out.UnknownLanded = chk.Lost, chk.Duplicates, chk.Unknown
+		if lerr != nil {
+			return out, errors.Join(err, fmt.Errorf("count lost creates: %w", lerr))
+		}
+		r.progress("dc: %d kills; %d acknowledged creates lost; %d duplicates (a 503 answered to a committed create), %d creates without an answer that landed",
+			len(out.Kills), chk.Lost, chk.Duplicates, chk.Unknown)
+	}
 	if err != nil {
 		return out, fmt.Errorf("create: %w", err)
+	}
+	if out.UnfinishedJobs, err = c.settleJobs(ctx, r); err != nil {
+		return out, err
 	}
 	r.progress("dc: create used %s", fmtCores(out.PhaseCPU["create"]))
 	ids = out.Create.reached
 	cpu0, self0 = c.roleCPU(), sampleCPU()
-	out.Terminate, err = r.placePhase(ctx, env, po, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(hc, base, ids))
+	out.Terminate, err = r.placePhase(ctx, env, po, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(c.hc, c.base, ids))
 	out.PhaseCPU["terminate"] = cpuRates(cpu0, c.roleCPU(), self0, sampleCPU())
 	if err != nil {
 		return out, fmt.Errorf("terminate: %w", err)
+	}
+	if out.UnfinishedJobsEnd, err = c.settleJobs(ctx, r); err != nil {
+		return out, err
 	}
 	for _, p := range c.procs {
 		if !p.alive() {
@@ -460,101 +384,305 @@ func (r *Runner) DC(ctx context.Context, o DCOptions) (_ *DCResult, runErr error
 	return out, nil
 }
 
-func fmtCores(m map[string]float64) string {
-	var parts []string
-	for _, role := range []string{"manager", "scheduler", "hvasim", "driver"} {
-		if v, ok := m[role]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.2f", role, v))
+func (out *DCResult) summarizeKills() {
+	var times []float64
+	var durs []time.Duration
+	for _, k := range out.Kills {
+		if k.FailoverMs >= 0 {
+			times = append(times, k.FailoverMs)
+			durs = append(durs, time.Duration(k.FailoverMs*float64(time.Millisecond)))
 		}
 	}
-	return strings.Join(parts, ", ") + " cores"
+	if len(times) == 0 {
+		return
+	}
+	s := Summarize(times)
+	out.FailoverMs = &s
+	slices.Sort(durs)
+	out.FailoverP99Ms = ms(Percentile(durs, 99))
 }
 
-// waitLeader waits until every manager agrees on a leader and records it.
-func (c *dcCluster) waitLeader(ctx context.Context, hc *http.Client) error {
-	return waitUntil(ctx, formTimeout, func() error {
-		var leaderRaft string
-		for _, m := range c.managers {
-			if !m.alive() {
-				return fmt.Errorf("%s exited; see %s", m.name, m.log.Name())
+// settleTimeout bounds the wait for every job to end after a phase.
+const settleTimeout = 2 * time.Minute
+
+// settleJobs waits until GET /jobs shows no job pending or running (up to
+// settleTimeout) and returns how many are left.
+func (c *dcCluster) settleJobs(ctx context.Context, r *Runner) (int, error) {
+	left := -1
+	err := waitUntil(ctx, settleTimeout, func() error {
+		n, err := c.unfinishedJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if left = n; n > 0 {
+			return fmt.Errorf("%d jobs pending or running", n)
+		}
+		return nil
+	})
+	if left < 0 {
+		return 0, fmt.Errorf("count unfinished jobs: %w", err)
+	}
+	if err != nil {
+		r.progress("dc: %v", err)
+	}
+	return left, nil
+}
+
+// unfinishedJobs counts the jobs pending or running (operator's view: every account).
+func (c *dcCluster) unfinishedJobs(ctx context.Context) (int, error) {
+	n := 0
+	for _, st := range []string{"pending", "running"} {
+		total, err := listTotal(ctx, c.hc, c.liveAPI()+api.Prefix+"/jobs.json?state="+st+"&limit=1", true)
+		if err != nil {
+			return 0, err
+		}
+		n += total
+	}
+	return n, nil
+}
+
+// listTotal is the total of a list envelope; operator requests name no account.
+func listTotal(ctx context.Context, hc *http.Client, u string, operator bool) (int, error) {
+	var body []byte
+	var err error
+	if operator {
+		body, err = expectOK(operatorRequest(ctx, hc, http.MethodGet, u, nil))
+	} else {
+		body, err = expectOK(doRequest(ctx, hc, http.MethodGet, u, nil))
+	}
+	if err != nil {
+		return 0, err
+	}
+	var env []listEnvelope
+	if err := json.Unmarshal(body, &env); err != nil || len(env) != 1 {
+		return 0, fmt.Errorf("list %s: not an envelope: %.200s", u, body)
+	}
+	return env[0].Total, nil
+}
+
+// allInstances pages through GET /instances (every state) of a running
+// manager: display name by id. Nothing may be created meanwhile (the pages
+// would shift).
+func (c *dcCluster) allInstances(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	const page = 1000
+	for start := 0; ; start += page {
+		var env []struct {
+			Total   int `json:"total"`
+			Results []struct {
+				ID          string `json:"id"`
+				DisplayName string `json:"display_name"`
+			} `json:"results"`
+		}
+		u := fmt.Sprintf("%s%s/instances.json?start=%d&limit=%d", c.liveAPI(), api.Prefix, start, page)
+		if err := getJSON(ctx, c.hc, u, &env); err != nil {
+			return nil, err
+		}
+		if len(env) != 1 {
+			return nil, errors.New("instance list: not an envelope")
+		}
+		for _, x := range env[0].Results {
+			out[x.ID] = x.DisplayName
+		}
+		if len(env[0].Results) < page || start+page >= env[0].Total {
+			return out, nil
+		}
+	}
+}
+
+// ackCheck compares the instances the managers have with the
+// acknowledged creates.
+type ackCheck struct {
+	// Lost: acknowledged, missing. Duplicates: present, unacknowledged, of
+	// a request that was acknowledged for another instance (an attempt
+	// answered 503 that had been committed). Unknown: present, of a request
+	// that never got a 200 (its answer was lost with the connection).
+	Lost, Duplicates, Unknown int
+}
+
+// checkAcked compares the instances present with ids (the i-th request's
+// instance, "" when it got no 200; its display name is bench-i).
+func (c *dcCluster) checkAcked(ctx context.Context, ids []string) (ackCheck, error) {
+	var res ackCheck
+	have, err := c.allInstances(ctx)
+	if err != nil {
+		return res, err
+	}
+	acked := map[string]bool{}
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		acked[id] = true
+		if _, ok := have[id]; !ok {
+			res.Lost++
+		}
+	}
+	for id, name := range have {
+		if acked[id] {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(name, "bench-"))
+		if err == nil && i >= 0 && i < len(ids) && ids[i] != "" {
+			res.Duplicates++
+		} else {
+			res.Unknown++
+		}
+	}
+	return res, nil
+}
+
+// leaderKiller kills the leading manager during a phase, measures how long
+// writes fail, and starts the killed manager again.
+type leaderKiller struct {
+	r       *Runner
+	c       *dcCluster
+	every   time.Duration
+	max     int
+	n, conc int
+
+	issued atomic.Int64 // highest request index sent + 1
+
+	mu       sync.Mutex
+	killAt   time.Time // the current kill, zero when none awaits its first ack
+	firstAck time.Time
+	acked    chan struct{}
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	kills  []DCKill
+}
+
+// failoverTimeoutDC bounds the wait for the first write acknowledged after
+// a kill; killRejoinTimeout the killed manager's catching up.
+const (
+	failoverTimeoutDC = time.Minute
+	killRejoinTimeout = 3 * time.Minute
+)
+
+func newLeaderKiller(r *Runner, c *dcCluster, every time.Duration, maxKills, n, conc int) *leaderKiller {
+	return &leaderKiller{r: r, c: c, every: every, max: maxKills, n: n, conc: conc}
+}
+
+// wrap records, for each successful request, when it was sent and answered.
+func (k *leaderKiller) wrap(do func(ctx context.Context, i int) (string, error)) func(ctx context.Context, i int) (string, error) {
+	return func(ctx context.Context, i int) (string, error) {
+		for {
+			cur := k.issued.Load()
+			if int64(i+1) <= cur || k.issued.CompareAndSwap(cur, int64(i+1)) {
+				break
 			}
-			var peers []struct {
-				Address string `json:"address"`
-				Leader  bool   `json:"leader"`
-			}
-			if err := getJSON(ctx, hc, m.api+"/internal/v1/peers", &peers); err != nil {
-				return err
-			}
-			if len(peers) != len(c.managers) {
-				return fmt.Errorf("%s knows %d of %d raft servers", m.name, len(peers), len(c.managers))
-			}
-			lead := ""
-			for _, p := range peers {
-				if p.Leader {
-					lead = p.Address
+		}
+		sent := time.Now()
+		id, err := do(ctx, i)
+		if err == nil {
+			done := time.Now()
+			k.mu.Lock()
+			if !k.killAt.IsZero() && !sent.Before(k.killAt) && (k.firstAck.IsZero() || done.Before(k.firstAck)) {
+				k.firstAck = done
+				select {
+				case k.acked <- struct{}{}:
+				default:
 				}
 			}
-			if lead == "" || (leaderRaft != "" && lead != leaderRaft) {
-				return errors.New("no agreed leader yet")
+			k.mu.Unlock()
+		}
+		return id, err
+	}
+}
+
+func (k *leaderKiller) start(ctx context.Context) {
+	kctx, cancel := context.WithCancel(ctx)
+	k.cancel, k.done = cancel, make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(k.done)
+		for k.max == 0 || len(k.kills) < k.max {
+			if sleepCtx(kctx, k.every) != nil {
+				return
 			}
-			leaderRaft = lead
-		}
-		for _, m := range c.managers {
-			if m.raft == leaderRaft {
-				c.leader = m
-				return nil
+			// Only while enough requests are still to be sent that one
+			// will be sent after the kill.
+			if int(k.issued.Load())+2*k.conc >= k.n {
+				return
 			}
+			kill, err := k.killOnce(ctx, kctx, t0)
+			if err != nil {
+				k.r.progress("dc: kill %d: %v", len(k.kills)+1, err)
+				return
+			}
+			k.kills = append(k.kills, kill)
+			k.r.progress("dc: kill %d: %s killed; failover %.0f ms (new leader seen after %.0f ms); restarted, caught up in %.0f ms",
+				len(k.kills), kill.Killed, kill.FailoverMs, kill.NewLeaderMs, kill.RejoinMs)
 		}
-		return fmt.Errorf("leader %s is none of the managers", leaderRaft)
-	})
+	}()
 }
 
-// members is the leader's serf member list.
-func (c *dcCluster) members(ctx context.Context, hc *http.Client) ([]watchedMember, error) {
-	var ms []struct {
-		Name   string            `json:"name"`
-		Status string            `json:"status"`
-		Tags   map[string]string `json:"tags"`
+// killOnce kills the leader, waits for the first acknowledged write sent
+// after that, then starts the killed manager again and waits until it has
+// caught up. The restart runs to its end even when kctx ends.
+func (k *leaderKiller) killOnce(ctx, kctx context.Context, t0 time.Time) (DCKill, error) {
+	c := k.c
+	leader, err := c.findLeader(ctx, formTimeout)
+	if err != nil {
+		return DCKill{}, err
 	}
-	if err := getJSON(ctx, hc, c.leader.api+"/internal/v1/members", &ms); err != nil {
-		return nil, err
+	kill := DCKill{Killed: leader.name, FailoverMs: -1, NewLeaderMs: -1}
+	acked := make(chan struct{}, 1)
+	k.mu.Lock()
+	k.acked, k.firstAck = acked, time.Time{}
+	k.killAt = time.Now()
+	at := k.killAt
+	k.mu.Unlock()
+	kill.AtSeconds = at.Sub(t0).Seconds()
+	leader.kill()
+
+	if l, err := c.findLeader(ctx, failoverTimeoutDC); err == nil {
+		kill.NewLeaderMs = ms(time.Since(at))
+		_ = l
 	}
-	out := make([]watchedMember, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, watchedMember{Name: m.Name, Status: m.Status, Role: m.Tags[proto.TagRole]})
+	timer := time.NewTimer(failoverTimeoutDC)
+	select {
+	case <-acked:
+	case <-timer.C:
+	case <-kctx.Done():
 	}
-	return out, nil
+	timer.Stop()
+	k.mu.Lock()
+	if !k.firstAck.IsZero() {
+		kill.FailoverMs = ms(k.firstAck.Sub(at))
+	}
+	k.killAt = time.Time{}
+	k.mu.Unlock()
+
+	l := c.currentLeader()
+	if err := c.restart(leader); err != nil {
+		return kill, err
+	}
+	restarted := time.Now()
+	st, err := c.status(ctx, l)
+	if err != nil {
+		return kill, fmt.Errorf("leader %s status: %w", l.name, err)
+	}
+	_, caught, err := c.waitCaughtUp(ctx, leader, st.AppliedIndex, false, killRejoinTimeout)
+	if err != nil {
+		return kill, err
+	}
+	kill.RejoinMs = ms(caught.Sub(restarted))
+	return kill, nil
 }
 
-// aliveAtLeader counts the members alive in the leader's serf.
-func (c *dcCluster) aliveAtLeader(ctx context.Context, hc *http.Client) int {
-	ms, _ := c.members(ctx, hc)
-	n := 0
-	for _, m := range ms {
-		if m.Status == "alive" {
-			n++
-		}
-	}
-	return n
-}
-
-// simCount counts the hvasim processes that reported kind.
-func (c *dcCluster) simCount(kind string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, evs := range c.simEvents {
-		if slices.ContainsFunc(evs, func(e hvaSimReport) bool { return e.Event == kind }) {
-			n++
-		}
-	}
-	return n
+// stop ends the kills (a restart in progress finishes) and returns them.
+func (k *leaderKiller) stop() []DCKill {
+	k.cancel()
+	<-k.done
+	return k.kills
 }
 
 // waitMembership waits until the hvasim processes started their agents,
 // the leader sees every member alive and every agent does (or Converge
 // passes: then AgentsConvergedSeconds is -1 and the run goes on).
-func (c *dcCluster) waitMembership(ctx context.Context, r *Runner, hc *http.Client, o DCOptions, procs, expect int, t0 time.Time, out *DCResult) error {
+func (c *dcCluster) waitMembership(ctx context.Context, r *Runner, o DCOptions, procs, expect int, t0 time.Time, out *DCResult) error {
 	out.ManagerSeesAllSeconds, out.AgentsConvergedSeconds = -1, -1
 	deadline := t0.Add(o.Converge)
 	lastNote := time.Now()
@@ -565,7 +693,7 @@ func (c *dcCluster) waitMembership(ctx context.Context, r *Runner, hc *http.Clie
 			out.HvasStartedSeconds = started / 1000
 		}
 		if out.ManagerSeesAllSeconds < 0 {
-			if ms, err := c.members(ctx, hc); err == nil {
+			if ms, err := c.members(ctx); err == nil {
 				alive := 0
 				for _, m := range ms {
 					if m.Status == "alive" {
@@ -585,13 +713,13 @@ func (c *dcCluster) waitMembership(ctx context.Context, r *Runner, hc *http.Clie
 		}
 		for _, p := range c.procs {
 			if !p.alive() {
-				return fmt.Errorf("dc: %s exited; see %s", p.name, p.log.Name())
+				return fmt.Errorf("dc: %s exited; see %s", p.name, p.logPath)
 			}
 		}
 		if time.Since(lastNote) >= 5*time.Second {
 			lastNote = time.Now()
 			r.progress("dc: %.0f s: leader sees %d of %d members alive; hvasim processes started %v, converged %v",
-				time.Since(t0).Seconds(), c.aliveAtLeader(ctx, hc), expect, c.simCount("started"), c.simCount("converged"))
+				time.Since(t0).Seconds(), c.aliveAtLeader(ctx), expect, c.simCount("started"), c.simCount("converged"))
 		}
 		if time.Now().After(deadline) {
 			if out.ManagerSeesAllSeconds < 0 {
@@ -610,8 +738,16 @@ func (res *DCResult) WriteTable(w io.Writer) {
 	o := res.Options
 	fmt.Fprintf(w, "## dc: %d managers + %d schedulers + %d dummy hvas (%d per process) as separate processes on loopback\n\n",
 		o.Managers, o.Schedulers, o.Hvas, o.HvasPerProcess)
-	fmt.Fprintf(w, "Serf timing %q. %d instances (%d core, %d MB, 1 vif, local boot volume) POSTed to the leader by %d keep-alive clients, then DELETEd;\n",
-		o.Gossip, o.Instances, placeInstCores, placeInstMemoryMB, o.Concurrency)
+	to := "the leader"
+	if o.KillLeaderEvery > 0 {
+		to = "every manager in turn"
+	}
+	tune := ""
+	if o.GossipTune != "" {
+		tune = " (hvas: " + o.GossipTune + ")"
+	}
+	fmt.Fprintf(w, "Serf timing %q%s. %d instances (%d core, %d MB, 1 vif, local boot volume) POSTed to %s by %d keep-alive clients, then DELETEd;\n",
+		o.Gossip, tune, o.Instances, placeInstCores, placeInstMemoryMB, to, o.Concurrency)
 	fmt.Fprintf(w, "states observed by polling GET /instances?state=… every %s.\n", o.Poll)
 	conv := "not within " + o.Converge.String()
 	if res.AgentsConvergedSeconds >= 0 {
@@ -637,5 +773,37 @@ func (res *DCResult) WriteTable(w io.Writer) {
 			ph.SerfFailures, ph.MinAliveAgents, o.Hvas+o.Schedulers, fmtCores(res.PhaseCPU[ph.Name]))
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Jobs still pending or running (GET /jobs) after the create phase: %d; after the terminate phase: %d.\n\n", res.UnfinishedJobs, res.UnfinishedJobsEnd)
+	res.writeKills(w)
 	writeReps(w, res.Reps)
+}
+
+// writeKills prints the failover-under-load table (KillLeaderEvery).
+func (res *DCResult) writeKills(w io.Writer) {
+	o := res.Options
+	if o.KillLeaderEvery <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "### dc failover under load: the leading dcmgr killed (SIGKILL) %s into the create phase and %s after each recovery, then restarted with its data\n\n",
+		o.KillLeaderEvery, o.KillLeaderEvery)
+	fmt.Fprintln(w, "failover = kill → first 200 answer to a POST /instances sent after the kill (clients send to every manager in turn; a refused connection or a 503 is sent again).")
+	fmt.Fprintln(w, "new leader = kill → a survivor's /internal/v1/status says Leader; rejoin = restart of the killed process → its applied index reaches the leader's commit index.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| Kill | killed | at s | failover ms | new leader ms | rejoin ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for i, k := range res.Kills {
+		fmt.Fprintf(w, "| %d | %s | %.1f | %.0f | %.0f | %.0f |\n", i+1, k.Killed, k.AtSeconds, k.FailoverMs, k.NewLeaderMs, k.RejoinMs)
+	}
+	fmt.Fprintln(w)
+	med, p99 := "–", "–"
+	if res.FailoverMs != nil {
+		med, p99 = fmtNum(res.FailoverMs.Median, 0), fmtNum(res.FailoverP99Ms, 0)
+	}
+	fmt.Fprintln(w, "| Kills | failover p50 ms | p99 ms (nearest rank: the max below 100 kills) | acknowledged creates lost | jobs unfinished after recovery | creates failed for good (no answer) | duplicates: a 503 answered to a committed create | unanswered creates that landed |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	failed := 0
+	if res.Create != nil {
+		failed = res.Create.Failed
+	}
+	fmt.Fprintf(w, "| %d | %s | %s | %d | %d | %d | %d | %d |\n\n", len(res.Kills), med, p99, res.LostAcked, res.UnfinishedJobs, failed, res.Duplicates, res.UnknownLanded)
 }

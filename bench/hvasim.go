@@ -3,9 +3,13 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,11 +29,80 @@ type HvaSimOptions struct {
 	ExpectMembers         int
 	LocalStoreConcurrency int
 	Gossip                string // crowd or fast
+	// GossipTune adjusts the serf timers after Gossip (parseGossipTune).
+	GossipTune string
+	// ReportRunning, when set, is how often the process reports how many
+	// domains its dummy hypervisors run (event "running").
+	ReportRunning time.Duration
+}
+
+// gossipTune is a parsed GossipTune: serf settings over the Gossip
+// profile, and how agents join.
+type gossipTune struct {
+	set []func(*serf.Config)
+	// seeds is how many more agents of its process, picked at random among
+	// those started before it, an agent joins besides its parent.
+	seeds int
+}
+
+// parseGossipTune reads comma-separated key=value settings: push_pull
+// (memberlist PushPullInterval, a duration; memberlist scales it up with the
+// cluster size), retransmit_mult, gossip_nodes, gossip_interval,
+// suspicion_mult, probe_interval, and seeds (joins per agent, see
+// gossipTune). "" is no change.
+func parseGossipTune(s string) (gossipTune, error) {
+	var t gossipTune
+	if s == "" {
+		return t, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return t, fmt.Errorf("gossip tune %q: want key=value", kv)
+		}
+		var d time.Duration
+		var n int
+		var err error
+		switch k {
+		case "push_pull", "gossip_interval", "probe_interval":
+			d, err = time.ParseDuration(v)
+			if err == nil && d <= 0 {
+				err = errors.New("not positive")
+			}
+		case "retransmit_mult", "gossip_nodes", "suspicion_mult", "seeds":
+			n, err = strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = errors.New("negative")
+			}
+		default:
+			return t, fmt.Errorf("gossip tune: unknown key %q", k)
+		}
+		if err != nil {
+			return t, fmt.Errorf("gossip tune %s: %w", kv, err)
+		}
+		switch k {
+		case "push_pull":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.PushPullInterval = d })
+		case "gossip_interval":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.GossipInterval = d })
+		case "probe_interval":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.ProbeInterval = d })
+		case "retransmit_mult":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.RetransmitMult = n })
+		case "gossip_nodes":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.GossipNodes = n })
+		case "suspicion_mult":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.SuspicionMult = n })
+		case "seeds":
+			t.seeds = n
+		}
+	}
+	return t, nil
 }
 
 // hvaSimReport is one line of an hvasim process's stdout.
 type hvaSimReport struct {
-	Event string `json:"event"` // started, converged, stopped, error
+	Event string `json:"event"` // started, converged, running, stopped, error
 	// Ms is milliseconds since the process started its first agent.
 	Ms    float64 `json:"ms"`
 	Count int     `json:"count,omitempty"`
@@ -50,10 +123,19 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		fmt.Fprintf(out, "%s\n", b)
 		wmu.Unlock()
 	}
-	var tune func(*serf.Config)
-	if o.Gossip != "fast" {
-		tune = agent.CrowdGossip
+	gt, err := parseGossipTune(o.GossipTune)
+	if err != nil {
+		return err
 	}
+	tune := func(c *serf.Config) {
+		if o.Gossip != "fast" {
+			agent.CrowdGossip(c)
+		}
+		for _, f := range gt.set {
+			f(c)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(uint64(o.First), 1))
 	t0 := time.Now()
 	since := func() float64 { return ms(time.Since(t0)) }
 	hvas := make([]*placeHva, 0, o.Count)
@@ -73,6 +155,9 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		join := o.Join
 		if i > 0 {
 			join = append(slices.Clone(o.Join), hvas[(i-1)/4].agent.SerfAddr())
+			for range min(gt.seeds, i) {
+				join = append(join, hvas[rnd.IntN(i)].agent.SerfAddr())
+			}
 		}
 		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune)
 		if err != nil {
@@ -89,11 +174,16 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 	converged := o.ExpectMembers <= 0
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var lastRunning time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if o.ReportRunning > 0 && time.Since(lastRunning) >= o.ReportRunning {
+			lastRunning = time.Now()
+			report(hvaSimReport{Event: "running", Ms: since(), Count: runningDomains(ctx, hvas)})
 		}
 		if converged {
 			continue
@@ -116,6 +206,23 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas)})
 		}
 	}
+}
+
+// runningDomains counts the domains alive on the hvas' dummy hypervisors.
+func runningDomains(ctx context.Context, hvas []*placeHva) int {
+	n := 0
+	for _, h := range hvas {
+		doms, err := h.hv.List(ctx)
+		if err != nil {
+			continue
+		}
+		for _, d := range doms {
+			if d.State.Alive() {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // stop ends an hva's monitor, then its agent.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
@@ -189,6 +190,14 @@ const pollPage = 512
 // fails is counted in Failed and the phase goes on without its instance.
 const placeRetries = 20
 
+// notDone says whether a failed request certainly did nothing, so that a
+// create may be sent again: 503 (no leader, overloaded: the API's promise)
+// or a refused connection (the manager is down; nothing was sent).
+func notDone(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.status == http.StatusServiceUnavailable || errors.Is(err, syscall.ECONNREFUSED)
+}
+
 // placeRetryPause is the pause before attempt+1 of a request answered 503: up
 // to a second, so that the retries outlast a raft election on a saturated
 // machine (several seconds in the simulated datacenter).
@@ -243,8 +252,9 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 
 	ids := make([]string, o.Instances)
 	r.progress("place: creating %d instances with %d clients", o.Instances, o.Concurrency)
-	env := phaseEnv{hc: hc, base: c.base, store: c.mgr.Cluster.Store(), fsm: c.mgr.Cluster.FSM(), watch: watch, schedLog: c.schedLog}
-	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, c.base, ids))
+	base := func() string { return c.base }
+	env := phaseEnv{hc: hc, base: base, store: c.mgr.Cluster.Store(), fsm: c.mgr.Cluster.FSM(), watch: watch, schedLog: c.schedLog}
+	out.Create, err = r.placePhase(ctx, env, o, o.Instances, "create", "", proto.InstanceRunning, false, createInstance(hc, base, ids))
 	var createErr error
 	if err != nil {
 		createErr = fmt.Errorf("create: %w", err)
@@ -258,7 +268,7 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 	// stopped early, so that its terminations are measured too.
 	ids = out.Create.reached
 	r.progress("place: terminating %d instances with %d clients", len(ids), o.Concurrency)
-	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(hc, c.base, ids))
+	out.Terminate, err = r.placePhase(ctx, env, o, len(ids), "terminate", proto.InstanceRunning, proto.InstanceTerminated, true, terminateInstance(hc, base, ids))
 	if err != nil {
 		return out, errors.Join(createErr, fmt.Errorf("terminate: %w", err))
 	}
@@ -269,9 +279,9 @@ func (r *Runner) Place(ctx context.Context, o PlaceOptions) (*PlaceResult, error
 const placeVifs = `{"eth0":{"index":"0","network":"` + placeNetworkID + `"}}`
 
 // createInstance POSTs the i-th instance and records its id in ids[i].
-func createInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+func createInstance(hc *http.Client, base func() string, ids []string) func(ctx context.Context, i int) (string, error) {
 	return func(ctx context.Context, i int) (string, error) {
-		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, base+"/instances.json", url.Values{
+		body, err := expectOK(doRequest(ctx, hc, http.MethodPost, base()+"/instances.json", url.Values{
 			"image_id": {placeImageID}, "hypervisor": {"dummy"},
 			"cpu_cores": {strconv.Itoa(placeInstCores)}, "memory_size": {strconv.Itoa(placeInstMemoryMB)},
 			"vifs": {placeVifs}, "display_name": {fmt.Sprintf("bench-%d", i)},
@@ -291,9 +301,9 @@ func createInstance(hc *http.Client, base string, ids []string) func(ctx context
 }
 
 // terminateInstance DELETEs instance ids[i].
-func terminateInstance(hc *http.Client, base string, ids []string) func(ctx context.Context, i int) (string, error) {
+func terminateInstance(hc *http.Client, base func() string, ids []string) func(ctx context.Context, i int) (string, error) {
 	return func(ctx context.Context, i int) (string, error) {
-		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, base+"/instances/"+ids[i]+".json", nil))
+		_, err := expectOK(doRequest(ctx, hc, http.MethodDelete, base()+"/instances/"+ids[i]+".json", nil))
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusBadRequest {
 			// A retry of a DELETE whose first answer was lost finds the
@@ -301,7 +311,7 @@ func terminateInstance(hc *http.Client, base string, ids []string) func(ctx cont
 			var doc struct {
 				State string `json:"state"`
 			}
-			if getJSON(ctx, hc, base+"/instances/"+ids[i]+".json", &doc) == nil &&
+			if getJSON(ctx, hc, base()+"/instances/"+ids[i]+".json", &doc) == nil &&
 				(doc.State == proto.InstanceShuttingDown || doc.State == proto.InstanceTerminated) {
 				return ids[i], nil
 			}
@@ -314,8 +324,9 @@ func terminateInstance(hc *http.Client, base string, ids []string) func(ctx cont
 // processes (vdcbench dc) store and schedLog are nil: no pipeline samples,
 // no scheduler log counts.
 type phaseEnv struct {
-	hc       *http.Client
-	base     string
+	hc *http.Client
+	// base is the API base (with the 12.03 prefix) of the next request.
+	base     func() string
 	store    *state.Store
 	fsm      *state.FSM
 	watch    *memberWatch
@@ -375,11 +386,11 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 		next     atomic.Int64
 		wg       sync.WaitGroup
 	)
-	obs := &observer{hc: hc, url: base + "/instances.json?state=" + target, seen: map[string]time.Time{}}
+	obs := &observer{hc: hc, base: base, query: "/instances.json?state=" + target, seen: map[string]time.Time{}}
 	// Creations are also watched for instances the scheduler gave up on
 	// (they go to terminated at once and would never run).
 	if target == proto.InstanceRunning {
-		obs.failURL = base + "/instances.json?state=" + proto.InstanceTerminated + "&limit=1"
+		obs.failQuery = "/instances.json?state=" + proto.InstanceTerminated + "&limit=1"
 	}
 	sampler := startPipelineSampler(env.store)
 	t0 := time.Now()
@@ -400,8 +411,7 @@ func (r *Runner) placePhase(ctx context.Context, env phaseEnv, o PlaceOptions, n
 					s := time.Now()
 					id, err = do(ctx, i)
 					lat = time.Since(s)
-					var se *statusError
-					if err == nil || ctx.Err() != nil || (!idempotent && !(errors.As(err, &se) && se.status == http.StatusServiceUnavailable)) {
+					if err == nil || ctx.Err() != nil || (!idempotent && !notDone(err)) {
 						break
 					}
 					mu.Lock()
@@ -553,9 +563,10 @@ func later(a, b time.Time) time.Time {
 // (running while creating, terminated while terminating), so the list's
 // total minus the instances seen so far is the number not seen yet.
 type observer struct {
-	hc      *http.Client
-	url     string // list with the state filter
-	failURL string // list whose total must stay 0, or ""
+	hc        *http.Client
+	base      func() string
+	query     string // list with the state filter
+	failQuery string // list whose total must stay 0, or ""
 
 	mu        sync.Mutex
 	seen      map[string]time.Time
@@ -597,10 +608,10 @@ func (o *observer) round(ctx context.Context) error {
 	o.pollTime += d
 	o.pollMax = max(o.pollMax, d)
 	o.mu.Unlock()
-	if o.failURL != "" && time.Since(o.lastFail) >= failCheckEvery {
+	if o.failQuery != "" && time.Since(o.lastFail) >= failCheckEvery {
 		o.lastFail = time.Now()
 		var env []listEnvelope
-		if err := getJSON(ctx, o.hc, o.failURL, &env); err != nil {
+		if err := getJSON(ctx, o.hc, o.base()+o.failQuery, &env); err != nil {
 			return err
 		}
 		if len(env) == 1 && env[0].Total > 0 {
@@ -620,7 +631,7 @@ func (o *observer) unseen(total int) int {
 // fetch lists up to limit instances in the state and marks the new ones.
 func (o *observer) fetch(ctx context.Context, limit int) (int, error) {
 	var env []listEnvelope
-	if err := getJSON(ctx, o.hc, o.url+"&limit="+strconv.Itoa(limit), &env); err != nil {
+	if err := getJSON(ctx, o.hc, o.base()+o.query+"&limit="+strconv.Itoa(limit), &env); err != nil {
 		return 0, err
 	}
 	now := time.Now()

@@ -40,10 +40,13 @@ const (
 	placeInstCores    = 1
 	placeInstMemoryMB = 256
 	placeImageBytes   = 32 << 20
-	placeNetwork      = "10.200.0.0" // a /16 of records only: nothing is sent there
-	placeNetworkGW    = "10.200.0.1"
-	placeNetworkID    = "nw-bench1"
-	placeImageID      = "wmi-bench1"
+	placeNetwork      = "10.200.0.0" // records only: nothing is sent there
+	// placeNetworkPrefix is the network's size for place and dc; scale
+	// needs a /15 (131,070 addresses) for 100,000 instances.
+	placeNetworkPrefix = 16
+	placeNetworkGW     = "10.200.0.1"
+	placeNetworkID     = "nw-bench1"
+	placeImageID       = "wmi-bench1"
 )
 
 // placeReadyTimeout bounds the wait for every hva's host to show online.
@@ -56,6 +59,7 @@ func hvaNode(i int) string { return "hva.b" + strconv.Itoa(i+1) }
 // listener, the hva handlers over a dummy hypervisor, and its monitor.
 type placeHva struct {
 	agent       *agent.Agent
+	hv          *dummy.Driver
 	stopMonitor context.CancelFunc
 	monDone     chan struct{}
 }
@@ -217,7 +221,7 @@ func startPlaceHva(node string, join []string, localStoreConcurrency int, tune f
 		return nil, err
 	}
 	monCtx, stop := context.WithCancel(context.Background())
-	x := &placeHva{agent: a, stopMonitor: stop, monDone: make(chan struct{})}
+	x := &placeHva{agent: a, hv: hv, stopMonitor: stop, monDone: make(chan struct{})}
 	go func() {
 		defer close(x.monDone)
 		h.RunMonitor(monCtx)
@@ -258,15 +262,15 @@ func (c *placeCluster) Close() {
 }
 
 // seed registers through the API what an instance create needs: a DC
-// network offering security-group networks, one /16 network with a DHCP
+// network offering security-group networks, one network (/16 here) with a DHCP
 // range over all of it, a public image on a backup object, and one host
 // node per hva (node ids hva.b1 … hva.bN).
 func (c *placeCluster) seed(ctx context.Context, hc *http.Client, hosts int) error {
-	return seedPlace(ctx, hc, c.base, hosts)
+	return seedPlace(ctx, hc, c.base, hosts, placeNetworkPrefix)
 }
 
 // seedPlace is seed through the API at base.
-func seedPlace(ctx context.Context, hc *http.Client, base string, hosts int) error {
+func seedPlace(ctx context.Context, hc *http.Client, base string, hosts, prefix int) error {
 	type step struct {
 		method, path string
 		form         url.Values
@@ -283,7 +287,7 @@ func seedPlace(ctx context.Context, hc *http.Client, base string, hosts int) err
 		{http.MethodPut, "/dc_networks/dcn-bench1.json", url.Values{"allow_new_networks": {"true"}}},
 		{http.MethodPut, "/dc_networks/dcn-bench1/offering_modes/add.json", url.Values{"mode": {"securitygroup"}}},
 		{http.MethodPost, "/networks.json", with(url.Values{"uuid": {placeNetworkID}, "dc_network": {"dcn-bench1"},
-			"network": {placeNetwork}, "prefix": {"16"}, "gw": {placeNetworkGW}, "network_mode": {"securitygroup"},
+			"network": {placeNetwork}, "prefix": {strconv.Itoa(prefix)}, "gw": {placeNetworkGW}, "network_mode": {"securitygroup"},
 			"dhcp_range": {"default"}}, acct)},
 		{http.MethodPost, "/backup_storages.json", url.Values{"uuid": {"bkst-bench1"}, "storage_type": {"local"},
 			"base_uri": {"file:///var/lib/vdc/bench/"}}},

@@ -37,12 +37,17 @@ type Options struct {
 	Failover FailoverOptions
 	Place    PlaceOptions
 	DC       DCOptions
+	// DCFailover is dc with the leader killed during the create phase.
+	DCFailover DCOptions
+	Scale      ScaleOptions
+	Serf       SerfOptions
 }
 
 // DefaultOptions is the full suite.
 func DefaultOptions() Options {
 	return Options{Raft: DefaultRaftOptions(), API: DefaultAPIOptions(), Failover: DefaultFailoverOptions(),
-		Place: DefaultPlaceOptions(), DC: DefaultDCOptions()}
+		Place: DefaultPlaceOptions(), DC: DefaultDCOptions(), DCFailover: DefaultDCFailoverOptions(),
+		Scale: DefaultScaleOptions(), Serf: DefaultSerfOptions()}
 }
 
 // ShortOptions is the smoke suite: tiny windows, 1 repetition, 2 failover
@@ -50,7 +55,8 @@ func DefaultOptions() Options {
 // from rotting.
 func ShortOptions() Options {
 	return Options{Raft: ShortRaftOptions(), API: ShortAPIOptions(), Failover: ShortFailoverOptions(),
-		Place: ShortPlaceOptions(), DC: ShortDCOptions()}
+		Place: ShortPlaceOptions(), DC: ShortDCOptions(), DCFailover: ShortDCFailoverOptions(),
+		Scale: ShortScaleOptions(), Serf: ShortSerfOptions()}
 }
 
 // Report is everything one invocation measured, as written by --json.
@@ -81,17 +87,53 @@ type Report struct {
 	AgentsConvergeSeconds  *float64 `json:"agents_converge_seconds,omitempty"`
 	ManagerSeesAllSeconds  *float64 `json:"manager_sees_all_agents_seconds,omitempty"`
 	LeaderRSSMBAfterCreate *float64 `json:"leader_rss_mb_after_create,omitempty"`
+	// Failover under load (dcfailover, or dc with --kill-leader-every):
+	// the leading dcmgr killed while instances are created.
+	DCLeaderKills         *int     `json:"dc_leader_kills,omitempty"`
+	DCFailoverP50Ms       *float64 `json:"dc_failover_p50_ms,omitempty"`
+	DCFailoverP99Ms       *float64 `json:"dc_failover_p99_ms,omitempty"`
+	DCLostAckedCreates    *int     `json:"dc_lost_acknowledged_creates,omitempty"`
+	DCUnfinishedJobs      *int     `json:"dc_unfinished_jobs,omitempty"`
+	DCDuplicateCreates    *int     `json:"dc_duplicate_creates,omitempty"`
+	DCFailoverPlacePerSec *float64 `json:"dc_failover_placements_per_sec,omitempty"`
+	// Scale: at the largest size of the 1-manager run (scale_instances),
+	// the leader's memory and files, request latencies and restarts; the
+	// 3-manager run's leader RSS and a follower's catching up from nothing.
+	ScaleInstances         *int     `json:"scale_instances,omitempty"`
+	ScaleFillPerSec        *float64 `json:"scale_fill_per_sec,omitempty"`
+	ScaleRSSMB             *float64 `json:"scale_rss_mb,omitempty"`
+	ScaleRSSAnonMB         *float64 `json:"scale_rss_anon_mb,omitempty"`
+	ScaleStateDBMB         *float64 `json:"scale_state_db_mb,omitempty"`
+	ScaleRaftDBMB          *float64 `json:"scale_raft_db_mb,omitempty"`
+	ScaleSnapshotMB        *float64 `json:"scale_snapshot_mb,omitempty"`
+	ScaleShowP99Ms         *float64 `json:"scale_show_p99_ms,omitempty"`
+	ScaleList100P99Ms      *float64 `json:"scale_list_100_p99_ms,omitempty"`
+	ScaleList1000P99Ms     *float64 `json:"scale_list_1000_p99_ms,omitempty"`
+	ScaleRestartMs         *float64 `json:"scale_restart_ms,omitempty"`
+	ScaleSnapshotRestoreMs *float64 `json:"scale_snapshot_restore_ms,omitempty"`
+	Scale3mInstances       *int     `json:"scale_3m_instances,omitempty"`
+	Scale3mLeaderRSSMB     *float64 `json:"scale_3m_leader_rss_mb,omitempty"`
+	Scale3mFollowerSyncMs  *float64 `json:"scale_3m_follower_catchup_ms,omitempty"`
+	// Serf: every hva sees every member alive, with the profile as is
+	// (-1: not within the bound), and with the best tuning tried at 500.
+	SerfConverge100Seconds      *float64 `json:"serf_converge_100_seconds,omitempty"`
+	SerfConverge200Seconds      *float64 `json:"serf_converge_200_seconds,omitempty"`
+	SerfConverge500Seconds      *float64 `json:"serf_converge_500_seconds,omitempty"`
+	SerfConverge500TunedSeconds *float64 `json:"serf_converge_500_tuned_seconds,omitempty"`
 
 	// CPU is the average CPU use while each benchmark ran: its own and
 	// everybody else's on the machine (other_cores well above 0 means the
 	// figures were taken on a busy machine).
 	CPU map[string]cpuUse `json:"cpu,omitempty"`
 
-	Raft     *RaftResult     `json:"raft,omitempty"`
-	API      *APIResult      `json:"api,omitempty"`
-	Failover *FailoverResult `json:"failover,omitempty"`
-	Place    *PlaceResult    `json:"place,omitempty"`
-	DC       *DCResult       `json:"dc,omitempty"`
+	Raft       *RaftResult     `json:"raft,omitempty"`
+	API        *APIResult      `json:"api,omitempty"`
+	Failover   *FailoverResult `json:"failover,omitempty"`
+	Place      *PlaceResult    `json:"place,omitempty"`
+	DC         *DCResult       `json:"dc,omitempty"`
+	DCFailover *DCResult       `json:"dcfailover,omitempty"`
+	Scale      *ScaleResult    `json:"scale,omitempty"`
+	Serf       *SerfResult     `json:"serf,omitempty"`
 }
 
 // Fill sets the headline figures from the results present.
@@ -126,6 +168,88 @@ func (rep *Report) Fill() {
 		rep.fillPlacements(d.Create, d.Terminate, d.Reps)
 		conv, mgr, rss := d.AgentsConvergedSeconds, d.ManagerSeesAllSeconds, d.LeaderRSSMB
 		rep.AgentsConvergeSeconds, rep.ManagerSeesAllSeconds, rep.LeaderRSSMBAfterCreate = &conv, &mgr, &rss
+		left := d.UnfinishedJobs
+		rep.DCUnfinishedJobs = &left
+		if d.Options.KillLeaderEvery > 0 {
+			rep.fillFailover(d)
+		}
+	}
+	if d := rep.DCFailover; d != nil {
+		rep.fillFailover(d)
+	}
+	if s := rep.Scale; s != nil {
+		rep.fillScale(s)
+	}
+	if s := rep.Serf; s != nil {
+		for _, x := range []struct {
+			n   int
+			dst **float64
+		}{{100, &rep.SerfConverge100Seconds}, {200, &rep.SerfConverge200Seconds}, {500, &rep.SerfConverge500Seconds}} {
+			if v, ok := s.converged(x.n, ""); ok {
+				*x.dst = &v
+			}
+		}
+		for _, tune := range s.Options.Tunes {
+			v, ok := s.converged(500, tune)
+			if tune == "" || !ok || v < 0 {
+				continue
+			}
+			if rep.SerfConverge500TunedSeconds == nil || v < *rep.SerfConverge500TunedSeconds {
+				rep.SerfConverge500TunedSeconds = &v
+			}
+		}
+	}
+}
+
+// fillFailover sets the failover-under-load figures of a dc run with kills.
+func (rep *Report) fillFailover(d *DCResult) {
+	kills, lost, left, dups := len(d.Kills), d.LostAcked, d.UnfinishedJobs, d.Duplicates
+	rep.DCLeaderKills, rep.DCLostAckedCreates, rep.DCUnfinishedJobs, rep.DCDuplicateCreates = &kills, &lost, &left, &dups
+	if d.FailoverMs != nil {
+		p50, p99 := d.FailoverMs.Median, d.FailoverP99Ms
+		rep.DCFailoverP50Ms, rep.DCFailoverP99Ms = &p50, &p99
+	}
+	if d.Create != nil && d.Create.PerSec > 0 {
+		v := d.Create.PerSec
+		rep.DCFailoverPlacePerSec = &v
+	}
+}
+
+// fillScale sets the scale headline figures.
+func (rep *Report) fillScale(s *ScaleResult) {
+	f := func(v float64) *float64 { return &v }
+	if _, pt := s.largest(1); pt != nil {
+		n := pt.Instances
+		rep.ScaleInstances = &n
+		if pt.FillPerSec > 0 {
+			rep.ScaleFillPerSec = f(pt.FillPerSec)
+		}
+		if l, ok := pt.leader(); ok {
+			rep.ScaleRSSMB, rep.ScaleRSSAnonMB = f(l.RSSMB), f(l.RSSAnonMB)
+			rep.ScaleStateDBMB, rep.ScaleRaftDBMB, rep.ScaleSnapshotMB = f(l.StateDBMB), f(l.RaftDBMB), f(l.SnapshotMB)
+		}
+		for name, dst := range map[string]**float64{"show": &rep.ScaleShowP99Ms, "list limit=100": &rep.ScaleList100P99Ms,
+			"list limit=1000": &rep.ScaleList1000P99Ms} {
+			if l, ok := pt.latency(name); ok {
+				*dst = f(l.P99ms)
+			}
+		}
+		if m, ok := pt.restart("crash"); ok {
+			rep.ScaleRestartMs = f(m.CaughtUpMs)
+		}
+		if m, ok := pt.restart("state_db_lost"); ok {
+			rep.ScaleSnapshotRestoreMs = f(m.CaughtUpMs)
+		}
+	}
+	if _, pt := s.largest(3); pt != nil {
+		n := pt.Instances
+		rep.Scale3mInstances = &n
+		if l, ok := pt.leader(); ok {
+			rep.Scale3mLeaderRSSMB = f(l.RSSMB)
+		}
+		if m, ok := pt.restart("data_dir_lost"); ok {
+			rep.Scale3mFollowerSyncMs = f(m.CaughtUpMs)
+		}
 	}
 }
 
@@ -157,7 +281,7 @@ func (rep *Report) WriteTables(w io.Writer) {
 	rep.Machine.WriteTable(w)
 	if len(rep.CPU) > 0 {
 		fmt.Fprint(w, "CPU cores used on average while each benchmark ran (this process / all other processes):")
-		for _, name := range []string{"raft", "api", "failover", "place", "dc"} {
+		for _, name := range []string{"raft", "api", "failover", "place", "dc", "dcfailover", "scale", "serf"} {
 			if u, ok := rep.CPU[name]; ok {
 				fmt.Fprintf(w, " %s %.2f / %.2f;", name, u.Own, u.Other)
 			}
@@ -182,6 +306,17 @@ func (rep *Report) WriteTables(w io.Writer) {
 	}
 	if rep.DC != nil {
 		rep.DC.WriteTable(w)
+	}
+	if rep.DCFailover != nil {
+		fmt.Fprintln(w, "# dcfailover")
+		fmt.Fprintln(w)
+		rep.DCFailover.WriteTable(w)
+	}
+	if rep.Scale != nil {
+		rep.Scale.WriteTable(w)
+	}
+	if rep.Serf != nil {
+		rep.Serf.WriteTable(w)
 	}
 }
 
@@ -284,8 +419,9 @@ func gitCommit(ctx context.Context) string {
 	return commit
 }
 
-// Run runs the benchmarks named in which ("raft", "api", "failover", "place"), in that
-// order, and returns the report. On an error the report holds what finished.
+// Run runs the benchmarks named in which ("raft", "api", "failover",
+// "place", "dc", "dcfailover", "scale", "serf"), in that order, and returns
+// the report. On an error the report holds what finished.
 func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool) (*Report, error) {
 	rep := &Report{Machine: Probe(ctx), Short: short}
 	defer func() { rep.Machine.Finish(); rep.Fill() }()
@@ -303,6 +439,12 @@ func (r *Runner) Run(ctx context.Context, which []string, o Options, short bool)
 			rep.Place, err = r.placeReps(ctx, o.Place, o.Place.Reps)
 		case "dc":
 			rep.DC, err = r.dcReps(ctx, o.DC, o.DC.Reps)
+		case "dcfailover":
+			rep.DCFailover, err = r.DC(ctx, o.DCFailover)
+		case "scale":
+			rep.Scale, err = r.Scale(ctx, o.Scale)
+		case "serf":
+			rep.Serf, err = r.Serf(ctx, o.Serf)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

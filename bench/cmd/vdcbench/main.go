@@ -4,7 +4,7 @@
 // process on loopback, and prints the figures with the machine they were
 // taken on.
 //
-//	vdcbench raft|api|failover|place|dc|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
+//	vdcbench raft|api|failover|place|dc|dcfailover|scale|serf|all [--short] [--json FILE] [--cpuprofile FILE] [flags]
 //
 // dc runs the simulated datacenter: dcmgr and scheduler processes (from
 // --dc-bin, default bin/) and processes of many dummy hvas each (vdcbench
@@ -34,7 +34,7 @@ import (
 	"github.com/vdc-project/vdc/bench"
 )
 
-const usage = `usage: vdcbench raft|api|failover|place|dc|all [flags]
+const usage = `usage: vdcbench raft|api|failover|place|dc|dcfailover|scale|serf|all [flags]
 
   raft      commands/s and commit latency of srv.Apply on 1 and 3 managers
   api       req/s and latency of show, list and create through the 12.03 API
@@ -44,7 +44,15 @@ const usage = `usage: vdcbench raft|api|failover|place|dc|all [flags]
   dc        the simulated datacenter: 1 or 3 dcmgr processes, scheduler processes and
             N dummy hvas in processes of many (each its own serf member and RPC listener):
             serf convergence, then instances/s end to end as in place
-  all       the five in turn (flags get a raft-/api-/failover-/place-/dc- prefix)
+  dcfailover  dc with the leading dcmgr killed (SIGKILL) and restarted every so often while
+            instances are created: time until writes succeed again, acknowledged creates
+            lost, jobs left unfinished
+  scale     the managers with 10,000 and 100,000 instances in their state (filled through
+            the API onto dc's processes): RSS, state.db/raft.db/snapshot size, show and
+            list latency, restart and catch-up time; 1 and 3 managers
+  serf      dc's serf convergence alone for 100, 200 and 500 hvas, with serf tunings
+  all       every one in turn (flags get a raft-/api-/failover-/place-/dc-/dcfailover-/
+            scale-/serf- prefix)
   hvasim    (internal) a process of simulated hvas, started by dc
 
 Run "vdcbench <command> -h" for the flags of a command.
@@ -64,10 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "hvasim":
 		return runHvaSim(args[1:], stdout, stderr)
-	case "raft", "api", "failover", "place", "dc":
+	case "raft", "api", "failover", "place", "dc", "dcfailover", "scale", "serf":
 		which = []string{cmd}
 	case "all":
-		which = []string{"raft", "api", "failover", "place", "dc"}
+		which = []string{"raft", "api", "failover", "place", "dc", "dcfailover", "scale", "serf"}
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -147,9 +155,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.ProfileDir, p+"phase-profiles", o.ProfileDir, "write a CPU profile of each phase into `DIR` (cpu-create.prof, cpu-terminate.prof)")
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
 	}
-	if slices.Contains(which, "dc") {
-		p := prefix("dc")
+	for _, name := range []string{"dc", "dcfailover"} {
+		if !slices.Contains(which, name) {
+			continue
+		}
+		p := prefix(name)
 		o := &opts.DC
+		if name == "dcfailover" {
+			o = &opts.DCFailover
+		}
+		fs.DurationVar(&o.KillLeaderEvery, p+"kill-leader-every", o.KillLeaderEvery, "kill (SIGKILL) the leading dcmgr this long into the create phase and after each recovery, then restart it (0: never)")
+		fs.IntVar(&o.Kills, p+"kills", o.Kills, "most leader kills (0: as many as the create phase holds)")
+		fs.StringVar(&o.GossipTune, p+"gossip-tune", o.GossipTune, "the hvas' serf settings over --gossip, e.g. push_pull=2s,retransmit_mult=6,seeds=2")
 		fs.IntVar(&o.Managers, p+"managers", o.Managers, "dcmgr processes (1 or 3)")
 		fs.IntVar(&o.Schedulers, p+"schedulers", o.Schedulers, "scheduler processes")
 		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "dummy hvas (N), host nodes hva.b1..hva.bN")
@@ -166,11 +183,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.ProfileDir, p+"profile-dir", o.ProfileDir, "write a CPU profile of every hvasim process into `DIR`")
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "repetitions of the whole run (figures: median, min, max)")
 	}
+	if slices.Contains(which, "scale") {
+		p := prefix("scale")
+		o := &opts.Scale
+		intList(fs, p+"managers", &o.Managers, "cluster sizes, one run each")
+		intList(fs, p+"sizes", &o.Sizes, "instance counts measured at, ascending")
+		fs.IntVar(&o.Hvas, p+"hvas", o.Hvas, "dummy hvas carrying the instances")
+		fs.IntVar(&o.HvasPerProcess, p+"hvas-per-process", o.HvasPerProcess, "hvas per hvasim process")
+		fs.IntVar(&o.Concurrency, p+"concurrency", o.Concurrency, "clients POSTing the instances")
+		fs.IntVar(&o.Window, p+"window", o.Window, "most instances POSTed and not yet running")
+		fs.IntVar(&o.Samples, p+"samples", o.Samples, "requests per latency row")
+		fs.BoolVar(&o.Restarts, p+"restarts", o.Restarts, "restart a manager three ways at each size and time its catching up")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf timing of every member: crowd or fast")
+		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
+		fs.DurationVar(&o.Timeout, p+"fill-timeout", o.Timeout, "bound of each fill")
+		fs.StringVar(&o.KeepLogs, p+"keep-logs", o.KeepLogs, "move the processes' logs of a failed run to `DIR`-<managers>m")
+	}
+	if slices.Contains(which, "serf") {
+		p := prefix("serf")
+		o := &opts.Serf
+		intList(fs, p+"agents", &o.Agents, "hva counts, one cluster each")
+		fs.IntVar(&o.HvasPerProcess, p+"hvas-per-process", o.HvasPerProcess, "hvas per hvasim process")
+		fs.IntVar(&o.Managers, p+"managers", o.Managers, "dcmgr processes")
+		fs.StringVar(&o.Gossip, p+"gossip", o.Gossip, "serf profile of every member: crowd or fast")
+		tunesSet := false
+		fs.Func(p+"tune", `the hvas' serf settings over the profile, repeatable (one cluster set each): "none" or e.g. push_pull=2s,retransmit_mult=6,gossip_nodes=6,seeds=2 (default: none)`, func(v string) error {
+			if !tunesSet {
+				o.Tunes, tunesSet = nil, true
+			}
+			if v == "none" {
+				v = ""
+			}
+			o.Tunes = append(o.Tunes, v)
+			return nil
+		})
+		fs.IntVar(&o.Reps, p+"reps", o.Reps, "clusters per (N, tune)")
+		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of each wait for membership")
+		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	if self, err := os.Executable(); err == nil {
-		opts.DC.Self = self
+		opts.DC.Self, opts.DCFailover.Self, opts.Scale.Self, opts.Serf.Self = self, self, self, self
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
@@ -256,6 +311,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vdcbench: %d acknowledged writes were lost\n", *rep.LostAcknowledgedWrites)
 		return 1
 	}
+	if rep.DCLostAckedCreates != nil && *rep.DCLostAckedCreates > 0 {
+		fmt.Fprintf(stderr, "vdcbench: %d acknowledged creates were lost\n", *rep.DCLostAckedCreates)
+		return 1
+	}
 	return 0
 }
 
@@ -307,10 +366,13 @@ func runHvaSim(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.First, "first", 1, "number of the first hva (hva.b<first>)")
 	fs.IntVar(&o.Count, "count", 1, "hvas in this process")
-	join := fs.String("join", "", "serf address of a member to join")
+	var join []string
+	fs.Func("join", "serf address of a member to join (repeatable)", func(v string) error { join = append(join, v); return nil })
 	fs.IntVar(&o.ExpectMembers, "expect-members", 0, "cluster size at which membership has converged (0: do not watch)")
 	fs.IntVar(&o.LocalStoreConcurrency, "local-store-concurrency", o.LocalStoreConcurrency, "local-store-handle jobs at once per hva")
 	fs.StringVar(&o.Gossip, "gossip", o.Gossip, "serf timing: crowd or fast")
+	fs.StringVar(&o.GossipTune, "gossip-tune", "", "serf settings over --gossip (see vdcbench dc -h)")
+	fs.DurationVar(&o.ReportRunning, "report-running", 0, "report the running domains this often (0: never)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -328,9 +390,7 @@ func runHvaSim(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *join != "" {
-		o.Join = []string{*join}
-	}
+	o.Join = join
 	// The simulated fleet is harness, not product: its hundreds of agents
 	// share one heap, and collecting it as often as a daemon's would take
 	// the CPU the managers are measured with.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/vdc-project/vdc/hva/handlers"
 	"github.com/vdc-project/vdc/hva/hypervisor/dummy"
 	"github.com/vdc-project/vdc/manager/api"
-	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/health"
 	"github.com/vdc-project/vdc/manager/server"
 	"github.com/vdc-project/vdc/proto"
@@ -202,32 +200,12 @@ func haTrial(ctx context.Context, root string, o HAOptions) (time.Duration, erro
 func startHAManager(dir string, o HAOptions) (*server.Manager, string, error) {
 	var lastErr error
 	for range startPortAttempts {
-		cfg := cluster.DefaultConfig()
-		cfg.NodeName = filepath.Base(dir) + "-m1"
-		cfg.DataDir = filepath.Join(dir, "m1")
-		cfg.BootstrapExpect = 1
-		cfg.FastGossip = true
-		serfPort, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		raftPort, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		cfg.SerfAddr, cfg.RaftAddr = "127.0.0.1:"+serfPort, "127.0.0.1:"+raftPort
-		apiL, rpcL, err := server.Listen("127.0.0.1:0", "127.0.0.1:0")
-		if err != nil {
-			return nil, "", err
-		}
-		m, err := server.Start(server.Config{Cluster: cfg, API: api.DefaultConfig(), APIListener: apiL, RPCListener: rpcL,
-			HA: health.HAConfig{RescheduleAfter: o.RescheduleAfter, FenceMargin: o.FenceMargin, Interval: 100 * time.Millisecond},
-		}, logging.Discard())
+		m, addr, err := startLoopbackManager(dir, nil, func(c *server.Config) {
+			c.HA = health.HAConfig{RescheduleAfter: o.RescheduleAfter, FenceMargin: o.FenceMargin, Interval: 100 * time.Millisecond}
+		})
 		if err == nil {
-			return m, apiL.Addr().String(), nil
+			return m, addr, nil
 		}
-		apiL.Close()
-		rpcL.Close()
 		lastErr = err
 	}
 	return nil, "", lastErr

@@ -141,6 +141,12 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 // startPlaceManager is manager/server.Start on loopback listeners with the
 // shipped cluster and API configuration, FastGossip and a discard logger.
 func startPlaceManager(dir string, tune func(*serf.Config)) (*server.Manager, string, error) {
+	return startLoopbackManager(dir, tune, nil)
+}
+
+// startLoopbackManager is startPlaceManager whose server configuration
+// adjust, when set, changes last.
+func startLoopbackManager(dir string, tune func(*serf.Config), adjust func(*server.Config)) (*server.Manager, string, error) {
 	cfg := cluster.DefaultConfig()
 	cfg.SerfTune = tune
 	cfg.NodeName = filepath.Base(dir) + "-m1"
@@ -161,9 +167,11 @@ func startPlaceManager(dir string, tune func(*serf.Config)) (*server.Manager, st
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := server.Start(server.Config{
-		Cluster: cfg, API: api.DefaultConfig(), APIListener: apiL, RPCListener: rpcL,
-	}, logging.Discard())
+	sc := server.Config{Cluster: cfg, API: api.DefaultConfig(), APIListener: apiL, RPCListener: rpcL}
+	if adjust != nil {
+		adjust(&sc)
+	}
+	m, err := server.Start(sc, logging.Discard())
 	if err != nil {
 		apiL.Close()
 		rpcL.Close()

@@ -31,8 +31,11 @@ const (
 	atSta    = "sta.ate2e"
 	atPrefix = "iqn.2026-01.test.at-e2e"
 	atSN     = "sn-ate2e"
-	// guestWait bounds a TCG guest's boot and its user-data's work.
-	guestWait = 3 * time.Minute
+	// guestWait bounds a TCG guest's boot and its user-data's work. A SAN
+	// boot (QEMU's own iSCSI initiator under TCG) took over 3 min once in CI
+	// with the race detector on and other packages' clusters and guests
+	// sharing the 2 cores; it takes ~5 s on an idle machine.
+	guestWait = 6 * time.Minute
 )
 
 // atCluster is a libvirt cluster with an sta and images of the tiny guest:

@@ -1,6 +1,7 @@
 package rig
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -264,7 +265,27 @@ func (p *Proc) Restart() error {
 // answers.
 func (p *Proc) Pause() error {
 	p.r.logf("rig: SIGSTOP %s", p.Name)
-	return p.signal(syscall.SIGSTOP, true)
+	if err := p.signal(syscall.SIGSTOP, true); err != nil {
+		return err
+	}
+	// kill(2) returns before the process stops: on a loaded machine it
+	// could still answer a request sent right after. Wait (briefly) until
+	// the kernel shows it stopped.
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	for range 200 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return nil // gone: nothing left to answer
+		}
+		// The state follows the ")" closing the command name.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not stop within 2s of SIGSTOP", p.Name)
 }
 
 // Resume thaws a paused process (SIGCONT).

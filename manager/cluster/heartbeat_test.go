@@ -44,7 +44,7 @@ func TestHeartbeatCannotRetermLeaderWrites(t *testing.T) {
 	if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, servers); err != nil {
 		t.Fatal(err)
 	}
-	r, err := raft.NewRaft(conf, &raft.MockFSM{}, logs, logs, snaps, drainedTransport{trans})
+	r, err := raft.NewRaft(conf, &raft.MockFSM{}, logs, logs, snaps, newDrainedTransport(trans))
 	if err != nil {
 		t.Fatal(err)
 	}

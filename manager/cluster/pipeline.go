@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -22,8 +23,26 @@ import (
 // blocked handing over a result, for minutes). Reading the results on the
 // decoder's behalf lets the sender reach its check and fall back to plain
 // replication, as raft means it to.
+//
+// It also records, per follower, when the newest request it acknowledged
+// was sent (acks), which VerifyLeader needs.
 type drainedTransport struct {
 	*raft.NetworkTransport
+	acks *peerAcks
+}
+
+func newDrainedTransport(t *raft.NetworkTransport) drainedTransport {
+	return drainedTransport{NetworkTransport: t, acks: newPeerAcks()}
+}
+
+// AppendEntries implements raft.Transport (heartbeats and plain replication).
+func (t drainedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	sent := time.Now()
+	err := t.NetworkTransport.AppendEntries(id, target, req, resp)
+	if err == nil {
+		t.acks.record(id, sent, req, resp)
+	}
+	return err
 }
 
 // SetHeartbeatHandler implements raft.Transport by not installing raft's
@@ -51,7 +70,11 @@ func (t drainedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Se
 	if err != nil {
 		return nil, err
 	}
-	return newDrainedPipeline(p), nil
+	return newDrainedPipeline(p, func(f raft.AppendFuture) {
+		if f.Error() == nil {
+			t.acks.record(id, f.Start(), f.Request(), f.Response())
+		}
+	}), nil
 }
 
 // drainedPipeline reads the results of an AppendPipeline as they come and
@@ -62,13 +85,14 @@ func (t drainedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Se
 type drainedPipeline struct {
 	raft.AppendPipeline
 	out       chan raft.AppendFuture
+	seen      func(raft.AppendFuture) // called with each result before raft sees it
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
-func newDrainedPipeline(p raft.AppendPipeline) *drainedPipeline {
-	d := &drainedPipeline{AppendPipeline: p, out: make(chan raft.AppendFuture),
+func newDrainedPipeline(p raft.AppendPipeline, seen func(raft.AppendFuture)) *drainedPipeline {
+	d := &drainedPipeline{AppendPipeline: p, out: make(chan raft.AppendFuture), seen: seen,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go d.pump()
 	return d
@@ -88,6 +112,9 @@ func (d *drainedPipeline) pump() {
 		}
 		select {
 		case f := <-in:
+			if d.seen != nil {
+				d.seen(f)
+			}
 			queue = append(queue, f)
 		case out <- next:
 			queue[0] = nil
@@ -107,4 +134,45 @@ func (d *drainedPipeline) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
 	return err
+}
+
+// peerAcks holds, per follower, the send time of the newest request it
+// accepted in the sender's term.
+//
+// raft's VerifyLeader counts any successful answer that arrives after the
+// check is registered, including one to a heartbeat sent before it: a
+// leader cut off just after sending confirms itself once more (found by
+// TestVerifyLeaderNeedsQuorum in CI). A read is only linearizable if a
+// quorum acknowledged a request sent after the read arrived, which is what
+// quorumSince checks.
+type peerAcks struct {
+	mu   sync.Mutex
+	sent map[raft.ServerID]time.Time
+}
+
+func newPeerAcks() *peerAcks { return &peerAcks{sent: map[raft.ServerID]time.Time{}} }
+
+func (a *peerAcks) record(id raft.ServerID, sent time.Time, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
+	if a == nil || req == nil || resp == nil || !resp.Success || resp.Term != req.Term {
+		return
+	}
+	a.mu.Lock()
+	if sent.After(a.sent[id]) {
+		a.sent[id] = sent
+	}
+	a.mu.Unlock()
+}
+
+// quorumSince reports whether self plus the voters that acknowledged a
+// request sent at or after since make a majority of voters.
+func (a *peerAcks) quorumSince(self raft.ServerID, voters []raft.ServerID, since time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, id := range voters {
+		if id == self || !a.sent[id].Before(since) {
+			n++
+		}
+	}
+	return n > len(voters)/2
 }

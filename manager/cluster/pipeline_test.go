@@ -48,7 +48,7 @@ func TestPipelineSenderNotBlockedByIdleConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { leaderNet.Close() })
-	p, err := drainedTransport{leaderNet}.AppendEntriesPipeline("f", follower.LocalAddr())
+	p, err := newDrainedTransport(leaderNet).AppendEntriesPipeline("f", follower.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +80,38 @@ func TestPipelineSenderNotBlockedByIdleConsumer(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("closing the pipeline hangs")
+	}
+}
+
+func TestPeerAcksCountOnlyRequestsSentSince(t *testing.T) {
+	acks := newPeerAcks()
+	voters := []raft.ServerID{"a", "b", "c"}
+	before := time.Now()
+	since := before.Add(time.Millisecond)
+	after := since.Add(time.Millisecond)
+	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{}, Term: 3}
+
+	// An answer to a request sent before the read arrived does not confirm it.
+	acks.record("b", before, req, &raft.AppendEntriesResponse{Term: 3, Success: true})
+	if acks.quorumSince("a", voters, since) {
+		t.Fatal("an acknowledgement of an older request confirmed leadership")
+	}
+	// Neither does a refusal, nor an answer from a newer term.
+	acks.record("b", after, req, &raft.AppendEntriesResponse{Term: 3, Success: false})
+	acks.record("c", after, req, &raft.AppendEntriesResponse{Term: 4, Success: true})
+	if acks.quorumSince("a", voters, since) {
+		t.Fatal("a refused or newer-term answer confirmed leadership")
+	}
+	acks.record("c", after, req, &raft.AppendEntriesResponse{Term: 3, Success: true})
+	if !acks.quorumSince("a", voters, since) {
+		t.Fatal("self and one fresh acknowledgement of three voters are a quorum")
+	}
+	// An older answer arriving late does not move a peer's time back.
+	acks.record("c", before, req, &raft.AppendEntriesResponse{Term: 3, Success: true})
+	if !acks.quorumSince("a", voters, since) {
+		t.Fatal("a late older acknowledgement undid a newer one")
+	}
+	if !acks.quorumSince("a", []raft.ServerID{"a"}, since) {
+		t.Fatal("a single voter is its own quorum")
 	}
 }

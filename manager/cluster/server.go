@@ -50,6 +50,7 @@ type Server struct {
 	logStore  *raftboltdb.BoltStore
 	snapshots *raft.FileSnapshotStore
 	trans     *raft.NetworkTransport
+	transport drainedTransport // trans as raft uses it (acks for VerifyLeader)
 	raft      *raft.Raft
 	serf      *serf.Serf
 
@@ -207,7 +208,8 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft log cache: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, s.snapshots, drainedTransport{s.trans})
+	s.transport = newDrainedTransport(s.trans)
+	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, s.snapshots, s.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -604,20 +606,46 @@ func (s *Server) verifyRounds() {
 	}
 }
 
+// verifyOnce confirms leadership for every read that arrived before it
+// started: raft's check triggers a heartbeat round, and it counts only once
+// a quorum acknowledged a request sent after start (see peerAcks). A round
+// satisfied by older answers is repeated; each sends fresh heartbeats.
 func (s *Server) verifyOnce() error {
-	f := s.raft.VerifyLeader()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return errs.Wrap(errs.NoLeader, err, "leadership could not be confirmed")
+	start := time.Now()
+	timeout := time.NewTimer(s.cfg.ApplyTimeout)
+	defer timeout.Stop()
+	wait := func(f raft.Future) error {
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				return errs.Wrap(errs.NoLeader, err, "leadership could not be confirmed")
+			}
+			return nil
+		case <-timeout.C:
+			return errs.New(errs.NoLeader, "leadership could not be confirmed in time")
+		case <-s.shutdownCh:
+			return errs.New(errs.NoLeader, "manager is shutting down")
 		}
-		return nil
-	case <-time.After(s.cfg.ApplyTimeout):
-		return errs.New(errs.NoLeader, "leadership could not be confirmed in time")
-	case <-s.shutdownCh:
-		return errs.New(errs.NoLeader, "manager is shutting down")
+	}
+	cf := s.raft.GetConfiguration()
+	if err := wait(cf); err != nil {
+		return err
+	}
+	var voters []raft.ServerID
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters = append(voters, srv.ID)
+		}
+	}
+	for {
+		if err := wait(s.raft.VerifyLeader()); err != nil {
+			return err
+		}
+		if s.transport.acks.quorumSince(raft.ServerID(s.cfg.NodeName), voters, start) {
+			return nil
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 
-	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/manager/state"
 )
 
@@ -15,26 +14,11 @@ type renderFn func(tx *state.Tx) (any, error)
 // was stored.
 func (a *API) commit(ctx context.Context, plan func(tx *state.Tx, b *state.Builder) (renderFn, error)) (any, error) {
 	var render renderFn
-	// local: the last plan wrote nothing (it refused, or there was nothing
-	// to change), so its answer rests on this manager's state alone.
-	var local bool
-	err := state.Commit(ctx, a.b.Store(), a.b, func(tx *state.Tx, b *state.Builder) error {
+	err := state.CommitConfirmed(ctx, a.b.Store(), a.b, func(tx *state.Tx, b *state.Builder) error {
 		var err error
 		render, err = plan(tx, b)
-		local = err != nil || b.Len() == 0
 		return err
 	})
-	// A leader deposed while paused or cut off still routes writes here until
-	// it hears of the new term, and its state misses what the new leader has
-	// committed since: a 404 (or a no-op) read from it would contradict a
-	// write already acknowledged (e2e/chaos: a PUT answered 404 for a group
-	// created while its leader was SIGSTOPped). Such an answer is given only
-	// once a quorum confirms this manager still leads, as reads are.
-	if local && !errs.Is(err, errs.NoLeader) {
-		if verr := a.b.VerifyLeader(ctx); verr != nil {
-			return nil, verr
-		}
-	}
 	if err != nil || render == nil {
 		return nil, err
 	}

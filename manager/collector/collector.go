@@ -26,9 +26,15 @@ import (
 // the rules; the collector calls them when an hva reports terminated.
 type FinalizeFunc func(tx *state.Tx, b *state.Builder, inst *proto.Instance, now time.Time) error
 
+// Cluster is the manager's cluster layer as the collector needs it.
+type Cluster interface {
+	jobs.Cluster
+	VerifyLeader(ctx context.Context) error
+}
+
 // Deps wires the collector.
 type Deps struct {
-	Cluster  jobs.Cluster
+	Cluster  Cluster
 	Finalize FinalizeFunc
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -68,20 +74,26 @@ func (s *Service) write(ctx context.Context, plan func(tx *state.Tx, b *state.Bu
 	if !s.d.Cluster.IsLeader() {
 		return errs.New(errs.NoLeader, "this manager is not the leader")
 	}
-	return state.Commit(ctx, s.d.Cluster.Store(), s.d.Cluster, plan)
+	return state.CommitConfirmed(ctx, s.d.Cluster.Store(), s.d.Cluster, plan)
 }
 
-// read runs fn on the leader's state (see the package comment).
-func (s *Service) read(fn func(tx *state.Tx) error) error {
+// read runs fn on the leader's state (see the package comment), once a
+// quorum confirms this manager leads: an agent acts on what it reads (an
+// hva's monitor on an instance it is told is unknown or terminated), so a
+// deposed leader must not answer from its stale state.
+func (s *Service) read(ctx context.Context, fn func(tx *state.Tx) error) error {
 	if !s.d.Cluster.IsLeader() {
 		return errs.New(errs.NoLeader, "this manager is not the leader")
+	}
+	if err := s.d.Cluster.VerifyLeader(ctx); err != nil {
+		return err
 	}
 	return s.d.Cluster.Store().View(fn)
 }
 
-func (s *Service) getInstance(_ context.Context, req proto.GetInstanceRequest) (proto.InstanceView, error) {
+func (s *Service) getInstance(ctx context.Context, req proto.GetInstanceRequest) (proto.InstanceView, error) {
 	var out proto.InstanceView
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		v, err := InstanceView(tx, req.InstanceID)
 		out = v
 		return err
@@ -169,9 +181,9 @@ func (s *Service) finalizeInstance(ctx context.Context, req proto.FinalizeInstan
 
 // monitorData lists the instances the host's monitor compares with its
 // hypervisor: those placed on the node in running, halting or shuttingdown.
-func (s *Service) monitorData(_ context.Context, req proto.GetInstanceMonitorDataRequest) (proto.GetInstanceMonitorDataResponse, error) {
+func (s *Service) monitorData(ctx context.Context, req proto.GetInstanceMonitorDataRequest) (proto.GetInstanceMonitorDataResponse, error) {
 	out := proto.GetInstanceMonitorDataResponse{Instances: []proto.InstanceMonitorEntry{}}
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		host, err := hostByNodeID(tx, req.NodeID)
 		if err != nil {
 			return err

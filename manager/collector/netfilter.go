@@ -33,9 +33,9 @@ func filteredState(s string) bool {
 // group those vnics are in, whose members their rules name, or whose rules
 // name their groups, with the rule text, the members' addresses anywhere in
 // the cluster, and the references between groups.
-func (s *Service) netfilterData(_ context.Context, req proto.GetNetfilterDataRequest) (proto.GetNetfilterDataResponse, error) {
+func (s *Service) netfilterData(ctx context.Context, req proto.GetNetfilterDataRequest) (proto.GetNetfilterDataResponse, error) {
 	out := proto.GetNetfilterDataResponse{Vnics: []proto.VifView{}, SecurityGroups: []proto.NetfilterSecurityGroup{}}
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		host, err := hostByNodeID(tx, req.NodeID)
 		if err != nil {
 			return err

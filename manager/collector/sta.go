@@ -75,9 +75,9 @@ func VolumeView(tx *state.Tx, vol *proto.Volume) proto.VolumeView {
 	return vv
 }
 
-func (s *Service) getVolume(_ context.Context, req proto.GetVolumeRequest) (proto.VolumeView, error) {
+func (s *Service) getVolume(ctx context.Context, req proto.GetVolumeRequest) (proto.VolumeView, error) {
 	var out proto.VolumeView
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		var vol proto.Volume
 		if _, err := tx.Get(proto.KindVolume, req.VolumeID, &vol); err != nil {
 			return errs.New(errs.UnknownVolume, "%s", req.VolumeID)
@@ -96,9 +96,9 @@ var exportedStates = []string{proto.VolumeAvailable, proto.VolumeAttaching, prot
 // re-exports them when it starts): the shared volumes placed on its storage
 // node in an exported state, in creation order. A node id no storage node
 // is bound to has none.
-func (s *Service) getAvailableVolumes(_ context.Context, req proto.GetAvailableVolumesRequest) (proto.GetAvailableVolumesResponse, error) {
+func (s *Service) getAvailableVolumes(ctx context.Context, req proto.GetAvailableVolumesRequest) (proto.GetAvailableVolumesResponse, error) {
 	out := proto.GetAvailableVolumesResponse{Volumes: []proto.VolumeView{}}
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		var sn *proto.StorageNode
 		err := tx.Each(proto.KindStorageNode, false, func(e state.Entry) error {
 			var v proto.StorageNode
@@ -130,9 +130,9 @@ func (s *Service) getAvailableVolumes(_ context.Context, req proto.GetAvailableV
 	return out, err
 }
 
-func (s *Service) getBackupObject(_ context.Context, req proto.GetBackupObjectRequest) (proto.BackupObjectView, error) {
+func (s *Service) getBackupObject(ctx context.Context, req proto.GetBackupObjectRequest) (proto.BackupObjectView, error) {
 	var out proto.BackupObjectView
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		v := backupObjectView(tx, req.BackupObjectID)
 		if v == nil {
 			return errs.New(errs.UnknownBackupObject, "%s", req.BackupObjectID)
@@ -143,9 +143,9 @@ func (s *Service) getBackupObject(_ context.Context, req proto.GetBackupObjectRe
 	return out, err
 }
 
-func (s *Service) getImage(_ context.Context, req proto.GetImageRequest) (proto.ImageView, error) {
+func (s *Service) getImage(ctx context.Context, req proto.GetImageRequest) (proto.ImageView, error) {
 	var out proto.ImageView
-	err := s.read(func(tx *state.Tx) error {
+	err := s.read(ctx, func(tx *state.Tx) error {
 		var img proto.Image
 		if _, err := tx.Get(proto.KindImage, req.ImageID, &img); err != nil {
 			return errs.New(errs.UnknownImage, "%s", req.ImageID)

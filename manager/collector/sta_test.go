@@ -411,3 +411,30 @@ func TestStaCollectorFollower(t *testing.T) {
 type follower struct{ *cluster.Server }
 
 func (follower) IsLeader() bool { return false }
+
+// deposed is a leader a newer term has replaced without its knowing yet.
+type deposed struct{ *cluster.Server }
+
+func (deposed) VerifyLeader(context.Context) error {
+	return errs.New(errs.NoLeader, "a newer term has a leader")
+}
+
+// TestCollectorDeposedLeaderDoesNotAnswerFromItsState: reads, refusals and
+// no-op writes rest on the manager's own state, so a leader a quorum no
+// longer confirms answers NoLeader (the agent asks the next manager) rather
+// than "unknown volume" for a volume the new leader may have created; a
+// write that goes through raft needs no confirmation.
+func TestCollectorDeposedLeaderDoesNotAnswerFromItsState(t *testing.T) {
+	e := newStaEnv(t)
+	leader := New(Deps{Cluster: e.srv, Logger: logging.NewTest(t)})
+	if _, err := leader.getVolume(e.ctx, proto.GetVolumeRequest{VolumeID: "vol-absent"}); errs.Is(err, errs.NoLeader) || err == nil {
+		t.Fatalf("get_volume of an unknown volume on the leader: %v, want its not-found error", err)
+	}
+	s := New(Deps{Cluster: deposed{e.srv}, Logger: logging.NewTest(t)})
+	if _, err := s.getVolume(e.ctx, proto.GetVolumeRequest{VolumeID: "vol-absent"}); !errs.Is(err, errs.NoLeader) {
+		t.Errorf("get_volume on a deposed leader: %v, want NoLeader", err)
+	}
+	if _, err := s.updateBackupObject(e.ctx, proto.UpdateBackupObjectRequest{BackupObjectID: "bo-absent"}); !errs.Is(err, errs.NoLeader) {
+		t.Errorf("refused update_backup_object on a deposed leader: %v, want NoLeader", err)
+	}
+}

@@ -43,3 +43,34 @@ func Commit(ctx context.Context, s *Store, ap Applier, plan func(tx *Tx, b *Buil
 	}
 	return errs.New(errs.Conflict, "too many concurrent changes to the same resources; retry")
 }
+
+// Leader is an Applier that can confirm its leadership with a quorum.
+type Leader interface {
+	Applier
+	VerifyLeader(ctx context.Context) error
+}
+
+// CommitConfirmed is Commit for answers that leave the manager (API
+// responses, collector replies to agents). A leader deposed while paused or
+// cut off still takes writes until it hears of the new term, and its state
+// misses what the new leader has committed since: a refusal or a no-op
+// decided on it (404, a bad state transition, "nothing to do") could
+// contradict a write already acknowledged (e2e/chaos: a PUT answered 404
+// for a group created while its leader was SIGSTOPped). Such an answer is
+// given only once a quorum confirms this manager still leads, as reads are.
+func CommitConfirmed(ctx context.Context, s *Store, l Leader, plan func(tx *Tx, b *Builder) error) error {
+	// local: the last plan wrote nothing, so its outcome rests on this
+	// manager's state alone.
+	var local bool
+	err := Commit(ctx, s, l, func(tx *Tx, b *Builder) error {
+		err := plan(tx, b)
+		local = err != nil || b.Len() == 0
+		return err
+	})
+	if local && !errs.Is(err, errs.NoLeader) {
+		if verr := l.VerifyLeader(ctx); verr != nil {
+			return verr
+		}
+	}
+	return err
+}

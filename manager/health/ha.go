@@ -156,6 +156,11 @@ func (m *HA) Heartbeat(ctx context.Context, req proto.HeartbeatRequest) (*proto.
 	if req.NodeID == "" {
 		return nil, errs.New(errs.InvalidParameter, "heartbeat without a node id")
 	}
+	// Under mutual TLS an hva speaks only for its own host: a heartbeat in
+	// another host's name would keep a failed host from being evacuated.
+	if p, ok := rpc.PeerFrom(ctx); ok && (p.Role != proto.RoleHva || p.Name != req.NodeID) {
+		return nil, errs.New(errs.Unauthorized, "%s %q may not send heartbeats for %q", p.Role, p.Name, req.NodeID)
+	}
 	m.mu.Lock()
 	if !m.leaderTermLocked() {
 		m.mu.Unlock()

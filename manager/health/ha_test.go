@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
+	"github.com/vdc-project/vdc/common/rpc"
+	"github.com/vdc-project/vdc/common/tlsutil/tlstest"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/jobs"
 	"github.com/vdc-project/vdc/manager/state"
@@ -285,5 +288,41 @@ func TestHAConfigValidate(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("%+v: %v", c, err)
 		}
+	}
+}
+
+// TestHAHeartbeatOnlyForTheCallersOwnHost: under mutual TLS the heartbeat
+// is tied to the caller's certificate: an hva's certificate speaks for its
+// own node id only, so a compromised or misconfigured hva cannot keep
+// another, failed host from being evacuated.
+func TestHAHeartbeatOnlyForTheCallersOwnHost(t *testing.T) {
+	e := newHAEnv(t, HAConfig{RescheduleAfter: 10 * time.Second})
+	ca := tlstest.NewCA(t, "cluster")
+	srv := rpc.NewServer(rpc.ServerConfig{Security: rpc.Security{TLS: ca.Identity(t, proto.RoleManager, "m1")}, Logger: logging.NewTest(t)})
+	e.ha.Register(srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+	call := func(role, name, nodeID string) error {
+		c := rpc.NewClient(rpc.ClientConfig{Security: rpc.Security{TLS: ca.Identity(t, role, name)}})
+		var resp proto.HeartbeatResponse
+		return c.Call(context.Background(), l.Addr().String(), proto.EndpointHvaCollector, proto.VerbHeartbeat,
+			proto.HeartbeatRequest{NodeID: nodeID, FenceAfterMs: 5000}, &resp)
+	}
+	if err := call(proto.RoleHva, "hva.x", "hva.x"); err != nil {
+		t.Fatalf("hva.x's heartbeat for itself: %v", err)
+	}
+	if err := call(proto.RoleHva, "hva.x", "hva.y"); !errs.Is(err, errs.Unauthorized) {
+		t.Fatalf("hva.x's heartbeat for hva.y = %v, want Unauthorized", err)
+	}
+	e.ha.mu.Lock()
+	_, counted := e.ha.contact["hva.y"]
+	e.ha.mu.Unlock()
+	if counted {
+		t.Fatal("a refused heartbeat counted as hva.y's contact")
 	}
 }

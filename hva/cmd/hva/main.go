@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The managers accept heartbeats only for the node id the certificate
+	// names: a mismatch would leave this host unprotected by HA.
+	if id := sec.RPC.TLS; id != nil && id.Name != cfg.NodeID {
+		return fmt.Errorf("tls: certificate %s is for %q, this hva is %q", cfg.Security.TLSCertFile, id.Name, cfg.NodeID)
+	}
 	hv, ls, closeHV, err := newHypervisor(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vdc-project/vdc/common/agent"
 	"github.com/vdc-project/vdc/common/rpc"
 	"github.com/vdc-project/vdc/common/testutil"
+	"github.com/vdc-project/vdc/common/tlsutil/tlstest"
 	"github.com/vdc-project/vdc/hva/collector/collectortest"
 	"github.com/vdc-project/vdc/proto"
 )
@@ -79,5 +83,24 @@ func TestRunServesJobsAndStopsOnSignal(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return after the signal")
+	}
+}
+
+// TestRunRefusesACertificateOfAnotherNode: the managers take heartbeats
+// only for the node id an hva's certificate names, so an hva started with
+// another node's certificate would never count as alive for HA: it stops
+// at start with the reason instead.
+func TestRunRefusesACertificateOfAnotherNode(t *testing.T) {
+	ca := tlstest.NewCA(t, "cluster")
+	caFile, certFile, keyFile := ca.Files(t, proto.RoleHva, "hva.other")
+	cfg, _ := json.Marshal(map[string]any{"security": map[string]any{
+		"tls_ca_file": caFile, "tls_cert_file": certFile, "tls_key_file": keyFile}})
+	path := filepath.Join(t.TempDir(), "hva.json")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"-config", path, "-node-id", "hva.me", "-hypervisor", "dummy"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"hva.other"`) || !strings.Contains(err.Error(), `"hva.me"`) {
+		t.Fatalf("run with another node's certificate = %v, want the mismatch named", err)
 	}
 }

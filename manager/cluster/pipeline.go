@@ -37,6 +37,7 @@ func newDrainedTransport(t *raft.NetworkTransport) drainedTransport {
 
 // AppendEntries implements raft.Transport (heartbeats and plain replication).
 func (t drainedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	capCommit(req)
 	sent := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, req, resp)
 	if err == nil {
@@ -123,6 +124,31 @@ func (d *drainedPipeline) pump() {
 			return
 		}
 	}
+}
+
+// AppendEntries implements raft.AppendPipeline.
+func (d *drainedPipeline) AppendEntries(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	capCommit(req)
+	return d.AppendPipeline.AppendEntries(req, resp)
+}
+
+// capCommit lowers the commit index a leader sends to the last index the
+// request itself vouches for (prevLogIndex + its entries), as the raft
+// paper's follower rule has it. hashicorp/raft v1.8.0's follower takes
+// min(leaderCommit, its own last index) instead: a follower holding a
+// stale suffix from an older term past the entries of a request (a batch
+// resent while it catches up, after others committed further) would mark
+// that suffix committed and apply it, and its state would diverge for
+// good. Every manager sends through this transport, so capping on the
+// sending side fixes the rule cluster-wide; the periodic append (every
+// CommitTimeout, prevLogIndex = the leader's last index) still carries the
+// full commit index to a follower that is caught up.
+func capCommit(req *raft.AppendEntriesRequest) {
+	vouched := req.PrevLogEntry
+	if n := len(req.Entries); n > 0 {
+		vouched = req.Entries[n-1].Index
+	}
+	req.LeaderCommitIndex = min(req.LeaderCommitIndex, vouched)
 }
 
 // Consumer implements raft.AppendPipeline.

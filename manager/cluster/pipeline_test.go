@@ -115,3 +115,77 @@ func TestPeerAcksCountOnlyRequestsSentSince(t *testing.T) {
 		t.Fatal("a single voter is its own quorum")
 	}
 }
+
+// TestAppendsCarryOnlyTheCommitIndexTheyVouchFor: what a follower receives,
+// plain and pipelined, never has a commit index past the request's own last
+// entry (or its prevLogIndex when it has none), so hashicorp/raft's
+// follower cannot mark a stale suffix of its log committed (see capCommit).
+func TestAppendsCarryOnlyTheCommitIndexTheyVouchFor(t *testing.T) {
+	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follower.Close() })
+	got := make(chan uint64, 16)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case rpc := <-follower.Consumer():
+				got <- rpc.Command.(*raft.AppendEntriesRequest).LeaderCommitIndex
+				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	leaderNet, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leaderNet.Close() })
+	tr := newDrainedTransport(leaderNet)
+	p, err := tr.AppendEntriesPipeline("f", follower.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+
+	req := func(prev uint64, entries []uint64, commit uint64) *raft.AppendEntriesRequest {
+		r := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("l"), Addr: []byte(leaderNet.LocalAddr())},
+			Term: 1, PrevLogEntry: prev, PrevLogTerm: 1, LeaderCommitIndex: commit}
+		for _, i := range entries {
+			r.Entries = append(r.Entries, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand})
+		}
+		return r
+	}
+	for _, c := range []struct {
+		name      string
+		req       *raft.AppendEntriesRequest
+		pipelined bool
+		want      uint64
+	}{
+		{"entries short of the commit index", req(4, []uint64{5, 6}, 7), false, 6},
+		{"pipelined, entries short of it", req(4, []uint64{5, 6}, 7), true, 6},
+		{"no entries, prev behind it", req(5, nil, 7), false, 5},
+		{"entries past the commit index", req(6, []uint64{7, 8}, 7), true, 7},
+		{"caught up, no entries", req(9, nil, 9), false, 9},
+	} {
+		if c.pipelined {
+			if _, err := p.AppendEntries(c.req, &raft.AppendEntriesResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := tr.AppendEntries("f", follower.LocalAddr(), c.req, &raft.AppendEntriesResponse{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case v := <-got:
+			if v != c.want {
+				t.Errorf("%s: follower received commit index %d, want %d", c.name, v, c.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the follower received nothing", c.name)
+		}
+	}
+}

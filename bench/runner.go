@@ -292,6 +292,7 @@ func (rep *Report) WriteTables(w io.Writer) {
 		fmt.Fprintln(w, "**--short run: windows of ~0.2 s, figures are a smoke test, not measurements.**")
 		fmt.Fprintln(w)
 	}
+	rep.WriteSummary(w)
 	if rep.Raft != nil {
 		rep.Raft.WriteTable(w)
 	}

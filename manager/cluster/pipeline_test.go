@@ -26,28 +26,7 @@ var (
 // (found by e2e/chaos: a follower whose disk had been full was never
 // replicated to again); with the results drained, every append goes out.
 func TestPipelineSenderNotBlockedByIdleConsumer(t *testing.T) {
-	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { follower.Close() })
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	go func() {
-		for {
-			select {
-			case rpc := <-follower.Consumer():
-				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: false}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
-	leaderNet, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { leaderNet.Close() })
+	follower, leaderNet := transportPair(t, func(*raft.AppendEntriesRequest) bool { return false })
 	p, err := newDrainedTransport(leaderNet).AppendEntriesPipeline("f", follower.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -121,30 +100,11 @@ func TestPeerAcksCountOnlyRequestsSentSince(t *testing.T) {
 // entry (or its prevLogIndex when it has none), so hashicorp/raft's
 // follower cannot mark a stale suffix of its log committed (see capCommit).
 func TestAppendsCarryOnlyTheCommitIndexTheyVouchFor(t *testing.T) {
-	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { follower.Close() })
 	got := make(chan uint64, 16)
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	go func() {
-		for {
-			select {
-			case rpc := <-follower.Consumer():
-				got <- rpc.Command.(*raft.AppendEntriesRequest).LeaderCommitIndex
-				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
-	leaderNet, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { leaderNet.Close() })
+	follower, leaderNet := transportPair(t, func(req *raft.AppendEntriesRequest) bool {
+		got <- req.LeaderCommitIndex
+		return true
+	})
 	tr := newDrainedTransport(leaderNet)
 	p, err := tr.AppendEntriesPipeline("f", follower.LocalAddr())
 	if err != nil {
@@ -188,4 +148,33 @@ func TestAppendsCarryOnlyTheCommitIndexTheyVouchFor(t *testing.T) {
 			t.Fatalf("%s: the follower received nothing", c.name)
 		}
 	}
+}
+
+// transportPair starts a follower's raft transport whose appends answer
+// Success = accept(req) in term 1, and a leader's transport to send them.
+func transportPair(t *testing.T, accept func(*raft.AppendEntriesRequest) bool) (follower, leader *raft.NetworkTransport) {
+	t.Helper()
+	newNet := func() *raft.NetworkTransport {
+		n, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 10*time.Second, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	follower = newNet()
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case rpc := <-follower.Consumer():
+				ok := accept(rpc.Command.(*raft.AppendEntriesRequest))
+				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: ok}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return follower, newNet()
 }

@@ -84,11 +84,12 @@ type Config struct {
 // sooner, and reads are confirmed with a quorum anyway (VerifyLeader).
 //
 // The log is bounded by the snapshots: raft only truncates it after one, and
-// raft.db (bbolt, never shrinking) keeps the size of its longest log. The
-// check every 5–10 s (raft's default 2 min let a 2,000 entries/s fill grow
-// the log to ~250,000 entries, raft.db 646 MB at 100,000 instances) keeps it
-// near SnapshotThreshold + TrailingLogs; the threshold of 32768 entries means
-// one snapshot (a copy of state.db) every ~15 s at that rate, not every 8.
+// raft.db (bbolt, never shrinking) keeps the size of its longest log, all of
+// which the manager's mmap ends up touching. A check every 2–4 s (every 2–4
+// minutes before let a 2,000 entries/s fill grow the log to ~250,000
+// entries, raft.db 646 MB at 100,000 instances) keeps it under TrailingLogs +
+// SnapshotThreshold + 8,000 entries. 4096 trailing entries are seconds of a
+// busy log; a follower further behind gets the snapshot.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
@@ -102,9 +103,9 @@ func DefaultConfig() Config {
 		ElectionTimeout:    300 * time.Millisecond,
 		LeaderLeaseTimeout: 300 * time.Millisecond,
 		CommitTimeout:      20 * time.Millisecond,
-		SnapshotThreshold:  32768,
-		SnapshotInterval:   5 * time.Second,
-		TrailingLogs:       10240,
+		SnapshotThreshold:  16384,
+		SnapshotInterval:   2 * time.Second,
+		TrailingLogs:       4096,
 		ApplyTimeout:       10 * time.Second,
 		ReconcileInterval:  5 * time.Second,
 		RaftLogLevel:       "warn",

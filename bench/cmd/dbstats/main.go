@@ -15,7 +15,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
+
+	"github.com/vdc-project/vdc/manager/state"
 )
 
 func main() {
@@ -93,8 +97,26 @@ func alloc(s bbolt.BucketStats) int { return s.LeafAlloc + s.BranchAlloc }
 func raftLogs(w io.Writer, b *bbolt.Bucket) {
 	var n, total, largest int64
 	var first, last uint64
+	byKind := map[string]*[3]int64{} // ops, value bytes, largest value
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var l raft.Log
+		if err := codec.NewDecoderBytes(v, &codec.MsgpackHandle{}).Decode(&l); err == nil &&
+			l.Type == raft.LogCommand && len(l.Data) > 0 && state.CommandType(l.Data[0]) == state.CmdTxn {
+			var t state.Txn
+			if t.UnmarshalBinary(l.Data[1:]) == nil {
+				for _, op := range t.Ops {
+					s := byKind[op.Kind]
+					if s == nil {
+						s = new([3]int64)
+						byKind[op.Kind] = s
+					}
+					s[0]++
+					s[1] += int64(len(op.Value))
+					s[2] = max(s[2], int64(len(op.Value)))
+				}
+			}
+		}
 		idx := binary.BigEndian.Uint64(k)
 		if n == 0 {
 			first = idx
@@ -109,4 +131,14 @@ func raftLogs(w io.Writer, b *bbolt.Bucket) {
 		avg = total / n
 	}
 	fmt.Fprintf(w, "raft log: %d entries, index %d..%d, %d B (avg %d, largest %d)\n", n, first, last, total, avg, largest)
+	kinds := make([]string, 0, len(byKind))
+	for k := range byKind {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return byKind[kinds[i]][1] > byKind[kinds[j]][1] })
+	fmt.Fprintf(w, "%-22s %9s %12s %10s\n", "txn ops by kind", "ops", "value B", "largest")
+	for _, k := range kinds {
+		s := byKind[k]
+		fmt.Fprintf(w, "%-22s %9d %12d %10d\n", k, s[0], s[1], s[2])
+	}
 }

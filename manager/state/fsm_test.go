@@ -319,4 +319,3 @@ func TestRecordPagesPackedOnAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

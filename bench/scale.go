@@ -377,7 +377,8 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 }
 
 // snapshotWait bounds the wait for raft's snapshots: raft looks every
-// SnapshotInterval to 2×SnapshotInterval (2–4 minutes shipped).
+// SnapshotInterval to 2×SnapshotInterval (2–4 s shipped), and a snapshot of
+// a large state takes a while to write.
 const snapshotWait = 6 * time.Minute
 
 // waitSnapshots waits until every manager has a snapshot at most one

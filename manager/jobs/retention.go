@@ -77,6 +77,7 @@ func (p *Pruner) Run(ctx context.Context) {
 // jobStamp is the part of a job record pruning reads.
 type jobStamp struct {
 	ID         string     `json:"id"`
+	CreatedAt  time.Time  `json:"created_at"`
 	State      string     `json:"state"`
 	FinishedAt *time.Time `json:"finished_at"`
 }
@@ -118,26 +119,33 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 	return deleted, nil
 }
 
-// expired walks the jobs newest first and lists the finished ones past the
-// retention: beyond the Count newest finished, or finished before Age ago.
+// expired lists the finished jobs past the retention: beyond the Count
+// newest finished (a walk newest first), or finished before Age ago. With no
+// count limit the walk goes oldest first and stops at the first job created
+// after the cutoff (it cannot have finished before it), so that a long age
+// window does not make every prune read every job.
 func (p *Pruner) expired() ([]string, error) {
 	var cutoff time.Time
 	if p.r.Age > 0 {
 		cutoff = p.now().Add(-p.r.Age)
 	}
+	byCount := p.r.Count > 0
 	var out []string
 	kept := 0
 	err := p.c.Store().View(func(tx *state.Tx) error {
-		return tx.Each(proto.KindJob, true, func(e state.Entry) error {
+		return tx.Each(proto.KindJob, byCount, func(e state.Entry) error {
 			var s jobStamp
 			if err := json.Unmarshal(e.Value, &s); err != nil {
 				return errs.Wrap(errs.Internal, err, "decode job record")
+			}
+			if !byCount && s.CreatedAt.After(cutoff) {
+				return state.ErrStop
 			}
 			if s.State != StateFinished {
 				return nil
 			}
 			old := !cutoff.IsZero() && s.FinishedAt != nil && s.FinishedAt.Before(cutoff)
-			if old || (p.r.Count > 0 && kept >= p.r.Count) {
+			if old || (byCount && kept >= p.r.Count) {
 				out = append(out, s.ID)
 				return nil
 			}

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/vdc-project/vdc/common/logging"
+	"github.com/vdc-project/vdc/proto"
 )
 
 type rec struct {
@@ -292,6 +293,8 @@ func TestRecordPagesPackedOnAppend(t *testing.T) {
 		for j := i; j < i+batch; j++ {
 			id := "r-" + string(rune('a'+j%26)) + strconv.Itoa(j)
 			b.Create("recs", id, rec{ID: id, Name: pad})
+			// Index entries of one key append in seq order too.
+			b.Create(proto.KindIPLease, id, map[string]string{"id": id, "network_id": "nw-a"})
 		}
 		index++
 		f.ApplyBatch([]*raft.Log{txnLog(t, index, &b)})
@@ -307,7 +310,7 @@ func TestRecordPagesPackedOnAppend(t *testing.T) {
 		}
 	}
 	err := f.store.db.View(func(btx *bbolt.Tx) error {
-		for _, name := range []string{"r/recs"} {
+		for _, name := range []string{"r/recs", "x/" + IdxLeasesByNetwork} {
 			s := btx.Bucket([]byte(name)).Stats()
 			if fill := float64(s.LeafInuse) / float64(s.LeafAlloc); fill < 0.8 {
 				t.Errorf("%s: leaf pages %.0f %% used (%d of %d bytes), want ≥ 80 %%", name, 100*fill, s.LeafInuse, s.LeafAlloc)

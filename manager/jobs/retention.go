@@ -16,7 +16,8 @@ import (
 // two finished jobs of ~0.5 KB each (their params and results): kept forever
 // they were a third of state.db's records (vdcbench scale), and GET /jobs is
 // for what happened lately. A finished job goes once it is older than Age
-// or once Count newer finished jobs exist; an unfinished job never goes.
+// or once Count newer finished jobs exist, but not within a minute of its
+// end; an unfinished job never goes.
 type Retention struct {
 	// Age is how long a job is kept after it finished (0: no age limit).
 	Age time.Duration
@@ -31,6 +32,11 @@ const (
 	DefaultRetentionAge   = 24 * time.Hour
 	DefaultRetentionCount = 10000
 )
+
+// minRetention is how long any finished job stays, whatever Count says: at
+// hundreds of jobs a second, 10,000 finished jobs are seconds of history,
+// and a client that saw a job end must still be able to read its result.
+const minRetention = time.Minute
 
 // pruneBatch bounds the deletes of one raft entry (~25 bytes each).
 const pruneBatch = 1000
@@ -78,6 +84,7 @@ func (p *Pruner) Run(ctx context.Context) {
 type jobStamp struct {
 	ID         string     `json:"id"`
 	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 	State      string     `json:"state"`
 	FinishedAt *time.Time `json:"finished_at"`
 }
@@ -125,10 +132,12 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 // after the cutoff (it cannot have finished before it), so that a long age
 // window does not make every prune read every job.
 func (p *Pruner) expired() ([]string, error) {
+	now := p.now()
 	var cutoff time.Time
 	if p.r.Age > 0 {
-		cutoff = p.now().Add(-p.r.Age)
+		cutoff = now.Add(-p.r.Age)
 	}
+	recent := now.Add(-minRetention)
 	byCount := p.r.Count > 0
 	var out []string
 	kept := 0
@@ -144,8 +153,13 @@ func (p *Pruner) expired() ([]string, error) {
 			if s.State != StateFinished {
 				return nil
 			}
-			old := !cutoff.IsZero() && s.FinishedAt != nil && s.FinishedAt.Before(cutoff)
-			if old || (byCount && kept >= p.r.Count) {
+			end := s.UpdatedAt // a record finished without finished_at
+			if s.FinishedAt != nil {
+				end = *s.FinishedAt
+			}
+			old := !cutoff.IsZero() && end.Before(cutoff)
+			fresh := end.After(recent)
+			if !fresh && (old || (byCount && kept >= p.r.Count)) {
 				out = append(out, s.ID)
 				return nil
 			}

@@ -132,7 +132,7 @@ func TestPrunerLoopBatchesAndSurvivesRestart(t *testing.T) {
 	ago := make([]time.Duration, total)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("job-%08d", i)
-		ago[i] = time.Duration(total-i) * time.Second
+		ago[i] = time.Duration(total-i) * time.Minute
 	}
 	seedJobs(t, srv, ids, ago)
 	before := srv.Store().LastIndex()
@@ -161,5 +161,20 @@ func TestPrunerLoopBatchesAndSurvivesRestart(t *testing.T) {
 	again := cluster.TestServer(t, func(c *cluster.Config) { *c = cfg })
 	if got := fmt.Sprint(remaining(t, again.Store())); got != want {
 		t.Fatalf("after restart kept %v, want %v", got, want)
+	}
+}
+
+// Within a minute of its end a job stays whatever the count says, so that
+// a client that saw it finish can still read it on a busy manager.
+func TestPruneKeepsJobsFinishedWithinAMinute(t *testing.T) {
+	srv := cluster.TestServer(t, nil)
+	ids := []string{"job-b0000001", "job-b0000002", "job-b0000003", "job-b0000004"}
+	seedJobs(t, srv, ids, []time.Duration{2 * time.Minute, 50 * time.Second, 30 * time.Second, 10 * time.Second})
+	p := NewPruner(srv, Retention{Count: 1}, func() time.Time { return retentionNow }, logging.NewTest(t))
+	if n, err := p.Prune(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1, nil", n, err)
+	}
+	if got, want := fmt.Sprint(remaining(t, srv.Store())), fmt.Sprint(ids[1:]); got != want {
+		t.Fatalf("jobs after prune = %v, want %v", got, want)
 	}
 }

@@ -157,6 +157,10 @@ type ProcMemory struct {
 	RSSAnonMB float64 `json:"rss_anon_mb"`
 	RSSFileMB float64 `json:"rss_file_mb"`
 	HWMMB     float64 `json:"peak_rss_mb"`
+	// RSSStateDBMB and RSSRaftDBMB split RSSFileMB by mapping (/proc/PID/smaps):
+	// the pages of each bbolt file the process has touched through its mmap.
+	RSSStateDBMB float64 `json:"rss_state_db_mb"`
+	RSSRaftDBMB  float64 `json:"rss_raft_db_mb"`
 }
 
 // memory reads the process's memory figures (zero once it is gone).
@@ -183,7 +187,37 @@ func (p *dcProc) memory() ProcMemory {
 			m.HWMMB = kb / 1024
 		}
 	}
+	m.RSSStateDBMB, m.RSSRaftDBMB = mappedFileRSS(p.pid())
 	return m
+}
+
+// mappedFileRSS sums the Rss of the mappings of state.db and raft.db.
+func mappedFileRSS(pid int) (stateMB, raftMB float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0
+	}
+	var cur *float64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			// A mapping's header: range perms offset dev inode [path].
+			cur = nil
+			if len(f) >= 6 {
+				switch filepath.Base(f[5]) {
+				case "state.db":
+					cur = &stateMB
+				case "raft.db":
+					cur = &raftMB
+				}
+			}
+		case len(f) >= 2 && f[0] == "Rss:" && cur != nil:
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			*cur += kb / 1024
+		}
+	}
+	return stateMB, raftMB
 }
 
 // rssMB is the process's resident memory.

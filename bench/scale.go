@@ -377,7 +377,8 @@ func (r *Runner) scaleFill(ctx context.Context, c *dcCluster, o ScaleOptions, fr
 }
 
 // snapshotWait bounds the wait for raft's snapshots: raft looks every
-// SnapshotInterval to 2×SnapshotInterval (2–4 minutes shipped).
+// SnapshotInterval to 2×SnapshotInterval (2–4 s shipped), and a snapshot of
+// a large state takes a while to write.
 const snapshotWait = 6 * time.Minute
 
 // waitSnapshots waits until every manager has a snapshot at most one
@@ -524,8 +525,9 @@ func (r *Runner) scaleMeasure(ctx context.Context, c *dcCluster, o ScaleOptions,
 		}
 	}
 	lm := pt.Managers[slices.IndexFunc(pt.Managers, func(m ScaleManager) bool { return m.Leader })]
-	r.progress("scale: %d instances: leader RSS %.0f MB (anon %.0f, file %.0f, peak %.0f); state.db %.0f MB, raft.db %.0f MB, snapshot %.0f MB; idle %s",
-		pt.Instances, lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.HWMMB, lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, fmtCores(pt.IdleCPU))
+	r.progress("scale: %d instances: leader RSS %.0f MB (anon %.0f, file %.0f of which state.db %.0f, raft.db %.0f; peak %.0f); state.db %.0f MB, raft.db %.0f MB, snapshot %.0f MB; idle %s",
+		pt.Instances, lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.RSSStateDBMB, lm.RSSRaftDBMB, lm.HWMMB,
+		lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, fmtCores(pt.IdleCPU))
 
 	rnd := rand.New(rand.NewPCG(uint64(len(ids)), 2))
 	rows := []struct {
@@ -663,7 +665,7 @@ func (res *ScaleResult) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, run := range res.Runs {
 		fmt.Fprintf(w, "### %d manager(s) (setup %.1f s)\n\n", run.Managers, run.SetupSeconds)
-		fmt.Fprintln(w, "| Instances | fill inst/s (s) | fill CPU cores by role | idle CPU at this size | records: volumes / vifs / jobs | leader RSS MB (anon / file; peak) | followers RSS MB | state.db MB | raft.db MB | newest snapshot MB (index / state index) |")
+		fmt.Fprintln(w, "| Instances | fill inst/s (s) | fill CPU cores by role | idle CPU at this size | records: volumes / vifs / jobs | leader RSS MB (anon / file: state.db + raft.db mapped; peak) | followers RSS MB | state.db MB | raft.db MB | newest snapshot MB (index / state index) |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 		for _, pt := range run.Points {
 			var lm ScaleManager
@@ -679,10 +681,11 @@ func (res *ScaleResult) WriteTable(w io.Writer) {
 			if len(fol) > 0 {
 				fs = strings.Join(fol, ", ")
 			}
-			fmt.Fprintf(w, "| %d | %.1f (%.0f) | %s | %s | %d / %d / %d | %.0f (%.0f / %.0f; %.0f) | %s | %.1f | %.1f | %.1f (%d / %d) |\n",
+			fmt.Fprintf(w, "| %d | %.1f (%.0f) | %s | %s | %d / %d / %d | %.0f (%.0f / %.0f: %.0f + %.0f; %.0f) | %s | %.1f | %.1f | %.1f (%d / %d) |\n",
 				pt.Instances, pt.FillPerSec, pt.FillSeconds, fmtCores(pt.FillCPU), fmtCores(pt.IdleCPU),
 				pt.Records["volumes"], pt.Records["network_vifs"], pt.Records["jobs"],
-				lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.HWMMB, fs, lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, lm.SnapshotIndex, pt.AppliedIndex)
+				lm.RSSMB, lm.RSSAnonMB, lm.RSSFileMB, lm.RSSStateDBMB, lm.RSSRaftDBMB, lm.HWMMB, fs,
+				lm.StateDBMB, lm.RaftDBMB, lm.SnapshotMB, lm.SnapshotIndex, pt.AppliedIndex)
 		}
 		fmt.Fprintln(w)
 		for _, pt := range run.Points {

@@ -46,6 +46,9 @@ type Config struct {
 	// HA configures the evacuation of failed hosts (the zero value answers
 	// hva heartbeats but evacuates nothing on its own).
 	HA health.HAConfig
+	// JobRetention bounds the finished jobs kept (the zero value keeps them
+	// all; dcmgr ships jobs.DefaultRetentionAge and DefaultRetentionCount).
+	JobRetention jobs.Retention
 	// Clock is the wall clock behind timestamps and job deadlines (nil:
 	// time.Now). dcmgr offsets it for clock-jump tests; raft and serf
 	// time with the monotonic clock, which a wall-clock jump does not move.
@@ -131,13 +134,15 @@ func Start(cfg Config, logger *slog.Logger) (*Manager, error) {
 		Finalize: api.FinalizeInstance, Now: now, Logger: logger}).Register(m.rpc)
 	srv.FSM().OnApply(func(uint64) { dispatcher.Wake() })
 	monitor := health.New(srv, members, logger.With("component", "health"), cfg.HealthInterval)
+	pruner := jobs.NewPruner(srv, cfg.JobRetention, now, logger.With("component", "job-retention"))
 
 	m.API = api.New(cfg.API, srv, logger)
 	m.API.SetJobEndHook(onFail)
 	m.http = &http.Server{Handler: m.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
-	m.wg.Add(5)
+	m.wg.Add(6)
 	go func() { defer m.wg.Done(); dispatcher.Run(ctx) }()
+	go func() { defer m.wg.Done(); pruner.Run(ctx) }()
 	go func() { defer m.wg.Done(); ha.Run(ctx) }()
 	go func() { defer m.wg.Done(); monitor.Run(ctx) }()
 	go func() { defer m.wg.Done(); _ = m.rpc.Serve(cfg.RPCListener) }()

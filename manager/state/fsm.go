@@ -128,12 +128,22 @@ func (w *WriteTx) nextSeq() (uint64, error) {
 	return n, putU64(mb, keySeq, n)
 }
 
+// recordFill is how full bbolt packs the pages of a record bucket when it
+// splits them. Records are keyed by a sequence number, so new ones append at
+// the right edge: at bbolt's default 0.5 every page behind the edge stays half
+// empty for good (vdcbench scale: r/ buckets 41–53 % used, state.db 97 MB for
+// 38 MB of data at 10,000 instances). The rest leaves room for a record to
+// grow in place as its resource moves on (an instance gets its host, a job
+// its result) without splitting a full page.
+const recordFill = 0.9
+
 // put writes kind/id at index, keeping its seq and create index if it exists.
 func (w *WriteTx) put(kind, id string, index uint64, val []byte) (uint64, error) {
 	rb, err := w.btx.CreateBucketIfNotExists(recBucket(kind))
 	if err != nil {
 		return 0, err
 	}
+	rb.FillPercent = recordFill
 	ib, err := w.btx.CreateBucketIfNotExists(idxBucket(kind))
 	if err != nil {
 		return 0, err

@@ -90,6 +90,8 @@ func (s *indexSet) update(btx *bbolt.Tx, kind, id string, seq uint64, oldVal, ne
 		if err != nil {
 			return err
 		}
+		// Entries of one key append in seq order, like records (recordFill).
+		b.FillPercent = recordFill
 		for _, k := range oldKeys {
 			if !slices.Contains(newKeys, k) {
 				if err := b.Delete(indexEntryKey(k, seq)); err != nil {

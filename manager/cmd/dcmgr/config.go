@@ -14,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/manager/api"
 	"github.com/vdc-project/vdc/manager/cluster"
 	"github.com/vdc-project/vdc/manager/health"
+	"github.com/vdc-project/vdc/manager/jobs"
 )
 
 // Config is dcmgr's configuration: defaults, then a JSON file, then flags.
@@ -49,6 +50,11 @@ type Config struct {
 	// HAFenceMarginMS is ha_fence_margin: the time an hva may take to stop
 	// its domains once its fence timeout has passed.
 	HAFenceMarginMS int `json:"ha_fence_margin_ms"`
+	// JobRetentionMinutes and JobRetentionCount bound the finished jobs
+	// kept: older than this, or beyond this many of the newest, they are
+	// deleted (0: no limit of that kind).
+	JobRetentionMinutes int `json:"job_retention_minutes"`
+	JobRetentionCount   int `json:"job_retention_count"`
 
 	API api.Config `json:"api"`
 	// Security: RPC token(s), mutual TLS files (RPC and raft), gossip keyring.
@@ -75,6 +81,8 @@ func DefaultConfig() Config {
 		SnapshotThreshold:    c.SnapshotThreshold,
 		HARescheduleAfterMS:  int(health.DefaultRescheduleAfter / time.Millisecond),
 		HAFenceMarginMS:      int(health.DefaultFenceMargin / time.Millisecond),
+		JobRetentionMinutes:  int(jobs.DefaultRetentionAge / time.Minute),
+		JobRetentionCount:    jobs.DefaultRetentionCount,
 		API:                  api.DefaultConfig(),
 	}
 }
@@ -167,8 +175,16 @@ func (c *Config) Validate() error {
 	if err := c.API.Validate(); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	if c.JobRetentionMinutes < 0 || c.JobRetentionCount < 0 {
+		return errors.New("job_retention_minutes and job_retention_count must be >= 0 (0: no limit)")
+	}
 	ha := c.haConfig()
 	return ha.Validate()
+}
+
+// jobRetention maps to the job pruner's config.
+func (c *Config) jobRetention() jobs.Retention {
+	return jobs.Retention{Age: time.Duration(c.JobRetentionMinutes) * time.Minute, Count: c.JobRetentionCount}
 }
 
 // haConfig maps to the HA loop's config.

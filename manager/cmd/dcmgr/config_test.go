@@ -103,3 +103,27 @@ func TestRaftTimeouts(t *testing.T) {
 		t.Errorf("configured raft timeouts %s/%s/%s, want 1s/1.5s/500ms", cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout)
 	}
 }
+
+func TestLoadConfigJobRetention(t *testing.T) {
+	c, err := loadConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.jobRetention(); r.Age != 24*time.Hour || r.Count != 10000 {
+		t.Errorf("job retention defaults = %+v", r)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ret.json")
+	_ = os.WriteFile(path, []byte(`{"job_retention_minutes": 90, "job_retention_count": 0}`), 0o600)
+	if c, err = loadConfig([]string{"-config", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.jobRetention(); r.Age != 90*time.Minute || r.Count != 0 {
+		t.Errorf("job retention = %+v, want 90m and no count limit", r)
+	}
+	neg := filepath.Join(dir, "neg.json")
+	_ = os.WriteFile(neg, []byte(`{"job_retention_count": -1}`), 0o600)
+	if _, err := loadConfig([]string{"-config", neg}, io.Discard); err == nil {
+		t.Error("a negative job_retention_count was accepted")
+	}
+}

@@ -56,7 +56,7 @@ func run(args []string, stderr io.Writer) error {
 	m, err := server.Start(server.Config{
 		Cluster: cfg.clusterConfig(), API: cfg.API, RPCToken: cfg.RPCToken, Security: sec,
 		APIListener: apiL, RPCListener: rpcL, AdvertiseHost: cfg.AdvertiseHost, Clock: clock,
-		HA: cfg.haConfig(),
+		HA: cfg.haConfig(), JobRetention: cfg.jobRetention(),
 	}, logger)
 	if err != nil {
 		apiL.Close()

@@ -515,7 +515,11 @@ func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writ
 				continue
 			}
 			// Re-based on the driver's clock: from the first hvasim start.
-			r.Ms = ms(time.Since(t0))
+			now := ms(time.Since(t0))
+			for i := range r.Times {
+				r.Times[i] += now - r.Ms
+			}
+			r.Ms = now
 			c.mu.Lock()
 			if r.Event == "running" {
 				c.simRunning[name] = r.Count
@@ -547,6 +551,23 @@ func (c *dcCluster) simEvent(kind string, procs int) (latestMs float64, all bool
 		}
 	}
 	return latestMs, n == procs, errMsg
+}
+
+// simTimes gathers the per-agent Times of every process's first event of
+// kind (driver clock, ms).
+func (c *dcCluster) simTimes(kind string) []float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []float64
+	for _, evs := range c.simEvents {
+		for _, e := range evs {
+			if e.Event == kind {
+				out = append(out, e.Times...)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // domainsRunning is the domains the hvasim processes last reported running.

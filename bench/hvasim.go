@@ -43,13 +43,16 @@ type gossipTune struct {
 	// seeds is how many more agents of its process, picked at random among
 	// those started before it, an agent joins besides its parent.
 	seeds int
+	// catchUp is agent.Config.CatchUp (0: the default; -1: off).
+	catchUp time.Duration
 }
 
 // parseGossipTune reads comma-separated key=value settings: push_pull
 // (memberlist PushPullInterval, a duration; memberlist scales it up with the
 // cluster size), retransmit_mult, gossip_nodes, gossip_interval,
-// suspicion_mult, probe_interval, and seeds (joins per agent, see
-// gossipTune). "" is no change.
+// suspicion_mult, probe_interval, seeds (joins per agent, see
+// gossipTune) and catch_up (agent.Config.CatchUp, a duration or off). ""
+// is no change.
 func parseGossipTune(s string) (gossipTune, error) {
 	var t gossipTune
 	if s == "" {
@@ -64,6 +67,18 @@ func parseGossipTune(s string) (gossipTune, error) {
 		var n int
 		var err error
 		switch k {
+		case "catch_up":
+			if v == "off" {
+				t.catchUp = -1
+				continue
+			}
+			if t.catchUp, err = time.ParseDuration(v); err == nil && t.catchUp <= 0 {
+				err = errors.New("not positive")
+			}
+			if err != nil {
+				return t, fmt.Errorf("gossip tune %s: %w", kv, err)
+			}
+			continue
 		case "push_pull", "gossip_interval", "probe_interval":
 			d, err = time.ParseDuration(v)
 			if err == nil && d <= 0 {
@@ -106,7 +121,10 @@ type hvaSimReport struct {
 	// Ms is milliseconds since the process started its first agent.
 	Ms    float64 `json:"ms"`
 	Count int     `json:"count,omitempty"`
-	Error string  `json:"error,omitempty"`
+	// Times are, in "converged", each agent's ms (since the process
+	// started its first agent) at which it first saw every member alive.
+	Times []float64 `json:"times,omitempty"`
+	Error string    `json:"error,omitempty"`
 }
 
 // RunHvaSim starts the agents, reports "started", then "converged" once
@@ -159,7 +177,7 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 				join = append(join, hvas[rnd.IntN(i)].agent.SerfAddr())
 			}
 		}
-		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune)
+		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune, gt.catchUp)
 		if err != nil {
 			report(hvaSimReport{Event: "error", Ms: since(), Error: err.Error()})
 			return err
@@ -172,6 +190,10 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 	report(hvaSimReport{Event: "started", Ms: since(), Count: len(hvas)})
 
 	converged := o.ExpectMembers <= 0
+	seenAll := make([]float64, len(hvas))
+	for i := range seenAll {
+		seenAll[i] = -1
+	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	var lastRunning time.Time
@@ -188,22 +210,16 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		if converged {
 			continue
 		}
-		all := true
-		for _, h := range hvas {
-			alive := 0
-			for _, m := range h.agent.Members() {
-				if m.Status == "alive" {
-					alive++
-				}
-			}
-			if alive < o.ExpectMembers {
-				all = false
-				break
+		// Each agent's first instant of seeing every member alive (the
+		// members do not fail here, so it stays converged).
+		for i, h := range hvas {
+			if seenAll[i] < 0 && h.agent.NumAlive() >= o.ExpectMembers {
+				seenAll[i] = since()
 			}
 		}
-		if all {
+		if !slices.Contains(seenAll, -1) {
 			converged = true
-			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas)})
+			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas), Times: seenAll})
 		}
 	}
 }

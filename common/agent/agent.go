@@ -43,6 +43,10 @@ const (
 	DefaultDedupRetention  = 48 * time.Hour
 	DefaultEventBuffer     = 256
 	DefaultMaxDeliveryWait = time.Minute
+	DefaultCatchUp         = time.Second
+	// maxCatchUps bounds the exchanges of catchUp: in a datacenter that
+	// starts at once, a minute at the default interval.
+	maxCatchUps = 60
 )
 
 // Config configures an agent.
@@ -61,6 +65,10 @@ type Config struct {
 	RPCAddr string
 	// Join lists serf addresses of members to join; retried until one answers.
 	Join []string
+	// CatchUp is how long after the join, and then between, the agent
+	// exchanges full state with a Join member again while that still teaches
+	// it members (see catchUp). Zero is DefaultCatchUp; negative turns it off.
+	CatchUp time.Duration
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
 	// SerfTune, when set, adjusts the serf configuration last (the
@@ -199,6 +207,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.MaxDeliveryWait == 0 {
 		cfg.MaxDeliveryWait = DefaultMaxDeliveryWait
+	}
+	if cfg.CatchUp == 0 {
+		cfg.CatchUp = DefaultCatchUp
 	}
 	base := cfg.Logger
 	if base == nil {
@@ -393,7 +404,8 @@ func CrowdGossip(sc *serf.Config) {
 	sc.QueueDepthWarning = 4096
 }
 
-// retryJoin joins addrs, retrying with backoff until one member answers.
+// retryJoin joins addrs, retrying with backoff until one member answers,
+// then catches up.
 func (a *Agent) retryJoin(addrs []string) {
 	defer a.wg.Done()
 	delay := 100 * time.Millisecond
@@ -401,19 +413,69 @@ func (a *Agent) retryJoin(addrs []string) {
 		n, err := a.serf.Join(addrs, true)
 		if err == nil || n > 0 {
 			a.logger.Info("joined cluster", "contacted", n)
+			a.catchUp(addrs)
 			return
 		}
 		a.logger.Warn("join failed; retrying", "addrs", addrs, "error", err, "retry_in", delay)
-		select {
-		case <-a.baseCtx.Done():
+		if !a.sleep(delay) {
 			return
-		case <-a.stopCh:
-			return
-		case <-time.After(delay):
 		}
 		if delay < 5*time.Second {
 			delay *= 2
 		}
+	}
+}
+
+// catchUp exchanges full state with the join members again, one at a time
+// in turn, every cfg.CatchUp while the exchange still teaches the agent
+// members (the member count grew across it), at most maxCatchUps times.
+//
+// A join is one state exchange with each member joined, so the agent
+// starts out knowing what they knew at that instant. Agents that join
+// after it (a datacenter starting at once) reach it only by gossip: each
+// alive message travels in packets of a few, every member retransmitting
+// it RetransmitMult × log10(members) times, which at 500 members is tens
+// of seconds of the CPU of every member; and one it misses waits for
+// memberlist's periodic exchange with a random member (PushPullInterval
+// scaled up with the cluster: ×5 at 500). The managers learn every
+// joiner first hand, so an exchange with one of them after the joins is
+// what the agent lacks. In a running datacenter the first exchange
+// teaches nothing and it stops: one state exchange per agent start.
+// memberlist's Join is the exchange without serf's join intent (a
+// broadcast every member would retransmit) and without ignoring events
+// (serf's ignoreOld would also drop events still in flight).
+func (a *Agent) catchUp(addrs []string) {
+	if a.cfg.CatchUp < 0 {
+		return
+	}
+	ml := a.serf.Memberlist()
+	for i := range maxCatchUps {
+		if !a.sleep(a.cfg.CatchUp) {
+			return
+		}
+		before := ml.NumMembers()
+		n, err := ml.Join([]string{addrs[i%len(addrs)]})
+		if err != nil && n == 0 {
+			a.logger.Debug("catch-up state exchange failed", "addr", addrs[i%len(addrs)], "error", err)
+			continue
+		}
+		if ml.NumMembers() <= before {
+			return
+		}
+	}
+}
+
+// sleep waits d, or returns false when the agent stops first.
+func (a *Agent) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.baseCtx.Done():
+		return false
+	case <-a.stopCh:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -613,6 +675,24 @@ func (a *Agent) Members() []Member {
 	a.members, a.membersAt = out, v
 	a.mu.Unlock()
 	return out
+}
+
+// NumAlive is the number of members alive in this agent's serf (itself
+// included), without building Members' list.
+func (a *Agent) NumAlive() int {
+	a.mu.Lock()
+	s := a.serf
+	a.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	n := 0
+	for _, m := range s.Members() {
+		if m.Status == serf.StatusAlive {
+			n++
+		}
+	}
+	return n
 }
 
 // Advertise is bind with an unspecified host replaced by host (or the first

@@ -26,19 +26,26 @@ type SerfOptions struct {
 	Converge time.Duration
 	Bin      string
 	Self     string
+	// ProfileDir, when set, gets a CPU profile of every hvasim process
+	// (of the last cluster run).
+	ProfileDir string
+	// IdleAfter is how long after convergence the 5 s idle CPU window
+	// starts: the gossip of the joins goes on after every member knows
+	// them (each member retransmits each alive message).
+	IdleAfter time.Duration
 }
 
 // DefaultSerfOptions is issue 6's question: 100, 200 and 500 hvas with
 // the current CrowdGossip.
 func DefaultSerfOptions() SerfOptions {
 	return SerfOptions{Agents: []int{100, 200, 500}, HvasPerProcess: 100, Managers: 1, Gossip: "crowd",
-		Tunes: []string{""}, Reps: 1, Converge: 5 * time.Minute, Bin: "bin"}
+		Tunes: []string{""}, Reps: 1, Converge: 5 * time.Minute, Bin: "bin", IdleAfter: 30 * time.Second}
 }
 
 // ShortSerfOptions is a seconds-long run of the same code.
 func ShortSerfOptions() SerfOptions {
 	o := DefaultSerfOptions()
-	o.Agents, o.HvasPerProcess, o.Tunes, o.Converge = []int{4}, 2, []string{"", "push_pull=2s,seeds=2"}, time.Minute
+	o.Agents, o.HvasPerProcess, o.Tunes, o.Converge, o.IdleAfter = []int{4}, 2, []string{"", "push_pull=2s,seeds=2"}, time.Minute, 0
 	return o
 }
 
@@ -90,7 +97,8 @@ func (r *Runner) Serf(ctx context.Context, o SerfOptions) (*SerfResult, error) {
 func (r *Runner) serfRun(ctx context.Context, o SerfOptions, n int, tune string) (SerfRow, error) {
 	row := SerfRow{Agents: n, Tune: tune}
 	do := DCOptions{Managers: o.Managers, Schedulers: 1, Hvas: n, HvasPerProcess: o.HvasPerProcess, Concurrency: 1,
-		LocalStoreConcurrency: 2, Gossip: o.Gossip, GossipTune: tune, Bin: o.Bin, Self: o.Self, Converge: o.Converge}
+		LocalStoreConcurrency: 2, Gossip: o.Gossip, GossipTune: tune, Bin: o.Bin, Self: o.Self, Converge: o.Converge,
+		ProfileDir: o.ProfileDir}
 	var res DCResult
 	c, err := r.startDC(ctx, do, &res)
 	if c != nil {
@@ -102,6 +110,9 @@ func (r *Runner) serfRun(ctx context.Context, o SerfOptions, n int, tune string)
 	row.HvasStartedSeconds, row.ManagerSeesAllSeconds, row.AgentsConvergedSeconds = res.HvasStartedSeconds, res.ManagerSeesAllSeconds, res.AgentsConvergedSeconds
 	row.AgentConvergedMedianSeconds, row.ConvergeCPU, row.ConvergeSeconds = res.AgentConvergedMedianSeconds, res.ConvergeCPU, res.ConvergeCPUSeconds
 	if err != nil {
+		return row, err
+	}
+	if err := sleepCtx(ctx, o.IdleAfter); err != nil {
 		return row, err
 	}
 	cpu0, self0 := c.roleCPU(), sampleCPU()
@@ -141,7 +152,7 @@ func (res *SerfResult) WriteTable(w io.Writer) {
 	fmt.Fprintln(w, "every hva sees all: the last hva agent's serf (each checked every 100 ms in its process) lists every member alive (goal 5 s); median: the median hva's.")
 	fmt.Fprintln(w, "Tune: the hvas' serf settings over the profile (managers and scheduler keep the profile); push_pull is scaled up by memberlist with the cluster size")
 	fmt.Fprintln(w, "(×5 at 500 members); seeds=k: each agent also joins k agents of its process started before it; catch_up: agent.Config.CatchUp (off: none). -1: not within the bound.")
-	fmt.Fprintln(w, "CPU during convergence: cores by role from the first hvasim start until every hva saw all (other: the rest of the shared machine); idle: the 5 s after.")
+	fmt.Fprintln(w, "CPU during convergence: cores by role from the first hvasim start until every hva saw all (other: the rest of the shared machine); idle: the 5 s from --idle-after (default 30 s) after that.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| N hvas | tune | agents started s | leader sees all s | every hva sees all s (median hva) | CPU cores by role during convergence | idle CPU cores by role |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")

@@ -427,8 +427,10 @@ func (a *Agent) retryJoin(addrs []string) {
 }
 
 // catchUp exchanges full state with the join members again, one at a time
-// in turn, every cfg.CatchUp while the exchange still teaches the agent
-// members (the member count grew across it), at most maxCatchUps times.
+// in turn, every cfg.CatchUp until a whole round of them taught the agent
+// no member (its member count did not grow across any), at most
+// maxCatchUps times. A whole round: a join member that other agents do
+// not join (another agent rather than a manager) knows no more than we do.
 //
 // A join is one state exchange with each member joined, so the agent
 // starts out knowing what they knew at that instant. Agents that join
@@ -449,17 +451,21 @@ func (a *Agent) catchUp(addrs []string) {
 		return
 	}
 	ml := a.serf.Memberlist()
+	idle := 0 // exchanges in a row that taught nothing
 	for i := range maxCatchUps {
 		if !a.sleep(a.cfg.CatchUp) {
 			return
 		}
+		addr := addrs[i%len(addrs)]
 		before := ml.NumMembers()
-		n, err := ml.Join([]string{addrs[i%len(addrs)]})
-		if err != nil && n == 0 {
-			a.logger.Debug("catch-up state exchange failed", "addr", addrs[i%len(addrs)], "error", err)
+		if n, err := ml.Join([]string{addr}); err != nil && n == 0 {
+			a.logger.Debug("catch-up state exchange failed", "addr", addr, "error", err)
+			idle = 0
 			continue
 		}
-		if ml.NumMembers() <= before {
+		if ml.NumMembers() > before {
+			idle = 0
+		} else if idle++; idle >= len(addrs) {
 			return
 		}
 	}

@@ -44,9 +44,11 @@ const (
 	DefaultEventBuffer     = 256
 	DefaultMaxDeliveryWait = time.Minute
 	DefaultCatchUp         = time.Second
-	// maxCatchUps bounds the exchanges of catchUp: in a datacenter that
-	// starts at once, a minute at the default interval.
-	maxCatchUps = 60
+	// maxCatchUps bounds the exchanges of catchUp (a minute of a cluster
+	// growing at the default interval); catchUpQuiet is its longest wait,
+	// in CatchUps.
+	maxCatchUps  = 60
+	catchUpQuiet = 16
 )
 
 // Config configures an agent.
@@ -66,8 +68,8 @@ type Config struct {
 	// Join lists serf addresses of members to join; retried until one answers.
 	Join []string
 	// CatchUp is how long after the join, and then between, the agent
-	// exchanges full state with a Join member again while that still teaches
-	// it members (see catchUp). Zero is DefaultCatchUp; negative turns it off.
+	// exchanges full state with a Join member again while that teaches it
+	// members (see catchUp). Zero is DefaultCatchUp; negative turns it off.
 	CatchUp time.Duration
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
@@ -427,45 +429,48 @@ func (a *Agent) retryJoin(addrs []string) {
 }
 
 // catchUp exchanges full state with the join members again, one at a time
-// in turn, every cfg.CatchUp until a whole round of them taught the agent
-// no member (its member count did not grow across any), at most
-// maxCatchUps times. A whole round: a join member that other agents do
-// not join (another agent rather than a manager) knows no more than we do.
+// in turn: cfg.CatchUp after the join, then again after cfg.CatchUp while
+// the exchanges teach the agent members (its member count grew across
+// one), the wait doubling after each that taught nothing; it stops when
+// the wait would exceed 16 × cfg.CatchUp (after about 30 quiet seconds at
+// the default) or after maxCatchUps exchanges.
 //
 // A join is one state exchange with each member joined, so the agent
 // starts out knowing what they knew at that instant. Agents that join
 // after it (a datacenter starting at once) reach it only by gossip: each
-// alive message travels in packets of a few, every member retransmitting
-// it RetransmitMult × log10(members) times, which at 500 members is tens
-// of seconds of the CPU of every member; and one it misses waits for
-// memberlist's periodic exchange with a random member (PushPullInterval
-// scaled up with the cluster: ×5 at 500). The managers learn every
-// joiner first hand, so an exchange with one of them after the joins is
-// what the agent lacks. In a running datacenter the first exchange
-// teaches nothing and it stops: one state exchange per agent start.
-// memberlist's Join is the exchange without serf's join intent (a
-// broadcast every member would retransmit) and without ignoring events
-// (serf's ignoreOld would also drop events still in flight).
+// alive message travels in packets of about ten, every member
+// retransmitting it RetransmitMult × log10(members) times (12 in the LAN
+// profile at 500 members: a member needs 36 s to send its share of 500
+// joins, 3 packets every 200 ms), and one it misses waits for memberlist's
+// periodic exchange with a random member (PushPullInterval scaled up with
+// the cluster: 30 s × 5 at 500 members). The managers learn every joiner
+// first hand, so an exchange with one of them after the joins is what the
+// agent lacks. In a running datacenter nothing is learned: five
+// exchanges per agent start, none afterwards. memberlist's Join is the
+// exchange without serf's join intent (a broadcast every member would
+// retransmit) and without ignoring events (serf's ignoreOld would also
+// drop events still in flight).
 func (a *Agent) catchUp(addrs []string) {
 	if a.cfg.CatchUp < 0 {
 		return
 	}
 	ml := a.serf.Memberlist()
-	idle := 0 // exchanges in a row that taught nothing
+	wait := a.cfg.CatchUp
 	for i := range maxCatchUps {
-		if !a.sleep(a.cfg.CatchUp) {
+		if !a.sleep(wait) {
 			return
 		}
 		addr := addrs[i%len(addrs)]
 		before := ml.NumMembers()
 		if n, err := ml.Join([]string{addr}); err != nil && n == 0 {
 			a.logger.Debug("catch-up state exchange failed", "addr", addr, "error", err)
-			idle = 0
 			continue
 		}
 		if ml.NumMembers() > before {
-			idle = 0
-		} else if idle++; idle >= len(addrs) {
+			wait = a.cfg.CatchUp
+			continue
+		}
+		if wait *= 2; wait > catchUpQuiet*a.cfg.CatchUp {
 			return
 		}
 	}

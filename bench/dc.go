@@ -124,6 +124,9 @@ type DCResult struct {
 	// ConvergeCPUSeconds of wall time.
 	ConvergeCPU        map[string]float64 `json:"converge_cpu_cores"`
 	ConvergeCPUSeconds float64            `json:"converge_cpu_wall_seconds"`
+	// ConvergeGossip is what memberlist counted in the hvasim processes
+	// until then (gossipCounter; as last reported, at most 1 s before).
+	ConvergeGossip map[string]float64 `json:"converge_gossip_counts"`
 	// IdleCPU is the cores each role used with the cluster up and idle.
 	IdleCPU   map[string]float64 `json:"idle_cpu_cores"`
 	Create    *PlacePhase        `json:"create,omitempty"`
@@ -265,6 +268,7 @@ func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCl
 	}
 	self1 := sampleCPU()
 	out.ConvergeCPU, out.ConvergeCPUSeconds = cpuRates(cpu0, c.roleCPU(), self0, self1), self1.at.Sub(self0.at).Seconds()
+	out.ConvergeGossip = c.gossipCounts()
 	if ts := c.simTimes("converged"); len(ts) > 0 {
 		out.AgentConvergedMedianSeconds = Summarize(ts).Median / 1000
 	}

@@ -203,8 +203,9 @@ type dcCluster struct {
 	// whole list; followers forward writes) instead of to the leader.
 	anyManager bool
 	next       atomic.Uint64
-	simEvents  map[string][]hvaSimReport // by process, but "running"
-	simRunning map[string]int            // the last "running" count by process
+	simEvents  map[string][]hvaSimReport     // by process, but "running"
+	simRunning map[string]int                // the last "running" count by process
+	simGossip  map[string]map[string]float64 // the last "gossip" counts by process
 }
 
 func (c *dcCluster) start(name, role, bin string, args []string, stdout io.Writer) (*dcProc, error) {
@@ -523,6 +524,11 @@ func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writ
 			c.mu.Lock()
 			if r.Event == "running" {
 				c.simRunning[name] = r.Count
+			} else if r.Event == "gossip" {
+				if c.simGossip == nil {
+					c.simGossip = map[string]map[string]float64{}
+				}
+				c.simGossip[name] = r.Gossip
 			} else {
 				c.simEvents[name] = append(c.simEvents[name], r)
 			}
@@ -565,6 +571,19 @@ func (c *dcCluster) simTimes(kind string) []float64 {
 				out = append(out, e.Times...)
 				break
 			}
+		}
+	}
+	return out
+}
+
+// gossipCounts sums the hvasim processes' last gossip counts.
+func (c *dcCluster) gossipCounts() map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]float64{}
+	for _, m := range c.simGossip {
+		for k, v := range m {
+			out[k] += v
 		}
 	}
 	return out

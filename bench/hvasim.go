@@ -117,14 +117,17 @@ func parseGossipTune(s string) (gossipTune, error) {
 
 // hvaSimReport is one line of an hvasim process's stdout.
 type hvaSimReport struct {
-	Event string `json:"event"` // started, converged, running, stopped, error
+	Event string `json:"event"` // started, converged, running, gossip, stopped, error
 	// Ms is milliseconds since the process started its first agent.
 	Ms    float64 `json:"ms"`
 	Count int     `json:"count,omitempty"`
 	// Times are, in "converged", each agent's ms (since the process
 	// started its first agent) at which it first saw every member alive.
 	Times []float64 `json:"times,omitempty"`
-	Error string    `json:"error,omitempty"`
+	// Gossip are the process's memberlist counts so far (gossipCounter),
+	// in "gossip" events.
+	Gossip map[string]float64 `json:"gossip,omitempty"`
+	Error  string             `json:"error,omitempty"`
 }
 
 // RunHvaSim starts the agents, reports "started", then "converged" once
@@ -152,6 +155,10 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		for _, f := range gt.set {
 			f(c)
 		}
+	}
+	gc, err := countGossip()
+	if err != nil {
+		return fmt.Errorf("hvasim: gossip counters: %w", err)
 	}
 	rnd := rand.New(rand.NewPCG(uint64(o.First), 1))
 	t0 := time.Now()
@@ -196,7 +203,7 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	var lastRunning time.Time
+	var lastRunning, lastGossip time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,6 +213,10 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 		if o.ReportRunning > 0 && time.Since(lastRunning) >= o.ReportRunning {
 			lastRunning = time.Now()
 			report(hvaSimReport{Event: "running", Ms: since(), Count: runningDomains(ctx, hvas)})
+		}
+		if time.Since(lastGossip) >= time.Second {
+			lastGossip = time.Now()
+			report(hvaSimReport{Event: "gossip", Ms: since(), Gossip: gc.counts()})
 		}
 		if converged {
 			continue

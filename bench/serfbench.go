@@ -65,6 +65,10 @@ type SerfRow struct {
 	ConvergeCPU     map[string]float64 `json:"converge_cpu_cores"`
 	ConvergeSeconds float64            `json:"converge_cpu_wall_seconds"`
 	IdleCPU         map[string]float64 `json:"idle_cpu_cores"`
+	// ConvergeGossip: memberlist's counts in the hvas until convergence;
+	// IdleGossip: during the idle window (gossipCounter).
+	ConvergeGossip map[string]float64 `json:"converge_gossip_counts"`
+	IdleGossip     map[string]float64 `json:"idle_gossip_counts"`
 }
 
 // SerfResult is the `serf` benchmark's table.
@@ -109,17 +113,22 @@ func (r *Runner) serfRun(ctx context.Context, o SerfOptions, n int, tune string)
 	}
 	row.HvasStartedSeconds, row.ManagerSeesAllSeconds, row.AgentsConvergedSeconds = res.HvasStartedSeconds, res.ManagerSeesAllSeconds, res.AgentsConvergedSeconds
 	row.AgentConvergedMedianSeconds, row.ConvergeCPU, row.ConvergeSeconds = res.AgentConvergedMedianSeconds, res.ConvergeCPU, res.ConvergeCPUSeconds
+	row.ConvergeGossip = res.ConvergeGossip
 	if err != nil {
 		return row, err
 	}
 	if err := sleepCtx(ctx, o.IdleAfter); err != nil {
 		return row, err
 	}
-	cpu0, self0 := c.roleCPU(), sampleCPU()
+	cpu0, self0, g0 := c.roleCPU(), sampleCPU(), c.gossipCounts()
 	if err := sleepCtx(ctx, 5*time.Second); err != nil {
 		return row, err
 	}
 	row.IdleCPU = cpuRates(cpu0, c.roleCPU(), self0, sampleCPU())
+	row.IdleGossip = c.gossipCounts()
+	for k, v := range g0 {
+		row.IdleGossip[k] -= v
+	}
 	return row, nil
 }
 
@@ -154,15 +163,23 @@ func (res *SerfResult) WriteTable(w io.Writer) {
 	fmt.Fprintln(w, "(×5 at 500 members); seeds=k: each agent also joins k agents of its process started before it; catch_up: agent.Config.CatchUp (off: none). -1: not within the bound.")
 	fmt.Fprintln(w, "CPU during convergence: cores by role from the first hvasim start until every hva saw all (other: the rest of the shared machine); idle: the 5 s from --idle-after (default 30 s) after that.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| N hvas | tune | agents started s | leader sees all s | every hva sees all s (median hva) | CPU cores by role during convergence | idle CPU cores by role |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "Gossip work in the hvas (memberlist's counters, summed): state changes accepted (alive, suspect, dead; each member accepting the news counts once),")
+	fmt.Fprintln(w, "full state exchanges started (pp: joins, catch-ups, periodic); until convergence, then in the idle window.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| N hvas | tune | agents started s | leader sees all s | every hva sees all s (median hva) | CPU cores by role during convergence | idle CPU cores by role | gossip until convergence | gossip idle 5 s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, row := range res.Rows {
 		tune := row.Tune
 		if tune == "" {
 			tune = "(profile as is)"
 		}
-		fmt.Fprintf(w, "| %d | %s | %.1f | %.1f | %.1f (%.1f) | %s | %s |\n", row.Agents, tune, row.HvasStartedSeconds,
-			row.ManagerSeesAllSeconds, row.AgentsConvergedSeconds, row.AgentConvergedMedianSeconds, fmtCores(row.ConvergeCPU), fmtCores(row.IdleCPU))
+		fmt.Fprintf(w, "| %d | %s | %.1f | %.1f | %.1f (%.1f) | %s | %s | %s | %s |\n", row.Agents, tune, row.HvasStartedSeconds,
+			row.ManagerSeesAllSeconds, row.AgentsConvergedSeconds, row.AgentConvergedMedianSeconds, fmtCores(row.ConvergeCPU), fmtCores(row.IdleCPU),
+			fmtGossip(row.ConvergeGossip), fmtGossip(row.IdleGossip))
 	}
 	fmt.Fprintln(w)
+}
+
+func fmtGossip(m map[string]float64) string {
+	return fmt.Sprintf("alive %.0f, suspect %.0f, dead %.0f, pp %.0f", m["msg.alive"], m["msg.suspect"], m["msg.dead"], m["pushPullNode"])
 }

@@ -50,7 +50,7 @@ type gossipTune struct {
 // parseGossipTune reads comma-separated key=value settings: push_pull
 // (memberlist PushPullInterval, a duration; memberlist scales it up with the
 // cluster size), retransmit_mult, gossip_nodes, gossip_interval,
-// suspicion_mult, probe_interval, seeds (joins per agent, see
+// suspicion_mult, probe_interval, probe_timeout, seeds (joins per agent, see
 // gossipTune) and catch_up (agent.Config.CatchUp, a duration or off). ""
 // is no change.
 func parseGossipTune(s string) (gossipTune, error) {
@@ -79,7 +79,7 @@ func parseGossipTune(s string) (gossipTune, error) {
 				return t, fmt.Errorf("gossip tune %s: %w", kv, err)
 			}
 			continue
-		case "push_pull", "gossip_interval", "probe_interval":
+		case "push_pull", "gossip_interval", "probe_interval", "probe_timeout":
 			d, err = time.ParseDuration(v)
 			if err == nil && d <= 0 {
 				err = errors.New("not positive")
@@ -102,6 +102,8 @@ func parseGossipTune(s string) (gossipTune, error) {
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.GossipInterval = d })
 		case "probe_interval":
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.ProbeInterval = d })
+		case "probe_timeout":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.ProbeTimeout = d })
 		case "retransmit_mult":
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.RetransmitMult = n })
 		case "gossip_nodes":

@@ -68,8 +68,8 @@ type Config struct {
 	// Join lists serf addresses of members to join; retried until one answers.
 	Join []string
 	// CatchUp is how long after the join, and then between, the agent
-	// exchanges full state with a Join member again while that teaches it
-	// members (see catchUp). Zero is DefaultCatchUp; negative turns it off.
+	// exchanges full state with a Join member again while its member count
+	// grows (see catchUp). Zero is DefaultCatchUp; negative turns it off.
 	CatchUp time.Duration
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
@@ -381,9 +381,9 @@ func FastGossip(sc *serf.Config) {
 // soon as the CPU is saturated (and every false suspicion is broadcast and
 // refuted, which costs more CPU: a storm). Here a member probes every 10 s
 // with a 3 s timeout: at 500 members probing every 3 s, a start of all of
-// them on 2 shared cores gave 280,000 accepted suspect messages and twice
-// the alive messages of the joins (refutations), still going on after
-// every member knew every other; every 10 s, about a thousand and none.
+// them on 2 shared cores gave up to 280,000 accepted suspect messages and
+// up to twice the alive messages of the joins (refutations), still going
+// on after every member knew every other; every 10 s, none (bench/SCALE.md).
 // The suspicion lasts SuspicionMult × log10(members) probe intervals (60 s
 // at 500 members), it exchanges full state every 10 s (scaled up with the
 // cluster's size by memberlist), gossips pending broadcasts to 4 members

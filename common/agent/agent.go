@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -461,14 +462,20 @@ func (a *Agent) catchUp(addrs []string) {
 		return
 	}
 	ml := a.serf.Memberlist()
+	targets := slices.Clone(addrs)
 	wait, last := a.cfg.CatchUp, ml.NumMembers()
 	for i := range maxCatchUps {
 		if !a.sleep(wait) {
 			return
 		}
-		addr := addrs[i%len(addrs)]
-		if n, err := ml.Join([]string{addr}); err != nil && n == 0 {
-			a.logger.Debug("catch-up state exchange failed", "addr", addr, "error", err)
+		k := i % len(targets)
+		if n, err := ml.Join([]string{targets[k]}); err != nil && n == 0 {
+			// A join member that is down is not tried again (each try
+			// may cost a connect timeout), unless it is the last one.
+			a.logger.Debug("catch-up state exchange failed", "addr", targets[k], "error", err)
+			if len(targets) > 1 {
+				targets = slices.Delete(targets, k, k+1)
+			}
 			continue
 		}
 		// Growth by gossip counts too: the cluster is still filling, and

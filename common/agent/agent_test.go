@@ -362,8 +362,10 @@ func TestCatchUpLearnsMembersThatJoinedLater(t *testing.T) {
 	seed.SerfTune = quiet
 	s := start(seed)
 
+	// A join member that is down does not stop the catch-up.
+	down := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	early := testConfig(t, proto.RoleHva, "hva.early")
-	early.Join, early.SerfTune, early.CatchUp = []string{s.SerfAddr()}, quiet, 100*time.Millisecond
+	early.Join, early.SerfTune, early.CatchUp = []string{down, s.SerfAddr()}, quiet, 100*time.Millisecond
 	e := start(early)
 	waitMember(t, e, "scheduler.seed", "alive")
 

@@ -116,6 +116,17 @@ type DCResult struct {
 	HvasStartedSeconds     float64 `json:"hvas_started_seconds"`
 	ManagerSeesAllSeconds  float64 `json:"manager_sees_all_seconds"`
 	AgentsConvergedSeconds float64 `json:"agents_converged_seconds"`
+	// AgentConvergedMedianSeconds is the median over the hvas of the
+	// instant each first saw every member alive (same origin).
+	AgentConvergedMedianSeconds float64 `json:"agent_converged_median_seconds"`
+	// ConvergeCPU is the cores each role used from the first hvasim start
+	// until every hva saw every member alive (or Converge passed), over
+	// ConvergeCPUSeconds of wall time.
+	ConvergeCPU        map[string]float64 `json:"converge_cpu_cores"`
+	ConvergeCPUSeconds float64            `json:"converge_cpu_wall_seconds"`
+	// ConvergeGossip is what memberlist counted in the hvasim processes
+	// until then (gossipCounter; as last reported, at most 1 s before).
+	ConvergeGossip map[string]float64 `json:"converge_gossip_counts"`
 	// IdleCPU is the cores each role used with the cluster up and idle.
 	IdleCPU   map[string]float64 `json:"idle_cpu_cores"`
 	Create    *PlacePhase        `json:"create,omitempty"`
@@ -225,6 +236,7 @@ func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCl
 
 	expect := o.Managers + o.Schedulers + o.Hvas
 	procs := 0
+	cpu0, self0 := c.roleCPU(), sampleCPU()
 	t0 := time.Now()
 	for first := 1; first <= o.Hvas; first += o.HvasPerProcess {
 		n := min(o.HvasPerProcess, o.Hvas-first+1)
@@ -253,6 +265,12 @@ func (r *Runner) startDC(ctx context.Context, o DCOptions, out *DCResult) (*dcCl
 	}
 	if err := c.waitMembership(ctx, r, o, procs, expect, t0, out); err != nil {
 		return c, err
+	}
+	self1 := sampleCPU()
+	out.ConvergeCPU, out.ConvergeCPUSeconds = cpuRates(cpu0, c.roleCPU(), self0, self1), self1.at.Sub(self0.at).Seconds()
+	out.ConvergeGossip = c.gossipCounts()
+	if ts := c.simTimes("converged"); len(ts) > 0 {
+		out.AgentConvergedMedianSeconds = Summarize(ts).Median / 1000
 	}
 	r.progress("dc: hvas started in %.1f s; the leader saw all %d members alive after %.1f s; every hva saw them after %.1f s",
 		out.HvasStartedSeconds, expect, out.ManagerSeesAllSeconds, out.AgentsConvergedSeconds)

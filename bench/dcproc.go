@@ -237,8 +237,9 @@ type dcCluster struct {
 	// whole list; followers forward writes) instead of to the leader.
 	anyManager bool
 	next       atomic.Uint64
-	simEvents  map[string][]hvaSimReport // by process, but "running"
-	simRunning map[string]int            // the last "running" count by process
+	simEvents  map[string][]hvaSimReport     // by process, but "running"
+	simRunning map[string]int                // the last "running" count by process
+	simGossip  map[string]map[string]float64 // the last "gossip" counts by process
 }
 
 func (c *dcCluster) start(name, role, bin string, args []string, stdout io.Writer) (*dcProc, error) {
@@ -549,10 +550,19 @@ func (c *dcCluster) simOutput(name string, t0 time.Time, logf io.Writer) io.Writ
 				continue
 			}
 			// Re-based on the driver's clock: from the first hvasim start.
-			r.Ms = ms(time.Since(t0))
+			now := ms(time.Since(t0))
+			for i := range r.Times {
+				r.Times[i] += now - r.Ms
+			}
+			r.Ms = now
 			c.mu.Lock()
 			if r.Event == "running" {
 				c.simRunning[name] = r.Count
+			} else if r.Event == "gossip" {
+				if c.simGossip == nil {
+					c.simGossip = map[string]map[string]float64{}
+				}
+				c.simGossip[name] = r.Gossip
 			} else {
 				c.simEvents[name] = append(c.simEvents[name], r)
 			}
@@ -581,6 +591,36 @@ func (c *dcCluster) simEvent(kind string, procs int) (latestMs float64, all bool
 		}
 	}
 	return latestMs, n == procs, errMsg
+}
+
+// simTimes gathers the per-agent Times of every process's first event of
+// kind (driver clock, ms).
+func (c *dcCluster) simTimes(kind string) []float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []float64
+	for _, evs := range c.simEvents {
+		for _, e := range evs {
+			if e.Event == kind {
+				out = append(out, e.Times...)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// gossipCounts sums the hvasim processes' last gossip counts.
+func (c *dcCluster) gossipCounts() map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]float64{}
+	for _, m := range c.simGossip {
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	return out
 }
 
 // domainsRunning is the domains the hvasim processes last reported running.

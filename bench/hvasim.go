@@ -43,13 +43,16 @@ type gossipTune struct {
 	// seeds is how many more agents of its process, picked at random among
 	// those started before it, an agent joins besides its parent.
 	seeds int
+	// catchUp is agent.Config.CatchUp (0: the default; -1: off).
+	catchUp time.Duration
 }
 
 // parseGossipTune reads comma-separated key=value settings: push_pull
 // (memberlist PushPullInterval, a duration; memberlist scales it up with the
 // cluster size), retransmit_mult, gossip_nodes, gossip_interval,
-// suspicion_mult, probe_interval, and seeds (joins per agent, see
-// gossipTune). "" is no change.
+// suspicion_mult, probe_interval, probe_timeout, seeds (joins per agent, see
+// gossipTune) and catch_up (agent.Config.CatchUp, a duration or off). ""
+// is no change.
 func parseGossipTune(s string) (gossipTune, error) {
 	var t gossipTune
 	if s == "" {
@@ -64,7 +67,19 @@ func parseGossipTune(s string) (gossipTune, error) {
 		var n int
 		var err error
 		switch k {
-		case "push_pull", "gossip_interval", "probe_interval":
+		case "catch_up":
+			if v == "off" {
+				t.catchUp = -1
+				continue
+			}
+			if t.catchUp, err = time.ParseDuration(v); err == nil && t.catchUp <= 0 {
+				err = errors.New("not positive")
+			}
+			if err != nil {
+				return t, fmt.Errorf("gossip tune %s: %w", kv, err)
+			}
+			continue
+		case "push_pull", "gossip_interval", "probe_interval", "probe_timeout":
 			d, err = time.ParseDuration(v)
 			if err == nil && d <= 0 {
 				err = errors.New("not positive")
@@ -87,6 +102,8 @@ func parseGossipTune(s string) (gossipTune, error) {
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.GossipInterval = d })
 		case "probe_interval":
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.ProbeInterval = d })
+		case "probe_timeout":
+			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.ProbeTimeout = d })
 		case "retransmit_mult":
 			t.set = append(t.set, func(c *serf.Config) { c.MemberlistConfig.RetransmitMult = n })
 		case "gossip_nodes":
@@ -102,11 +119,17 @@ func parseGossipTune(s string) (gossipTune, error) {
 
 // hvaSimReport is one line of an hvasim process's stdout.
 type hvaSimReport struct {
-	Event string `json:"event"` // started, converged, running, stopped, error
+	Event string `json:"event"` // started, converged, running, gossip, stopped, error
 	// Ms is milliseconds since the process started its first agent.
 	Ms    float64 `json:"ms"`
 	Count int     `json:"count,omitempty"`
-	Error string  `json:"error,omitempty"`
+	// Times are, in "converged", each agent's ms (since the process
+	// started its first agent) at which it first saw every member alive.
+	Times []float64 `json:"times,omitempty"`
+	// Gossip are the process's memberlist counts so far (gossipCounter),
+	// in "gossip" events.
+	Gossip map[string]float64 `json:"gossip,omitempty"`
+	Error  string             `json:"error,omitempty"`
 }
 
 // RunHvaSim starts the agents, reports "started", then "converged" once
@@ -135,6 +158,10 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 			f(c)
 		}
 	}
+	gc, err := countGossip()
+	if err != nil {
+		return fmt.Errorf("hvasim: gossip counters: %w", err)
+	}
 	rnd := rand.New(rand.NewPCG(uint64(o.First), 1))
 	t0 := time.Now()
 	since := func() float64 { return ms(time.Since(t0)) }
@@ -159,7 +186,7 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 				join = append(join, hvas[rnd.IntN(i)].agent.SerfAddr())
 			}
 		}
-		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune)
+		h, err := startPlaceHva(hvaNode(o.First-1+i), join, o.LocalStoreConcurrency, tune, gt.catchUp)
 		if err != nil {
 			report(hvaSimReport{Event: "error", Ms: since(), Error: err.Error()})
 			return err
@@ -172,9 +199,13 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 	report(hvaSimReport{Event: "started", Ms: since(), Count: len(hvas)})
 
 	converged := o.ExpectMembers <= 0
+	seenAll := make([]float64, len(hvas))
+	for i := range seenAll {
+		seenAll[i] = -1
+	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	var lastRunning time.Time
+	var lastRunning, lastGossip time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,25 +216,23 @@ func RunHvaSim(ctx context.Context, o HvaSimOptions, out io.Writer) error {
 			lastRunning = time.Now()
 			report(hvaSimReport{Event: "running", Ms: since(), Count: runningDomains(ctx, hvas)})
 		}
+		if time.Since(lastGossip) >= time.Second {
+			lastGossip = time.Now()
+			report(hvaSimReport{Event: "gossip", Ms: since(), Gossip: gc.counts()})
+		}
 		if converged {
 			continue
 		}
-		all := true
-		for _, h := range hvas {
-			alive := 0
-			for _, m := range h.agent.Members() {
-				if m.Status == "alive" {
-					alive++
-				}
-			}
-			if alive < o.ExpectMembers {
-				all = false
-				break
+		// Each agent's first instant of seeing every member alive (the
+		// members do not fail here, so it stays converged).
+		for i, h := range hvas {
+			if seenAll[i] < 0 && h.agent.NumAlive() >= o.ExpectMembers {
+				seenAll[i] = since()
 			}
 		}
-		if all {
+		if !slices.Contains(seenAll, -1) {
 			converged = true
-			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas)})
+			report(hvaSimReport{Event: "converged", Ms: since(), Count: len(hvas), Times: seenAll})
 		}
 	}
 }

@@ -128,7 +128,7 @@ func startPlaceCluster(ctx context.Context, root string, o PlaceOptions) (*place
 	}
 
 	for i := range o.Hvas {
-		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency, o.serfTune())
+		h, err := startPlaceHva(hvaNode(i), join, o.LocalStoreConcurrency, o.serfTune(), 0)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start %s: %w", hvaNode(i), err)
@@ -183,7 +183,7 @@ func startLoopbackManager(dir string, tune func(*serf.Config), adjust func(*serv
 // startPlaceHva wires an hva the way hva/cmd/hva does (agent, collector
 // client, handlers, monitor) with the shipped defaults of its config, over a
 // dummy hypervisor large enough for any run.
-func startPlaceHva(node string, join []string, localStoreConcurrency int, tune func(*serf.Config)) (*placeHva, error) {
+func startPlaceHva(node string, join []string, localStoreConcurrency int, tune func(*serf.Config), catchUp time.Duration) (*placeHva, error) {
 	logger := logging.Discard()
 	hv, err := dummy.New(dummy.Config{CPUCores: placeHostCores, MemoryMB: placeHostMemoryMB,
 		ShutdownDelay: dummy.DefaultConfig().ShutdownDelay})
@@ -197,6 +197,7 @@ func startPlaceHva(node string, join []string, localStoreConcurrency int, tune f
 		SerfAddr:    "127.0.0.1:0",
 		RPCAddr:     "127.0.0.1:0",
 		Join:        join,
+		CatchUp:     catchUp,
 		FastGossip:  true,
 		SerfTune:    tune,
 		Logger:      logger,

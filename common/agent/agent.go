@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,12 @@ const (
 	DefaultDedupRetention  = 48 * time.Hour
 	DefaultEventBuffer     = 256
 	DefaultMaxDeliveryWait = time.Minute
+	DefaultCatchUp         = time.Second
+	// maxCatchUps bounds the exchanges of catchUp (a minute of a cluster
+	// growing at the default interval); catchUpQuiet is its longest wait,
+	// in CatchUps.
+	maxCatchUps  = 60
+	catchUpQuiet = 16
 )
 
 // Config configures an agent.
@@ -61,6 +68,10 @@ type Config struct {
 	RPCAddr string
 	// Join lists serf addresses of members to join; retried until one answers.
 	Join []string
+	// CatchUp is how long after the join, and then between, the agent
+	// exchanges full state with a Join member again while its member count
+	// grows (see catchUp). Zero is DefaultCatchUp; negative turns it off.
+	CatchUp time.Duration
 	// FastGossip tightens serf timers for loopback clusters (tests, quick start).
 	FastGossip bool
 	// SerfTune, when set, adjusts the serf configuration last (the
@@ -199,6 +210,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.MaxDeliveryWait == 0 {
 		cfg.MaxDeliveryWait = DefaultMaxDeliveryWait
+	}
+	if cfg.CatchUp == 0 {
+		cfg.CatchUp = DefaultCatchUp
 	}
 	base := cfg.Logger
 	if base == nil {
@@ -366,21 +380,27 @@ func FastGossip(sc *serf.Config) {
 // on loopback). FastGossip's timers cost a full state exchange every 2 s
 // per member, and its 100 ms probe timeout declares live agents failed as
 // soon as the CPU is saturated (and every false suspicion is broadcast and
-// refuted, which costs more CPU: a storm). Here a member probes every 3 s
-// with a 2 s timeout and a long suspicion, exchanges full state every 10 s (scaled
-// up with the cluster's size by memberlist), gossips pending broadcasts to 4
-// members every 100 ms (nothing is sent when none are pending), and nothing
-// is compressed. Every member handles every broadcast (user events included)
-// RetransmitMult × log(members) times, so it is kept low. A failed member
-// is noticed in tens of seconds.
+// refuted, which costs more CPU: a storm). Here a member probes every 10 s
+// with a 3 s timeout: at 500 members probing every 3 s, a start of all of
+// them on 2 shared cores gave up to 280,000 accepted suspect messages and
+// up to twice the alive messages of the joins (refutations), still going
+// on after every member knew every other; every 10 s, none (bench/SCALE.md).
+// The suspicion lasts SuspicionMult × log10(members) probe intervals (60 s
+// at 500 members), it exchanges full state every 10 s (scaled up with the
+// cluster's size by memberlist), gossips pending broadcasts to 4 members
+// every 100 ms (nothing is sent when none are pending), and nothing is
+// compressed. Every member handles every broadcast (user events included)
+// RetransmitMult × log10(members) times, so it is kept low (the agents'
+// catch-up, not gossip, makes joins known). A failed member is noticed in
+// about a minute.
 func CrowdGossip(sc *serf.Config) {
 	m := sc.MemberlistConfig
-	m.ProbeInterval = 3 * time.Second
-	m.ProbeTimeout = 2 * time.Second
+	m.ProbeInterval = 10 * time.Second
+	m.ProbeTimeout = 3 * time.Second
 	m.GossipInterval = 100 * time.Millisecond
 	m.GossipNodes = 4
-	m.RetransmitMult = 3
-	m.SuspicionMult = 8
+	m.RetransmitMult = 2
+	m.SuspicionMult = 2
 	m.SuspicionMaxTimeoutMult = 4
 	m.PushPullInterval = 10 * time.Second
 	m.TCPTimeout = 5 * time.Second
@@ -393,7 +413,8 @@ func CrowdGossip(sc *serf.Config) {
 	sc.QueueDepthWarning = 4096
 }
 
-// retryJoin joins addrs, retrying with backoff until one member answers.
+// retryJoin joins addrs, retrying with backoff until one member answers,
+// then catches up.
 func (a *Agent) retryJoin(addrs []string) {
 	defer a.wg.Done()
 	delay := 100 * time.Millisecond
@@ -401,19 +422,86 @@ func (a *Agent) retryJoin(addrs []string) {
 		n, err := a.serf.Join(addrs, true)
 		if err == nil || n > 0 {
 			a.logger.Info("joined cluster", "contacted", n)
+			a.catchUp(addrs)
 			return
 		}
 		a.logger.Warn("join failed; retrying", "addrs", addrs, "error", err, "retry_in", delay)
-		select {
-		case <-a.baseCtx.Done():
+		if !a.sleep(delay) {
 			return
-		case <-a.stopCh:
-			return
-		case <-time.After(delay):
 		}
 		if delay < 5*time.Second {
 			delay *= 2
 		}
+	}
+}
+
+// catchUp exchanges full state with the join members again, one at a time
+// in turn: cfg.CatchUp after the join, then again after cfg.CatchUp while
+// the agent's member count grows (by the exchanges or by gossip), the
+// wait doubling after each exchange that found no more members than the
+// one before; it stops when the wait would exceed 16 × cfg.CatchUp (after
+// about 30 quiet seconds at the default) or after maxCatchUps exchanges.
+//
+// A join is one state exchange with each member joined, so the agent
+// starts out knowing what they knew at that instant. Agents that join
+// after it (a datacenter starting at once) reach it only by gossip: each
+// alive message travels in packets of about ten, every member
+// retransmitting it RetransmitMult × log10(members) times (12 in the LAN
+// profile at 500 members: a member needs 36 s to send its share of 500
+// joins, 3 packets every 200 ms), and one it misses waits for memberlist's
+// periodic exchange with a random member (PushPullInterval scaled up with
+// the cluster: 30 s × 5 at 500 members). The managers learn every joiner
+// first hand, so an exchange with one of them after the joins is what the
+// agent lacks. In a running datacenter nothing is learned: five
+// exchanges per agent start, none afterwards. memberlist's Join is the
+// exchange without serf's join intent (a broadcast every member would
+// retransmit) and without ignoring events (serf's ignoreOld would also
+// drop events still in flight).
+func (a *Agent) catchUp(addrs []string) {
+	if a.cfg.CatchUp < 0 {
+		return
+	}
+	ml := a.serf.Memberlist()
+	targets := slices.Clone(addrs)
+	wait, last := a.cfg.CatchUp, ml.NumMembers()
+	for i := range maxCatchUps {
+		if !a.sleep(wait) {
+			return
+		}
+		k := i % len(targets)
+		if n, err := ml.Join([]string{targets[k]}); err != nil && n == 0 {
+			// A join member that is down is not tried again (each try
+			// may cost a connect timeout), unless it is the last one.
+			a.logger.Debug("catch-up state exchange failed", "addr", targets[k], "error", err)
+			if len(targets) > 1 {
+				targets = slices.Delete(targets, k, k+1)
+			}
+			continue
+		}
+		// Growth by gossip counts too: the cluster is still filling, and
+		// the join members learn the joiners before gossip tells us.
+		now := ml.NumMembers()
+		if now > last {
+			wait, last = a.cfg.CatchUp, now
+			continue
+		}
+		if wait *= 2; wait > catchUpQuiet*a.cfg.CatchUp {
+			return
+		}
+	}
+}
+
+// sleep waits d, or returns false when the agent stops first.
+func (a *Agent) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.baseCtx.Done():
+		return false
+	case <-a.stopCh:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -613,6 +701,24 @@ func (a *Agent) Members() []Member {
 	a.members, a.membersAt = out, v
 	a.mu.Unlock()
 	return out
+}
+
+// NumAlive is the number of members alive in this agent's serf (itself
+// included), without building Members' list.
+func (a *Agent) NumAlive() int {
+	a.mu.Lock()
+	s := a.serf
+	a.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	n := 0
+	for _, m := range s.Members() {
+		if m.Status == serf.StatusAlive {
+			n++
+		}
+	}
+	return n
 }
 
 // Advertise is bind with an unspecified host replaced by host (or the first

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/vdc-project/vdc/common/errs"
 	"github.com/vdc-project/vdc/common/logging"
 	"github.com/vdc-project/vdc/common/rpc"
@@ -339,4 +341,39 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancelled queued job %s ran", id)
 	default:
 	}
+}
+
+// quiet leaves serf only its joins and catch-up exchanges: no gossip, no
+// probes (their packets carry broadcasts too), no periodic state exchange.
+func quiet(sc *serf.Config) {
+	sc.MemberlistConfig.GossipNodes = 0
+	sc.MemberlistConfig.ProbeInterval = time.Hour
+	sc.MemberlistConfig.PushPullInterval = 0
+}
+
+func TestCatchUpLearnsMembersThatJoinedLater(t *testing.T) {
+	// Kill: a quiet member's leave would wait for gossip that never runs.
+	start := func(cfg Config) *Agent {
+		a := startAgent(t, cfg, nil)
+		t.Cleanup(a.Kill)
+		return a
+	}
+	seed := testConfig(t, proto.RoleScheduler, "scheduler.seed")
+	seed.SerfTune = quiet
+	s := start(seed)
+
+	// A join member that is down does not stop the catch-up.
+	down := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	early := testConfig(t, proto.RoleHva, "hva.early")
+	early.Join, early.SerfTune, early.CatchUp = []string{down, s.SerfAddr()}, quiet, 100*time.Millisecond
+	e := start(early)
+	waitMember(t, e, "scheduler.seed", "alive")
+
+	// The seed learns hva.late first hand; only a later state exchange
+	// tells hva.early (with early.CatchUp = -1 this wait times out).
+	late := testConfig(t, proto.RoleHva, "hva.late")
+	late.Join, late.SerfTune, late.CatchUp = []string{s.SerfAddr()}, quiet, -1
+	start(late)
+	waitMember(t, s, "hva.late", "alive")
+	waitMember(t, e, "hva.late", "alive")
 }

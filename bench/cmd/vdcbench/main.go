@@ -220,6 +220,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.Reps, p+"reps", o.Reps, "clusters per (N, tune)")
 		fs.DurationVar(&o.Converge, p+"converge-timeout", o.Converge, "bound of each wait for membership")
 		fs.StringVar(&o.Bin, p+"bin", o.Bin, "directory holding dcmgr and scheduler")
+		fs.StringVar(&o.ProfileDir, p+"profile-dir", o.ProfileDir, "write a CPU profile of every hvasim process to `DIR`")
+		fs.DurationVar(&o.IdleAfter, p+"idle-after", o.IdleAfter, "start of the 5 s idle CPU window after convergence")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

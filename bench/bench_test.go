@@ -53,18 +53,7 @@ func TestShortSuite(t *testing.T) {
 		t.Errorf("lost acknowledged writes = %v, want 0", rep.LostAcknowledgedWrites)
 	}
 
-	path := filepath.Join(t.TempDir(), "out.json")
-	if err := rep.WriteJSON(path); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc := reportJSON(t, rep)
 	for _, k := range []string{"raft_commands_per_sec", "api_get_per_sec", "api_post_per_sec", "failover_p99_ms", "lost_acknowledged_writes", "machine"} {
 		if _, ok := doc[k]; !ok {
 			t.Errorf("JSON has no %q", k)
@@ -140,4 +129,22 @@ func TestShortPlace(t *testing.T) {
 			t.Errorf("tables lack %q", h)
 		}
 	}
+}
+
+// reportJSON writes rep as --json does and reads the document back.
+func reportJSON(t *testing.T, rep *Report) map[string]any {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "out.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }

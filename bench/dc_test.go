@@ -3,8 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,18 +59,7 @@ func TestShortDC(t *testing.T) {
 	}
 	jsonHas := func(t *testing.T, rep *Report, keys ...string) {
 		t.Helper()
-		path := filepath.Join(t.TempDir(), "out.json")
-		if err := rep.WriteJSON(path); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
+		doc := reportJSON(t, rep)
 		for _, k := range keys {
 			if _, ok := doc[k].(float64); !ok {
 				t.Errorf("JSON has no number %q", k)

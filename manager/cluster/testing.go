@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,11 +45,26 @@ func TestConfig(t testing.TB) Config {
 // BootstrapExpect 1 (the default) it waits until the manager leads.
 func TestServer(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
-	c := TestConfig(t)
-	if mod != nil {
-		mod(&c)
+	var (
+		c   Config
+		s   *Server
+		err error
+	)
+	// FreePort's ports were free a moment ago; a test binary of another
+	// package (go test runs them side by side) may take one before New binds
+	// it. Fresh ports then, a few times.
+	for attempt := 0; ; attempt++ {
+		c = TestConfig(t)
+		if mod != nil {
+			mod(&c)
+		}
+		s, err = New(c, logging.NewTest(t))
+		// memberlist reports a bind failure as text (%v), raft as an error.
+		inUse := err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
+		if !inUse || attempt == 4 {
+			break
+		}
 	}
-	s, err := New(c, logging.NewTest(t))
 	if err != nil {
 		t.Fatalf("start test manager: %v", err)
 	}
